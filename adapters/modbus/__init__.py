@@ -1,0 +1,1 @@
+"""modbus adapter (being built)."""

@@ -1,0 +1,1 @@
+"""opcua adapter (being built)."""

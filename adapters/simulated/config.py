@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edged.adapter import AdapterConfig
+from edged.fields import Duration, Model
+
+
+class SimulatedDevice(Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    kind: Literal["thermostat", "relay", "energy_meter"]
+    name: str | None = None
+
+
+class SimulatedConfig(AdapterConfig):
+    type: Literal["simulated"]
+    interval: Duration = Field(1.0, gt=0)
+    seed: int | None = None
+    devices: list[SimulatedDevice] = Field(min_length=1)

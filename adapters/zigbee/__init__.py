@@ -1,0 +1,1 @@
+"""zigbee adapter (being built)."""

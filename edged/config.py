@@ -1,0 +1,175 @@
+"""The gateway's configuration: one YAML file (plus the files it includes),
+validated into frozen typed models before anything starts.
+
+Every error names the file, the line, the key path, what was expected and
+what was found: ``config.yaml:42: adapters[1].registers[3].type: expected
+one of 'int16', 'uint16', ...; got 'int17'``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from edged import adapters
+from edged.adapter import AdapterConfig
+from edged.errors import ConfigError, ConfigProblem
+from edged.fields import Duration, Model, Secret
+from edged.yamlsource import KeyPath, SourceMap, format_path, load
+
+
+class GatewayConfig(Model):
+    id: str = "edged"
+    # Relative paths are taken from the configuration file's folder; under
+    # systemd the default is $STATE_DIRECTORY.
+    state_dir: Path = Field(default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "state")))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    timezone: str = "UTC"
+    command_timeout: Duration = 10.0
+    stop_timeout: Duration = 10.0
+
+
+class HttpStatusConfig(Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    token: Secret | None = None
+
+
+class StatusConfig(Model):
+    http: HttpStatusConfig = HttpStatusConfig()
+
+
+class Config(Model):
+    gateway: GatewayConfig = GatewayConfig()
+    status: StatusConfig = StatusConfig()
+    adapters: list[AdapterConfig] = []
+    include: list[str] = []
+    # Typed by the rules engine and the uplink (their own modules) once they land.
+    rules: list[dict[str, Any]] = []
+    outbox: dict[str, Any] = {}
+    uplink: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unique_adapter_names(self) -> Config:
+        seen: set[str] = set()
+        for adapter in self.adapters:
+            if adapter.instance in seen:
+                raise ValueError(f"two adapters are named {adapter.instance!r}; give each a distinct name:")
+            seen.add(adapter.instance)
+        return self
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, merge and validate a configuration; raise ``ConfigError`` if it is wrong."""
+    path = Path(path)
+    data, sources = load(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(str(path), 1, "", f"expected a mapping at the top level; got {type(data).__name__}")])
+    data = _merge_includes(path, data, sources)
+    problems: list[ConfigProblem] = []
+    data["adapters"] = _validate_adapters(data.get("adapters", []), path, sources, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, (), path, sources))
+    if problems:
+        raise ConfigError(problems)
+    return _resolve_paths(config, path)
+
+
+def _merge_includes(path: Path, data: dict[str, Any], sources: SourceMap) -> dict[str, Any]:
+    """Merge the files named by ``include:`` (globs relative to ``path``):
+    their lists (``rules``, ``adapters``) extend the main file's."""
+    includes = data.get("include", [])
+    if not isinstance(includes, list):
+        return data  # validation reports the wrong type
+    for index, pattern in enumerate(includes):
+        matches = sorted(glob.glob(str(path.parent / str(pattern))))
+        if not matches:
+            file, line = sources.locate(("include", index), str(path))
+            raise ConfigError([ConfigProblem(file, line, f"include[{index}]", f"no file matches {pattern!r}")])
+        for match in matches:
+            extra, extra_sources = load(Path(match))
+            if not isinstance(extra, dict):
+                raise ConfigError([ConfigProblem(match, 1, "", "an included file must hold a mapping of sections")])
+            for key, value in extra.items():
+                if key == "include":
+                    raise ConfigError([ConfigProblem(match, extra_sources.locate((key,), match)[1], key, "includes do not nest")])
+                if isinstance(value, list) and isinstance(data.get(key, []), list):
+                    shift = len(data.get(key, []))
+                    data[key] = [*data.get(key, []), *value]
+                    sources.merge(extra_sources, (key,), shift)
+                elif key in data:
+                    file, line = extra_sources.locate((key,), match)
+                    raise ConfigError([ConfigProblem(file, line, key, "already set in the main file")])
+                else:
+                    data[key] = value
+                    sources.merge(extra_sources)
+    return data
+
+
+def _validate_adapters(raw: Any, path: Path, sources: SourceMap, problems: list[ConfigProblem]) -> Any:
+    """Validate each adapter entry with the model its ``type:`` picks."""
+    if not isinstance(raw, list):
+        return raw
+    validated = []
+    for index, entry in enumerate(raw):
+        where: KeyPath = ("adapters", index)
+        type_ = entry.get("type") if isinstance(entry, dict) else None
+        if type_ not in adapters.REGISTRY:
+            file, line = sources.locate((*where, "type"), str(path))
+            expected = ", ".join(sorted(adapters.REGISTRY))
+            found = "nothing" if type_ is None else repr(type_)
+            problems.append(ConfigProblem(file, line, format_path((*where, "type")), f"expected one of {expected}; got {found}"))
+            continue
+        try:
+            validated.append(adapters.config_model(type_).model_validate(entry))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where, path, sources))
+    return validated
+
+
+def _problems(exc: ValidationError, prefix: KeyPath, path: Path, sources: SourceMap) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = (*prefix, *(part for part in error["loc"] if not _is_union_tag(part)))
+        file, line = sources.locate(loc, str(path))
+        problems.append(ConfigProblem(file, line, format_path(loc), _describe(error)))
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic adds the member type of a union to ``loc`` (e.g. 'function-after[...]'); it is no key.
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    message = message.replace("Input should be", "expected")
+    if message.endswith(":"):
+        return message[:-1]
+    found = error.get("input")
+    if isinstance(found, (dict, list)):
+        return f"{message}; got a {type(found).__name__}"
+    return f"{message}; got {found!r}"
+
+
+def _resolve_paths(config: Config, path: Path) -> Config:
+    state_dir = config.gateway.state_dir
+    if not state_dir.is_absolute():
+        state_dir = (path.parent / state_dir).resolve()
+    return config.model_copy(update={"gateway": config.gateway.model_copy(update={"state_dir": state_dir})})

@@ -1,0 +1,148 @@
+"""The data model every adapter, rule and uplink speaks.
+
+Readings travel in batches: a Modbus poll of 125 registers or an OPC UA
+publish of 500 changes is one ``list[Reading]`` that passes through the Hub,
+the rules engine and the outbox in one call each, never one task per value.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypeAlias
+
+Value: TypeAlias = bool | int | float | str | None
+
+
+class Quality(enum.IntEnum):
+    """How far a value can be trusted; the three OPC UA status code classes."""
+
+    GOOD = 0
+    UNCERTAIN = 1
+    BAD = 2
+
+
+class ValueType(enum.StrEnum):
+    BOOL = "bool"
+    INT = "int"
+    FLOAT = "float"
+    STR = "str"
+
+    def coerce(self, value: object) -> Value:
+        """Return ``value`` as this type, or raise ``ValueError`` saying why not."""
+        if self is ValueType.BOOL:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+                return _BOOL_WORDS[value.lower()]
+        elif self is ValueType.INT:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+        elif self is ValueType.FLOAT:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif isinstance(value, str):
+            return value
+        raise ValueError(f"expected {self.value}, got {type(value).__name__} {value!r}")
+
+
+_BOOL_WORDS = {"true": True, "false": False, "on": True, "off": False}
+
+
+class Reading(NamedTuple):
+    """One value of one point at one instant (``ts`` is UTC epoch seconds)."""
+
+    device_id: str
+    key: str
+    value: Value
+    ts: float
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(slots=True)
+class Point:
+    key: str
+    type: ValueType = ValueType.FLOAT
+    unit: str | None = None
+    writable: bool = False
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Device:
+    """A device as the Hub knows it; ``id`` is ``<adapter>/<native id>``."""
+
+    id: str
+    adapter: str
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    points: dict[str, Point] = field(default_factory=dict)
+    online: bool = False
+    last_seen: float | None = None
+
+
+class CommandStatus(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    REJECTED = "rejected"
+    PENDING = "pending"  # waiting in the Hub for an offline device (desired state)
+
+
+class Origin(enum.StrEnum):
+    RULE = "rule"
+    CLOUD = "cloud"
+    API = "api"
+
+
+@dataclass(slots=True, frozen=True)
+class Command:
+    """A request to set one point of one device."""
+
+    device_id: str
+    key: str
+    value: Value
+    origin: Origin = Origin.API
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True, frozen=True)
+class CommandResult:
+    command: Command
+    status: CommandStatus
+    reason: str | None = None
+    ts: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is CommandStatus.OK
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceStatus:
+    """A device went online or offline."""
+
+    device_id: str
+    online: bool
+    ts: float
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceAdded:
+    device: Device
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceRemoved:
+    device_id: str
+
+
+Event: TypeAlias = CommandResult | DeviceStatus | DeviceAdded | DeviceRemoved

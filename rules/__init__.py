@@ -1,0 +1,1 @@
+"""The rules engine, imported as edged.rules."""

@@ -1,0 +1,49 @@
+"""The contract every adapter passes (after trio's check_streams): each
+adapter's test module calls these with a running adapter of its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edged.adapter import Adapter
+from edged.hub import Hub
+from edged.model import Command, CommandStatus, Origin, Quality
+
+
+async def check_devices_report(adapter: Adapter, hub: Hub, watch, timeout: float = 10.0) -> None:
+    """Devices are registered under the adapter's name, come online and report good values."""
+
+    def reported() -> bool:
+        devices = hub.adapter_devices(adapter.name)
+        return bool(devices) and all(
+            d.online and d.id.startswith(f"{adapter.name}/") and any(
+                (r := hub.value(d.id, key)) is not None and r.quality is Quality.GOOD for key in d.points
+            )
+            for d in devices
+        )
+
+    await watch.until(reported, timeout)
+    assert adapter.state == "running"
+
+
+async def check_read_only_rejected(hub: Hub, device_id: str, key: str) -> None:
+    result = await hub.execute(Command(device_id, key, 1, Origin.API))
+    assert result.status is CommandStatus.REJECTED
+    assert "read-only" in (result.reason or "")
+
+
+async def check_write_round_trip(hub: Hub, watch, device_id: str, key: str, value: object) -> None:
+    """A write succeeds and the device then reports the written value."""
+    result = await hub.execute(Command(device_id, key, value, Origin.API))
+    assert result.status is CommandStatus.OK, result.reason
+    await watch.until(lambda: (r := hub.value(device_id, key)) is not None and r.value == value)
+
+
+async def check_stop_marks_offline(adapter: Adapter, hub: Hub, task: asyncio.Task[None]) -> None:
+    """Cancelling ``run()`` stops the adapter cleanly and marks its devices offline."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert adapter.state == "stopped"
+    assert all(not d.online for d in hub.adapter_devices(adapter.name))
+    result = await hub.execute(Command(hub.adapter_devices(adapter.name)[0].id, "x", 1, Origin.API))
+    assert result.status is not CommandStatus.OK

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from edged.hub import Hub
+
+
+class Watch:
+    """Await a condition on the Hub: the predicate is checked again after
+    every reading batch and every event, so no test sleeps to synchronise."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._changed = asyncio.Event()
+        self.batches = 0
+        self.events: list[object] = []
+        hub.subscribe(self._on_batch)
+        hub.subscribe_events(self._on_event)
+
+    def _on_batch(self, batch: object) -> None:
+        self.batches += 1
+        self._changed.set()
+
+    def _on_event(self, event: object) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    def poke(self) -> None:
+        """Make waiters check their condition again (for changes the Hub does not see)."""
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], object], timeout: float = 10.0) -> object:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def hub() -> Hub:
+    return Hub()
+
+
+@pytest.fixture
+def watch(hub: Hub) -> Watch:
+    return Watch(hub)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
+    """Run adapters (or any ``run()`` coroutine owner) for the test, cancelling them after."""
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(part: object) -> asyncio.Task[None]:
+        task = asyncio.create_task(part.run())  # type: ignore[attr-defined]
+        tasks.append(task)
+        return task
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

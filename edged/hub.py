@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from edged.errors import CommandError
 from edged.model import (
@@ -57,14 +57,14 @@ class Hub:
         if known is not None and known.last_seen and not device.last_seen:
             device.last_seen = known.last_seen
         self.devices[device.id] = device
-        self._emit(DeviceAdded(device))
+        self.emit(DeviceAdded(device))
 
     def remove_device(self, device_id: str) -> None:
         if self.devices.pop(device_id, None) is None:
             return
         for key in [k for k in self.values if k[0] == device_id]:
             del self.values[key]
-        self._emit(DeviceRemoved(device_id))
+        self.emit(DeviceRemoved(device_id))
 
     def set_online(self, device_id: str, online: bool) -> None:
         device = self.devices.get(device_id)
@@ -75,7 +75,7 @@ class Hub:
         if online:
             device.last_seen = now
         log.info("%s %s", "online" if online else "offline", device_id, extra={"device": device_id})
-        self._emit(DeviceStatus(device_id, online, now))
+        self.emit(DeviceStatus(device_id, online, now))
         if online:
             self._apply_desired(device_id)
 
@@ -117,7 +117,8 @@ class Hub:
         self._event_listeners.append(listener)
         return lambda: self._event_listeners.remove(listener)
 
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every event listener."""
         for listener in self._event_listeners:
             try:
                 listener(event)
@@ -189,7 +190,7 @@ class Hub:
                 command.id, command.device_id, command.key, command.value, command.origin, status, reason,
                 extra={"device": command.device_id},
             )
-        self._emit(result)
+        self.emit(result)
         return result
 
     def _apply_desired(self, device_id: str) -> None:
@@ -199,6 +200,3 @@ class Hub:
 
     async def close(self) -> None:
         await self._tasks.close()
-
-    def devices_of(self, ids: Iterable[str]) -> list[Device]:
-        return [self.devices[i] for i in ids if i in self.devices]

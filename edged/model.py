@@ -145,4 +145,14 @@ class DeviceRemoved:
     device_id: str
 
 
-Event: TypeAlias = CommandResult | DeviceStatus | DeviceAdded | DeviceRemoved
+@dataclass(slots=True, frozen=True)
+class RuleEvent:
+    """Something a rule chose to tell the cloud (the ``event`` action)."""
+
+    rule_id: str
+    name: str
+    data: dict[str, Value]
+    ts: float
+
+
+Event: TypeAlias = CommandResult | DeviceStatus | DeviceAdded | DeviceRemoved | RuleEvent

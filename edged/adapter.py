@@ -55,6 +55,10 @@ class Adapter(abc.ABC, Generic[C]):
         self.log = logging.getLogger(f"edged.adapters.{self.name}")
         self.tasks = TaskSet()
         self.state = "stopped"
+        # Counters read by the metrics endpoint; subclasses count errors and reconnects.
+        self.readings_total = 0
+        self.errors_total = 0
+        self.reconnects_total = 0
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -78,6 +82,7 @@ class Adapter(abc.ABC, Generic[C]):
 
     def publish(self, readings: Sequence[Reading]) -> None:
         """The one path by which values enter the gateway."""
+        self.readings_total += len(readings)
         self.hub.publish(readings)
 
     def set_online(self, device_id: str, online: bool) -> None:

@@ -1,2 +1,100 @@
-def main() -> int:
+"""The ``edged`` command.
+
+Subcommands of other parts live next to their code; the table below maps a
+name to a module with ``add_arguments(parser)`` and ``main(args) -> int``,
+imported only when that subcommand runs (and when ``--help`` lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edged import __version__
+
+EXIT_CONFIG = 2
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edged", description="An edge gateway for Zigbee, BLE, Modbus and OPC UA devices.")
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway")
+    run.add_argument("-c", "--config", type=Path, default=Path(os.environ.get("EDGED_CONFIG", "/etc/edged/config.yaml")))
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides gateway.log_level")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a configuration file; exit 2 if it is invalid")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=cmd_check_config)
+
+    modules = {}
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        modules[name] = importlib.import_module(module)
+        modules[name].add_arguments(sub)
+        sub.set_defaults(handler=modules[name].main)
+
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edged.config import load_config
+    from edged.errors import ConfigError
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.file}: ok ({len(config.adapters)} adapter(s), {len(config.rules)} rule(s))")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edged import adapters, logs
+    from edged.config import load_config
+    from edged.errors import ConfigError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    logs.setup(args.log_level or config.gateway.log_level, args.log_format)
+    for adapter in config.adapters:
+        try:
+            adapters.adapter_class(adapter.type)
+        except ImportError as exc:
+            print(
+                f"{args.config}: adapter {adapter.instance!r} needs its protocol library ({exc.name}): "
+                f"pip install 'edged[{adapter.type}]'",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    from edged.daemon import Daemon
+
+    async def serve() -> None:
+        await Daemon(config, args.config).run()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    logging.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -74,7 +74,7 @@ class Hub:
         now = self.clock()
         if online:
             device.last_seen = now
-        log.info("%s %s", "online" if online else "offline", device_id, extra={"device": device_id})
+        log.info("device %s", "online" if online else "offline", extra={"device": device_id})
         self.emit(DeviceStatus(device_id, online, now))
         if online:
             self._apply_desired(device_id)

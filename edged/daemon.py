@@ -1,0 +1,230 @@
+"""The daemon: starts the gateway's parts, supervises them, reloads and stops.
+
+Every part (the uplink with its outbox, each adapter, the rules engine, the
+status servers) is a *unit*: a long-running ``run()`` started in the
+daemon's TaskGroup under a supervisor that logs a crash and starts a fresh
+instance after a backoff delay, so one failing adapter never takes the
+daemon down. Units start in the order outbox/uplink, adapters, rules,
+status, and stop in reverse, so everything the adapters produced is
+committed before the outbox closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from edged import adapters
+from edged.adapter import Adapter, AdapterConfig
+from edged.backoff import Backoff, retry_forever
+from edged.config import Config, load_config
+from edged.errors import ConfigError
+from edged.hub import Hub
+from edged.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+LOOP_LAG_LIMIT = 2.0  # seconds of event-loop lag after which the daemon reports itself unhealthy
+
+
+class Part(Protocol):
+    async def run(self) -> None: ...
+
+
+@dataclass
+class Unit:
+    name: str
+    settings: object  # the slice of configuration the unit was built from
+    task: asyncio.Task[None]
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.state_dir = config.gateway.state_dir
+        self.hub = Hub(command_timeout=config.gateway.command_timeout)
+        self.adapters: dict[str, Adapter[Any]] = {}
+        self.rules: Any = None
+        self.uplink: Any = None
+        self.status: Any = None
+        self.started_at = time.time()
+        self.loop_lag = 0.0
+        self.ready = asyncio.Event()
+        self.http_listening = asyncio.Event()  # set by the HTTP status server once it accepts
+        self.notifier = Notifier()
+        self._units: dict[str, Unit] = {}
+        self._stopping = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+
+    # -- the plan: which units a configuration asks for ---------------------
+
+    def _plan(self, config: Config) -> dict[str, tuple[object, Callable[[], Part]]]:
+        plan: dict[str, tuple[object, Callable[[], Part]]] = {}
+        if config.uplink is not None:
+            plan["uplink"] = ((config.outbox, config.uplink, config.gateway.id), self._make_uplink)
+        for adapter in config.adapters:
+            plan[f"adapter:{adapter.instance}"] = (adapter, partial(self._make_adapter, adapter))
+        if config.rules:
+            plan["rules"] = (config.rules, self._make_rules)
+        if config.status.http.enabled:
+            plan["status:http"] = (config.status.http, self._make_status)
+        return plan
+
+    def _make_uplink(self) -> Part:
+        from edged.uplink.service import UplinkService
+
+        self.uplink = UplinkService(self.config.outbox, self.config.uplink, self.hub, self.state_dir, self.config.gateway.id)
+        return self.uplink
+
+    def _make_adapter(self, config: AdapterConfig) -> Part:
+        state_dir = self.state_dir / "adapters" / config.instance
+        state_dir.mkdir(parents=True, exist_ok=True)
+        adapter = adapters.adapter_class(config.type)(config, self.hub, state_dir)
+        self.adapters[config.instance] = adapter
+        return adapter
+
+    def _make_rules(self) -> Part:
+        from edged.rules.engine import RulesEngine
+
+        self.rules = RulesEngine(self.config.rules, self.hub, self.state_dir / "rules", self.config.gateway.timezone)
+        return self.rules
+
+    def _make_status(self) -> Part:
+        from edged.status.http import StatusServer
+
+        self.status = StatusServer(self)
+        return self.status
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``); SIGHUP reloads the configuration."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for name, (settings, factory) in self._plan(self.config).items():
+                    self._start_unit(name, settings, factory)
+                monitor = group.create_task(self._monitor_loop(), name="loop monitor")
+                await self._announce_ready()
+                await self._stopping.wait()
+                log.info("stopping")
+                self.notifier.notify("STOPPING=1")
+                in_start_order = [name for name in self._plan(self.config) if name in self._units]
+                await self._stop_units(in_start_order, self.config.gateway.stop_timeout)
+                monitor.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.hub.close()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _announce_ready(self) -> None:
+        if "status:http" in self._units:
+            # Ready means the status API answers; a port in use fails the unit, which retries.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.http_listening.wait()
+        self.ready.set()
+        self.notifier.notify("READY=1\nSTATUS=running")
+        log.info("ready: %d adapter(s), state in %s", len(self.config.adapters), self.state_dir)
+
+    def _start_unit(self, name: str, settings: object, factory: Callable[[], Part]) -> None:
+        assert self._group is not None
+
+        async def attempt() -> None:
+            await factory().run()
+
+        def crashed(exc: BaseException) -> None:
+            log.error("%s crashed", name, exc_info=exc)
+
+        task = self._group.create_task(
+            retry_forever(name, attempt, log, Backoff(initial=1.0, maximum=60.0), on_failure=crashed), name=name
+        )
+        self._units[name] = Unit(name, settings, task)
+
+    async def _stop_units(self, names: list[str], timeout: float) -> None:
+        """Cancel units in reverse order, each waited for, all within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        for name in reversed(names):
+            unit = self._units.pop(name)
+            unit.task.cancel()
+            _, pending = await asyncio.wait([unit.task], timeout=max(0.1, deadline - time.monotonic()))
+            if pending:
+                log.error("%s did not stop in time", name)
+            if name.startswith("adapter:"):
+                self.adapters.pop(name.removeprefix("adapter:"), None)
+
+    async def _monitor_loop(self) -> None:
+        """Measure event-loop lag and ping the systemd watchdog while the loop is healthy."""
+        loop = asyncio.get_running_loop()
+        period = min(1.0, self.notifier.watchdog_interval or 1.0)
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag = max(0.0, loop.time() - before - period)
+            if self.notifier.watchdog_interval and self.loop_lag < LOOP_LAG_LIMIT:
+                self.notifier.notify("WATCHDOG=1")
+
+    def health_problems(self) -> list[str]:
+        """Why the daemon is unhealthy; empty when it is healthy."""
+        problems = []
+        if self.loop_lag >= LOOP_LAG_LIMIT:
+            problems.append(f"event loop lags {self.loop_lag:.1f} s")
+        for name, adapter in self.adapters.items():
+            if adapter.state not in ("running", "starting"):
+                problems.append(f"adapter {name} is {adapter.state}")
+        for part in (self.uplink, self.rules):
+            check = getattr(part, "health_problems", None)
+            if check is not None:
+                problems.extend(check())
+        return problems
+
+    # -- reload --------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        if self._group is not None and not self._stopping.is_set():
+            self._group.create_task(self.reload(), name="reload")
+
+    async def reload(self) -> bool:
+        """Load the configuration file again and apply what changed; keep the
+        running configuration if the new one is invalid."""
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration:\n%s", exc)
+            return False
+        if new.gateway != self.config.gateway:
+            log.warning("changes to the gateway section take effect after a restart")
+            new = new.model_copy(update={"gateway": self.config.gateway})
+        old_plan, new_plan = self._plan(self.config), self._plan(new)
+        self.config = new
+        gone = [name for name in self._units if name not in new_plan or new_plan[name][0] != self._units[name].settings]
+        if "rules" in gone and "rules" in new_plan and self.rules is not None and hasattr(self.rules, "reload"):
+            self.rules.reload(new.rules)  # keeps the state of unchanged rules
+            self._units["rules"].settings = new_plan["rules"][0]
+            gone.remove("rules")
+        await self._stop_units(gone, new.gateway.stop_timeout)
+        for name, (settings, factory) in new_plan.items():
+            if name not in self._units:
+                self._start_unit(name, settings, factory)
+        started = [n for n in new_plan if n not in old_plan or n in gone]
+        log.info("configuration reloaded: %d unit(s) restarted or started, %d stopped",
+                 len(started), len([n for n in gone if n not in new_plan]))
+        return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -20,7 +21,9 @@ from edged import __version__
 EXIT_CONFIG = 2
 
 # name -> (module, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("edged.demo", "run the gateway on simulated devices"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,10 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def serve() -> None:
         await Daemon(config, args.config).run()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     logging.shutdown()
     return 0
 

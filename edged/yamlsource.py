@@ -32,10 +32,12 @@ class SourceMap:
 
     def merge(self, other: SourceMap, prefix: KeyPath = (), shift: int = 0) -> None:
         """Add ``other``'s entries; list indexes under ``prefix`` are moved by ``shift``."""
+        n = len(prefix)
         for path, where in other.lines.items():
-            if shift and len(path) > len(prefix) and path[: len(prefix)] == prefix and isinstance(path[len(prefix)], int):
-                path = (*prefix, path[len(prefix)] + shift, *path[len(prefix) + 1 :])
-            self.lines.setdefault(path, where)
+            moved = path
+            if shift and len(path) > n and path[:n] == prefix and isinstance(path[n], int):
+                moved = (*prefix, path[n] + shift, *path[n + 1 :])
+            self.lines.setdefault(moved, where)
 
 
 def format_path(path: KeyPath) -> str:

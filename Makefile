@@ -1,0 +1,48 @@
+# edged: the two commands of the README's quick start are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the tests talk to (real peers) or build with.
+DEB_PACKAGES := mosquitto mosquitto-clients libcoap3-bin socat autoconf automake libtool \
+                chromium python3-venv python3-dev gcc
+
+.PHONY: demo test check lint bench system-deps install-deps clean
+
+demo: $(BIN)/edged
+	$(BIN)/edged demo
+
+test: system-deps install-deps lint
+	$(BIN)/python -m pytest tests
+
+check: lint
+	$(BIN)/python -m pytest tests
+
+lint:
+	$(BIN)/ruff check .
+
+bench: install-deps
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+system-deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(BIN)/edged: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[all]'
+	@touch $@
+
+install-deps: $(BIN)/python
+	$(BIN)/pip install -q -e '.[all,test]'
+
+clean:
+	rm -rf $(VENV) state build *.egg-info

@@ -1,0 +1,102 @@
+"""``edged check-config`` accepts the example and rejects bad files with
+exit code 2 and a message naming the file, the line and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edged.config import load_config
+from edged.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.yaml"
+
+GOOD = """\
+gateway:
+  id: test
+adapters:
+  - type: simulated
+    name: sim
+    devices:
+      - {id: t1, kind: thermostat}
+"""
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_example_passes():
+    result = check(EXAMPLE)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        (GOOD.replace("  id: test", "  id: test\n  colour: blue"), 3, "gateway.colour: unknown key"),
+        (GOOD + "    interval: soon\n", 8, "adapters[0].interval: expected a duration"),
+        (
+            GOOD.replace("kind: thermostat", "kind: toaster"),
+            7,
+            "adapters[0].devices[0].kind: expected 'thermostat', 'relay' or 'energy_meter'; got 'toaster'",
+        ),
+        (GOOD.replace("type: simulated", "type: modbsu"), 4, "adapters[0].type: expected one of"),
+        (GOOD.replace("status", "x") + "status:\n  http:\n    port: 99999\n", 10, "status.http.port: expected"),
+        (GOOD.replace("  id: test", "  id: [test"), 3, "YAML syntax error"),
+        (GOOD + "gateway:\n  id: again\n", 8, "gateway: duplicate key"),
+    ],
+    ids=["unknown-key", "wrong-duration", "wrong-enum", "unknown-adapter", "out-of-range", "yaml-syntax", "duplicate-key"],
+)
+def test_bad_config_exits_2_naming_file_line_and_key(tmp_path, text, line, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = check(path)
+    assert result.returncode == 2
+    assert f"{path}:{line}:" in result.stderr
+    assert expected in result.stderr
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("  id: test", "  id: test\n  colour: blue") + "    interval: -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [p.path for p in caught.value.problems] == ["gateway.colour", "adapters[0].interval"]
+
+
+def test_included_files_are_merged_with_their_own_lines(tmp_path):
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "extra.yaml").write_text(
+        "adapters:\n  - type: simulated\n    name: sim2\n    devices:\n      - {id: r, kind: relais}\n"
+    )
+    (tmp_path / "main.yaml").write_text(GOOD + "include: [more/*.yaml]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "main.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.path) == (str(tmp_path / "more" / "extra.yaml"), 5, "adapters[1].devices[0].kind")
+
+
+def test_secret_from_environment_and_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGED_TEST_TOKEN", "from-env")
+    (tmp_path / "token").write_text("from-file\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD + "status:\n  http:\n    token: {env: EDGED_TEST_TOKEN}\n")
+    assert load_config(path).status.http.token.get_secret_value() == "from-env"
+    path.write_text(GOOD + f"status:\n  http:\n    token: {{file: {tmp_path / 'token'}}}\n")
+    assert load_config(path).status.http.token.get_secret_value() == "from-file"
+    monkeypatch.delenv("EDGED_TEST_TOKEN")
+    path.write_text(GOOD + "status:\n  http:\n    token: {env: EDGED_TEST_TOKEN}\n")
+    with pytest.raises(ConfigError, match="environment variable EDGED_TEST_TOKEN is not set"):
+        load_config(path)
+
+
+def test_state_dir_is_relative_to_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD)
+    assert load_config(path).gateway.state_dir == tmp_path / "state"

@@ -1,0 +1,70 @@
+"""One adapter crashing is logged and restarted; the rest of the gateway runs on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import pytest
+
+from edged import adapters
+from edged.adapter import Adapter, AdapterConfig
+from edged.config import load_config
+from edged.daemon import Daemon
+from edged.model import Command, Device, Point, Reading
+from tests.conftest import Watch
+
+
+class FlakyConfig(AdapterConfig):
+    type: Literal["flaky"]
+
+
+class FlakyAdapter(Adapter[FlakyConfig]):
+    """Its polling task dies on the first start; after a restart it works."""
+
+    starts = 0
+
+    async def start(self) -> None:
+        type(self).starts += 1
+        self.add_device(Device(self.device_id("d"), self.name, points={"x": Point("x")}))
+        self.tasks.spawn(self._poll())
+
+    async def _poll(self) -> None:
+        if type(self).starts == 1:
+            raise ConnectionResetError("the device hung up")
+        self.set_online(self.device_id("d"), True)
+        self.publish([Reading(self.device_id("d"), "x", 1.0, 0.0)])
+
+    async def stop(self) -> None:
+        pass
+
+    async def write(self, command: Command) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_type(monkeypatch):
+    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:FlakyAdapter"))
+    FlakyAdapter.starts = 0
+
+
+async def test_crashing_adapter_is_restarted_and_others_keep_running(tmp_path, flaky_type, caplog):
+    (tmp_path / "c.yaml").write_text(
+        "status: {http: {enabled: false}}\n"
+        "adapters:\n"
+        "  - {type: flaky, name: flaky}\n"
+        "  - {type: simulated, name: sim, interval: 20ms, devices: [{id: m, kind: energy_meter}]}\n"
+    )
+    daemon = Daemon(load_config(tmp_path / "c.yaml"), tmp_path / "c.yaml")
+    watch = Watch(daemon.hub)
+    running = asyncio.create_task(daemon.run())
+    try:
+        await watch.until(lambda: daemon.hub.value("flaky/d", "x"))
+        assert FlakyAdapter.starts == 2
+        assert "adapter:flaky crashed" in caplog.text
+        assert "ConnectionResetError: the device hung up" in caplog.text
+        assert daemon.hub.devices["sim/m"].online
+        assert daemon.health_problems() == []
+    finally:
+        daemon.stop()
+        await running

@@ -34,11 +34,15 @@ system-deps:
 	fi
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# The demo needs every protocol but not the CoAP/DTLS extra, which compiles tinydtls.
 $(BIN)/edged: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q -e '.[modbus,opcua,zigbee,ble,mqtt,rules]'
 	@touch $@
 
 install-deps: $(BIN)/python

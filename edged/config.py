@@ -9,6 +9,7 @@ one of 'int16', 'uint16', ...; got 'int17'``.
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -33,15 +34,43 @@ class GatewayConfig(Model):
     stop_timeout: Duration = 10.0
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpStatusConfig(Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    token: Secret | None = None
+    token: Secret | None = None  # bearer token; required unless host is loopback
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpStatusConfig:
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is reachable from the network, so a token is required "
+                "(token: {env: NAME}, {file: PATH} or {credential: NAME}); or listen on 127.0.0.1:"
+            )
+        return self
+
+
+class CoapStatusConfig(Model):
+    """The read-only status resources over CoAP (unauthenticated: keep it on loopback or a trusted network)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5683, ge=0, le=65535)
 
 
 class StatusConfig(Model):
     http: HttpStatusConfig = HttpStatusConfig()
+    coap: CoapStatusConfig = CoapStatusConfig()
 
 
 class Config(Model):

@@ -1,83 +1,82 @@
-"""The local HTTP status API (aiohttp).
+"""The local HTTP status API and status page (aiohttp).
 
+Read:
 - ``GET /health``: 200 ``{"status": "ok"}`` when healthy, 503 with the reasons otherwise
-- ``GET /api/status``: version, uptime, gateway id, each adapter's state
+- ``GET /api/status``: version, uptime, gateway id, adapters, outbox, uplink, recent rule firings
 - ``GET /api/devices``: every device with its points' last values
 - ``GET /api/devices/{id}``: one device; 404 with a JSON error when unknown
+- ``GET /metrics``: Prometheus text format
+- ``GET /``: the status page (edged/status/static/)
+
+Write:
+- ``POST /api/devices/{id}/points/{key}`` ``{"value": v}``: issue a Command, answer its result
+- ``POST /api/zigbee/permit`` ``{"seconds": n}``: let Zigbee devices join
+
+When a token is configured every request but ``GET /health`` and the page's
+static files must carry ``Authorization: Bearer <token>``. The configuration
+refuses a listener off loopback without a token, and so does this server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import inspect
+import json
 import logging
-import time
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from edged import __version__
-from edged.model import Device
+from edged.config import is_loopback
+from edged.errors import EdgedError
+from edged.model import Command, CommandResult, CommandStatus, Origin
+from edged.status.views import device_json, devices_json, health_json, isotime, status_json
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from edged.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
+STATIC = Path(__file__).with_name("static")
+PERMIT_MAX_SECONDS = 254  # the Zigbee permit-join limit
 
-def isotime(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def device_json(daemon: Daemon, device: Device) -> dict[str, Any]:
-    points = {}
-    for key, point in device.points.items():
-        reading = daemon.hub.value(device.id, key)
-        points[key] = {
-            "value": None if reading is None else reading.value,
-            "unit": point.unit,
-            "type": point.type.value,
-            "writable": point.writable,
-            "ts": None if reading is None else isotime(reading.ts),
-            "quality": None if reading is None else reading.quality.name.lower(),
-        }
-    return {
-        "id": device.id,
-        "name": device.name,
-        "adapter": device.adapter,
-        "manufacturer": device.manufacturer,
-        "model": device.model,
-        "online": device.online,
-        "last_seen": isotime(device.last_seen),
-        "points": points,
-    }
-
-
-def status_json(daemon: Daemon) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "gateway": daemon.config.gateway.id,
-        "uptime": round(time.time() - daemon.started_at, 1),
-        "adapters": {
-            name: {"type": adapter.config.type, "state": adapter.state, "devices": len(daemon.hub.adapter_devices(name))}
-            for name, adapter in daemon.adapters.items()
-        },
-    }
+# What a command's outcome means for the HTTP client.
+_RESULT_STATUS = {
+    CommandStatus.OK: 200,
+    CommandStatus.PENDING: 202,
+    CommandStatus.REJECTED: 422,
+    CommandStatus.FAILED: 502,
+    CommandStatus.TIMEOUT: 504,
+}
 
 
 class StatusServer:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.config = daemon.config.status.http
-        self.app = web.Application()
+        token = self.config.token
+        if token is None and not is_loopback(self.config.host):
+            raise ValueError(f"refusing to serve the status API on {self.config.host} without a token")
+        self._token = None if token is None else token.get_secret_value().encode()
+        self.app = web.Application(middlewares=[self._authorize])
         self.app.add_routes(
             [
                 web.get("/health", self.health),
                 web.get("/api/status", self.status),
                 web.get("/api/devices", self.devices),
+                web.post("/api/devices/{id:.+}/points/{key}", self.write),
                 web.get("/api/devices/{id:.+}", self.device),
+                web.post("/api/zigbee/permit", self.permit_join),
+                web.get("/metrics", self.metrics),
+                web.get("/", self.page),
+                web.static("/static", STATIC),
             ]
         )
+        self._metrics: Any = None
         self.port: int | None = None  # the bound port, once listening (useful with port 0)
         self.listening = daemon.http_listening
 
@@ -95,21 +94,128 @@ class StatusServer:
             self.listening.clear()
             await runner.cleanup()
 
+    # -- authorization ---------------------------------------------------
+
+    @web.middleware
+    async def _authorize(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if self._token is None or _is_public(request):
+            return await handler(request)
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._token):
+            return web.json_response(
+                {"error": "a bearer token is required (Authorization: Bearer <token>)"},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="edged"'},
+            )
+        return await handler(request)
+
+    # -- reading ---------------------------------------------------------
+
     async def health(self, request: web.Request) -> web.Response:
-        problems = self.daemon.health_problems()
-        if problems:
-            return web.json_response({"status": "unhealthy", "reasons": problems}, status=503)
-        return web.json_response({"status": "ok"})
+        healthy, document = health_json(self.daemon)
+        return web.json_response(document, status=200 if healthy else 503)
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(status_json(self.daemon))
 
     async def devices(self, request: web.Request) -> web.Response:
-        hub = self.daemon.hub
-        return web.json_response([device_json(self.daemon, d) for d in hub.devices.values()])
+        return web.json_response(devices_json(self.daemon))
 
     async def device(self, request: web.Request) -> web.Response:
         device = self.daemon.hub.devices.get(request.match_info["id"])
         if device is None:
-            return web.json_response({"error": f"unknown device {request.match_info['id']!r}"}, status=404)
+            return _error(404, f"unknown device {request.match_info['id']!r}")
         return web.json_response(device_json(self.daemon, device))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self._metrics is None:
+            from edged.metrics import Metrics
+
+            self._metrics = Metrics(self.daemon)
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": self._metrics.content_type})
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    # -- writing ---------------------------------------------------------
+
+    async def write(self, request: web.Request) -> web.Response:
+        device_id, key = request.match_info["id"], request.match_info["key"]
+        body = await _json_object(request)
+        if "value" not in body:
+            raise _bad_request('expected a JSON object {"value": ...}')
+        hold = body.get("hold_if_offline", False)
+        if not isinstance(hold, bool):
+            raise _bad_request("hold_if_offline must be true or false")
+        device = self.daemon.hub.devices.get(device_id)
+        if device is None:
+            return _error(404, f"unknown device {device_id!r}")
+        if key not in device.points:
+            return _error(404, f"device {device_id!r} has no point {key!r}")
+        result = await self.daemon.hub.execute(Command(device_id, key, body["value"], Origin.API), hold_if_offline=hold)
+        status = _RESULT_STATUS[result.status]
+        if result.status is CommandStatus.REJECTED and not device.online:
+            status = 409  # the request was fine; the device is not there to take it
+        return web.json_response(_result_json(result), status=status)
+
+    async def permit_join(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        seconds = body.get("seconds", 60)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= PERMIT_MAX_SECONDS:
+            raise _bad_request(f"seconds must be a whole number from 0 to {PERMIT_MAX_SECONDS}")
+        targets = {
+            name: adapter for name, adapter in list(self.daemon.adapters.items())
+            if adapter.state == "running" and inspect.iscoroutinefunction(getattr(adapter, "permit_join", None))
+        }
+        if not targets:
+            return _error(409, "no running adapter can permit joining (is a zigbee adapter configured and running?)")
+        failures = {}
+        for name, adapter in targets.items():
+            try:
+                await adapter.permit_join(seconds)
+            except (EdgedError, TimeoutError, OSError) as exc:
+                log.warning("permit join on %s failed: %s", name, exc)
+                failures[name] = f"{type(exc).__name__}: {exc}"
+        if failures:
+            return web.json_response({"error": "permit join failed", "failures": failures}, status=502)
+        return web.json_response({"adapters": sorted(targets), "seconds": seconds})
+
+
+def _is_public(request: web.Request) -> bool:
+    """``GET /health`` and the page's static files carry no data and need no token."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return request.path in ("/health", "/") or request.path.startswith("/static/")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _bad_request(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _bad_request(f"expected a JSON object; got {type(body).__name__}")
+    return body
+
+
+def _result_json(result: CommandResult) -> dict[str, Any]:
+    command = result.command
+    return {
+        "id": command.id,
+        "device": command.device_id,
+        "key": command.key,
+        "value": command.value,
+        "status": result.status.value,
+        "reason": result.reason,
+        "ts": isotime(result.ts),
+    }

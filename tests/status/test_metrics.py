@@ -1,0 +1,80 @@
+"""/metrics is valid Prometheus text and its counters move as readings flow."""
+
+from __future__ import annotations
+
+from collections import deque
+from types import SimpleNamespace
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from edged import __version__
+from edged.metrics import Metrics
+from tests.conftest import Watch
+from tests.status.conftest import StartDaemon, http_url
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with session.get(url + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return samples(await response.text())
+
+
+async def test_metrics_parse_and_move_when_readings_flow(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon()
+    watch = Watch(daemon.hub)
+    async with aiohttp.ClientSession() as session:
+        await watch.until(lambda: daemon.hub.readings_in > 0)
+        first = await scrape(session, http_url(daemon))
+        seen = daemon.hub.readings_in
+        await watch.until(lambda: daemon.hub.readings_in > seen + 10)
+        second = await scrape(session, http_url(daemon))
+
+    sim = (("adapter", "sim"),)
+    assert second[("edged_readings_in_total", ())] > first[("edged_readings_in_total", ())] > 0
+    assert second[("edged_adapter_readings_total", sim)] > first[("edged_adapter_readings_total", sim)]
+    assert second[("edged_adapter_errors_total", sim)] == 0
+    assert second[("edged_adapter_state", (("adapter", "sim"), ("state", "running")))] == 1
+    assert second[("edged_adapter_state", (("adapter", "sim"), ("state", "stopped")))] == 0
+    assert second[("edged_devices", (("adapter", "sim"), ("online", "true")))] == 2
+    assert ("edged_event_loop_lag_seconds", ()) in second
+    assert ("edged_info", (("gateway", "status-test"), ("version", __version__))) in second
+    # Parts that are not configured are absent, not zero.
+    assert not any(name.startswith(("edged_outbox", "edged_uplink", "edged_rule")) for name, _ in second)
+
+
+def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) -> None:
+    outbox = SimpleNamespace(stats=lambda: {
+        "outbox_depth": 120, "outbox_bytes": 4096, "outbox_rows": 3, "outbox_oldest_age": 7.5,
+        "outbox_accepted": 1000, "outbox_acked": 880, "outbox_dropped_full": 5, "outbox_rejected": 0,
+        "outbox_expired": 2,
+    })
+    uplink = SimpleNamespace(outbox=outbox, connected=True, acked=880, reconnects=3)
+    rules = SimpleNamespace(firings_total=42, errors_total=1, latencies=deque([0.001, 0.002, 0.003, 0.010]))
+    from edged.hub import Hub
+
+    daemon = SimpleNamespace(
+        config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, loop_lag=0.004,
+        hub=Hub(), adapters={}, rules=rules, uplink=uplink,
+    )
+    got = samples(Metrics(daemon).render().decode())  # type: ignore[arg-type]
+    assert got[("edged_outbox_depth_readings", ())] == 120
+    assert got[("edged_outbox_oldest_age_seconds", ())] == 7.5
+    assert got[("edged_outbox_dropped_total", (("reason", "full"),))] == 5
+    assert got[("edged_outbox_dropped_total", (("reason", "expired"),))] == 2
+    assert got[("edged_outbox_acked_total", ())] == 880
+    assert got[("edged_uplink_connected", ())] == 1
+    assert got[("edged_uplink_reconnects_total", ())] == 3
+    assert got[("edged_rule_firings_total", ())] == 42
+    assert got[("edged_rule_latency_seconds", (("quantile", "0.99"),))] == 0.010
+    assert got[("edged_rule_latency_seconds_count", ())] == 4
+    assert got[("edged_event_loop_lag_seconds", ())] == 0.004

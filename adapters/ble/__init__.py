@@ -1,1 +1,2 @@
-"""ble adapter (being built)."""
+"""BLE adapter: BTHome v2, RuuviTag and iBeacon advertisements without
+connecting, and GATT devices through bleak and bleak-retry-connector."""

@@ -1,0 +1,269 @@
+"""The BLE adapter: a scanner whose advertisements (BTHome v2, RuuviTag,
+iBeacon) become readings without connecting, and GATT links for the devices
+declared under ``gatt:``.
+
+Per advertiser the adapter keeps the last frame and when it was heard: an
+identical frame within ``dedup_window`` is dropped, an advertiser silent for
+``offline_after`` goes offline (an iBeacon also reports ``present: false``)
+and comes back online with its next frame. Encrypted BTHome frames must
+carry a counter higher than the last one (replay protection), unless the
+device was silent long enough to have restarted. Readings of advertisements
+decoded in the same loop iteration travel to the Hub as one batch.
+
+Without a Bluetooth adapter or BlueZ, ``run()`` logs one clear error, sets
+``state`` to ``"failed"`` and raises ``AdapterError``; the daemon's
+supervisor retries it with backoff while the rest of the gateway runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bleak import BleakScanner
+from bleak.assigned_numbers import AdvertisementDataType
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from edged.adapter import Adapter
+from edged.adapters.ble import advert, ibeacon, ruuvi
+from edged.adapters.ble.backend import BleBackend
+from edged.adapters.ble.config import BleConfig
+from edged.adapters.ble.gatt import GattLink, Sightings, points
+from edged.errors import AdapterError, CommandError
+from edged.hub import Hub
+from edged.model import Command, Device, DeviceAdded, Point, Quality, Reading
+
+try:  # BlueZ talks D-Bus; its errors are not all BleakErrors
+    from dbus_fast import DBusError as _DBusError
+
+    STARTUP_ERRORS: tuple[type[Exception], ...] = (BleakError, OSError, EOFError, _DBusError)
+except ImportError:  # pragma: no cover - not Linux
+    STARTUP_ERRORS = (BleakError, OSError, EOFError)
+
+
+@dataclass(slots=True)
+class _Advertiser:
+    device: Device
+    heard: float  # loop time of the last frame
+    payload: bytes = b""
+    counter: int | None = None
+    problem: str | None = None  # the last decoding problem, logged once
+    beacon: bool = False
+    keys: set[str] = field(default_factory=set)
+
+
+class BleAdapter(Adapter[BleConfig]):
+    config_model = BleConfig
+
+    def __init__(self, config: BleConfig, hub: Hub, state_dir: Path, backend: BleBackend | None = None) -> None:
+        super().__init__(config, hub, state_dir)
+        self._backend = backend
+        self._scanner: BleakScanner | None = None
+        self._advertisers: dict[str, _Advertiser] = {}
+        self._links: dict[str, GattLink] = {}
+        self._sightings = Sightings()
+        self._pending: list[Reading] = []
+        self._flush_scheduled = False
+        self._keys = {a: bytes.fromhex(k.get_secret_value()) for a, k in config.bthome_keys.items()}
+        self._addresses = set(config.addresses)
+        self._gatt_addresses = {d.address for d in config.gatt}
+        self._full = False
+        self.adverts_total = 0
+        self.duplicates_total = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        except AdapterError:
+            self.state = "failed"
+            raise
+
+    async def start(self) -> None:
+        backend = self._backend
+        if backend is None:
+            if self.config.backend == "simulated":
+                from edged.adapters.ble.simulator import demo_air
+
+                backend = demo_air().backend()
+            else:
+                backend = BleBackend()
+        bluez: dict[str, object] = {}
+        if self.config.adapter:
+            bluez["adapter"] = self.config.adapter
+        if self.config.scanning == "passive":
+            bluez["or_patterns"] = self._passive_patterns()
+        scanner = BleakScanner(self._on_advert, scanning_mode=self.config.scanning, bluez=bluez,  # type: ignore[arg-type]
+                               backend=backend.scanner)
+        try:
+            await scanner.start()
+        except STARTUP_ERRORS as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.log.error(
+                "BLE adapter %s cannot scan: no usable Bluetooth adapter or BlueZ (%s). Check that a "
+                "Bluetooth adapter is present (hciconfig / bluetoothctl list) and that bluetoothd runs; "
+                "the rest of the gateway keeps running.", self.name, reason,
+            )
+            raise AdapterError(f"BLE adapter {self.name}: no usable Bluetooth adapter or BlueZ: {reason}") from exc
+        self._scanner = scanner
+        slots = asyncio.Semaphore(self.config.max_connections)
+        for spec in self.config.gatt:
+            device_id = self.device_id(spec.id)
+            self.add_device(Device(device_id, self.name, spec.name or spec.id, None, "GATT device", points(spec)))
+            link = GattLink(
+                spec, device_id, self._sightings, slots, self.publish, self.set_online, self.log,
+                backend.client, self.config.connect_attempts, self.config.reconnect_max,
+            )
+            self._links[device_id] = link
+            self.tasks.spawn(link.run(), name=f"{self.name} link {spec.id}")
+        self.tasks.spawn(self._watch_silence(), name=f"{self.name} silence")
+
+    async def stop(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            try:
+                async with asyncio.timeout(5.0):
+                    await scanner.stop()
+            except (*STARTUP_ERRORS, TimeoutError) as exc:
+                self.log.warning("stopping the BLE scanner failed: %s", exc)
+        self._flush()
+
+    async def write(self, command: Command) -> None:
+        link = self._links.get(command.device_id)
+        if link is None:
+            raise CommandError(f"{command.device_id} takes no commands (only GATT devices do)")
+        await link.write(command.key, command.value)
+
+    @property
+    def reconnects(self) -> int:
+        return sum(link.failures for link in self._links.values())
+
+    def _passive_patterns(self) -> list[tuple[int, AdvertisementDataType, bytes]]:
+        # BlueZ's passive scanning reports only advertisements matching one of these.
+        patterns = []
+        if "bthome" in self.config.formats:
+            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc"))
+        if "ruuvi" in self.config.formats:
+            patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, ruuvi.COMPANY_ID.to_bytes(2, "little")))
+        if "ibeacon" in self.config.formats:
+            patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA,
+                             ibeacon.COMPANY_ID.to_bytes(2, "little") + b"\x02\x15"))
+        return patterns
+
+    # -- advertisements --------------------------------------------------
+
+    def _wanted(self, address: str, name: str | None) -> bool:
+        if not self._addresses and not self.config.names:
+            return True
+        if address in self._addresses:
+            return True
+        return name is not None and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.names)
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        """bleak's detection callback: runs in the loop, must not block."""
+        self.adverts_total += 1
+        address = device.address.upper()
+        if address in self._gatt_addresses:
+            self._sightings.saw(device, address)
+        if not self._wanted(address, adv.local_name):
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            frames = advert.decode(address, adv, self.config.formats, self._keys)
+        except advert.AdvertError as exc:
+            self._bad_frame(address, str(exc))
+            return
+        for frame in frames:
+            self._take(frame, adv.local_name, now)
+
+    def _take(self, frame: advert.Decoded, name: str | None, now: float) -> None:
+        known = self._advertisers.get(frame.native_id)
+        if known is None:
+            known = self._register(frame, name, now)
+            if known is None:
+                return
+        elif frame.payload == known.payload and now - known.heard < self.config.dedup_window:
+            known.heard = now
+            self.duplicates_total += 1
+            return
+        silent_for = now - known.heard
+        if frame.counter is not None and known.counter is not None and frame.counter <= known.counter \
+                and silent_for < self.config.offline_after:
+            self._bad_frame(frame.native_id, f"BTHome counter {frame.counter} is not above {known.counter}; "
+                            "a replayed frame is ignored", log_only=True)
+            return
+        known.heard, known.payload, known.counter, known.problem = now, frame.payload, frame.counter, None
+        device = known.device
+        new = [m for m in frame.measurements if m.key not in known.keys]
+        if new:
+            for m in new:
+                device.points[m.key] = Point(m.key, m.type, m.unit)
+                known.keys.add(m.key)
+            self.hub.emit(DeviceAdded(device))
+        self.set_online(device.id, True)
+        ts = time.time()
+        device_id = device.id
+        self._pending.extend(Reading(device_id, m.key, m.value, ts) for m in frame.measurements)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _register(self, frame: advert.Decoded, name: str | None, now: float) -> _Advertiser | None:
+        if len(self._advertisers) >= self.config.max_devices:
+            if not self._full:
+                self._full = True
+                self.log.warning("BLE adapter %s tracks %d advertisers already (max_devices); ignoring new ones",
+                                 self.name, self.config.max_devices)
+            return None
+        device_id = self.device_id(frame.native_id)
+        manufacturer = "Ruuvi Innovations" if frame.model == "RuuviTag" else None
+        device = Device(device_id, self.name, name or frame.native_id, manufacturer, frame.model)
+        known = _Advertiser(device, now, beacon=frame.model == "iBeacon")
+        self._advertisers[frame.native_id] = known
+        self.add_device(device)
+        return known
+
+    def _bad_frame(self, native_id: str, problem: str, log_only: bool = False) -> None:
+        """Log a frame that cannot be used (once per problem) and flag the device's values BAD."""
+        self.errors_total += 1
+        native_id = native_id.lower()
+        known = self._advertisers.get(native_id)
+        device_id = self.device_id(native_id)
+        if known is not None and known.problem == problem:
+            return
+        self.log.warning("%s: %s", device_id, problem, extra={"device": device_id})
+        if known is None:
+            return
+        known.problem = problem
+        if not log_only and known.keys:
+            ts = time.time()
+            self.publish([Reading(device_id, key, None, ts, Quality.BAD) for key in sorted(known.keys)])
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self.publish(batch)
+
+    async def _watch_silence(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = min(self.config.offline_after / 4, 5.0)
+        while True:
+            await asyncio.sleep(period)
+            limit = loop.time() - self.config.offline_after
+            gone: list[Reading] = []
+            for known in self._advertisers.values():
+                if known.device.online and known.heard < limit:
+                    self.log.info("%s silent for %.0f s", known.device.id, self.config.offline_after,
+                                  extra={"device": known.device.id})
+                    if known.beacon:
+                        gone.append(Reading(known.device.id, "present", False, time.time()))
+                    self.set_online(known.device.id, False)
+            if gone:
+                self.publish(gone)

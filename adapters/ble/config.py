@@ -1,0 +1,129 @@
+"""Configuration of the BLE adapter (pydantic only: validating a file never imports bleak).
+
+Advertisements (BTHome v2, RuuviTag format 5, iBeacon) become readings without
+connecting; GATT devices declared here are connected, read or subscribed, and
+written through bleak-retry-connector.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, SecretStr, model_validator
+
+from edged.adapter import AdapterConfig
+from edged.fields import Duration, Model, Secret
+
+_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_UUID16 = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
+_UUID128 = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+
+DecoderName = Literal[
+    "int8", "uint8",
+    "int16_le", "int16_be", "uint16_le", "uint16_be",
+    "int32_le", "int32_be", "uint32_le", "uint32_be",
+    "float32_le", "float32_be",
+    "utf8", "raw",
+]
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"expected a Bluetooth address such as A4:C1:38:0D:1E:5F; got {value!r}")
+    return value.upper()
+
+
+def _uuid(value: str) -> str:
+    """Accept a 16-bit UUID (``2a6e``, ``0x2A6E``) or a full 128-bit one; return the 128-bit lower-case form."""
+    if _UUID16.match(value):
+        return f"0000{value[-4:].lower()}-0000-1000-8000-00805f9b34fb"
+    if _UUID128.match(value):
+        return value.lower()
+    raise ValueError(f"expected a 16-bit UUID such as 2a6e or a 128-bit UUID; got {value!r}")
+
+
+def _bind_key(value: SecretStr) -> SecretStr:
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}", value.get_secret_value()):
+        raise ValueError("a BTHome bind key is 32 hexadecimal characters (16 bytes)")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Uuid = Annotated[str, AfterValidator(_uuid)]
+BindKey = Annotated[Secret, AfterValidator(_bind_key)]
+
+
+class Characteristic(Model):
+    """One GATT characteristic mapped to one point."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    uuid: Uuid
+    decoder: DecoderName = "uint8"
+    scale: float = 1.0  # value = raw * scale (integer decoders); written values are divided by it
+    unit: str | None = None
+    notify: bool = False  # subscribe to notifications
+    interval: Duration | None = Field(None, gt=0)  # read every interval
+    writable: bool = False  # accept Commands
+    write_response: bool = True  # write with response (acknowledged by the device)
+
+    @model_validator(mode="after")
+    def _has_a_use(self) -> Characteristic:
+        if not (self.notify or self.interval or self.writable):
+            raise ValueError("a characteristic needs notify: true, an interval, or writable: true:")
+        if self.notify and self.interval:
+            raise ValueError("choose notify: true or an interval, not both:")
+        if self.scale == 0:
+            raise ValueError("scale cannot be 0:")
+        return self
+
+
+class GattDevice(Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    address: Address
+    name: str | None = None
+    characteristics: list[Characteristic] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> GattDevice:
+        keys = [c.key for c in self.characteristics]
+        duplicate = next((k for k in keys if keys.count(k) > 1), None)
+        if duplicate:
+            raise ValueError(f"two characteristics have the key {duplicate!r}:")
+        return self
+
+
+class BleConfig(AdapterConfig):
+    type: Literal["ble"]
+    # "bleak" uses the machine's Bluetooth (BlueZ); "simulated" uses edged's
+    # built-in simulated sensors (for demos and laptops).
+    backend: Literal["bleak", "simulated"] = "bleak"
+    adapter: str | None = None  # BlueZ adapter such as hci0; default: the system's default
+    scanning: Literal["active", "passive"] = "active"
+    # Advertisement filters: empty lists take every BTHome, Ruuvi and iBeacon
+    # advertiser in range; otherwise an advertiser must match an address or a
+    # name pattern (shell-style, e.g. "SBHT-*").
+    addresses: list[Address] = []
+    names: list[str] = []
+    formats: list[Literal["bthome", "ruuvi", "ibeacon"]] = ["bthome", "ruuvi", "ibeacon"]
+    bthome_keys: dict[Address, BindKey] = {}  # address -> bind key of encrypting BTHome devices
+    dedup_window: Duration = 2.0  # identical advertisements from one device within this window are dropped
+    offline_after: Duration = Field(600.0, gt=0)  # an advertiser silent this long goes offline
+    max_devices: int = Field(256, ge=1)  # advertisers tracked at most (bounds memory in busy places)
+    gatt: list[GattDevice] = []
+    max_connections: int = Field(3, ge=1, le=10)  # simultaneous GATT connections
+    connect_attempts: int = Field(3, ge=1)  # attempts per connection round (bleak-retry-connector)
+    reconnect_max: Duration = Field(60.0, gt=0)  # longest wait between reconnection rounds
+
+    @model_validator(mode="after")
+    def _check(self) -> BleConfig:
+        if self.scanning == "passive" and self.gatt:
+            raise ValueError(
+                "passive scanning only sees BTHome, Ruuvi and iBeacon advertisements, so GATT devices "
+                "would never be found; use scanning: active:"
+            )
+        ids = [d.id for d in self.gatt]
+        duplicate = next((i for i in ids if ids.count(i) > 1), None)
+        if duplicate:
+            raise ValueError(f"two GATT devices have the id {duplicate!r}:")
+        return self

@@ -1,0 +1,42 @@
+"""iBeacon advertisements: Apple (company 0x004C) manufacturer data of type
+0x02, length 0x15: proximity UUID (16 bytes), major and minor (uint16,
+big-endian) and the calibrated power at 1 m (int8 dBm). edged uses them for
+presence: a beacon is a device that is online while it is heard."""
+
+from __future__ import annotations
+
+import uuid
+from typing import NamedTuple
+
+COMPANY_ID = 0x004C
+_PREFIX = b"\x02\x15"
+
+
+class IBeacon(NamedTuple):
+    uuid: str
+    major: int
+    minor: int
+    power: int  # measured power at 1 m, dBm
+
+    @property
+    def native_id(self) -> str:
+        return f"ibeacon-{self.uuid}-{self.major}-{self.minor}"
+
+
+def decode(data: bytes) -> IBeacon | None:
+    """Return the beacon in Apple manufacturer data, or None if it is another Apple frame."""
+    if len(data) != 23 or not data.startswith(_PREFIX):
+        return None
+    power = data[22] - 256 if data[22] > 127 else data[22]
+    return IBeacon(str(uuid.UUID(bytes=data[2:18])), int.from_bytes(data[18:20], "big"),
+                   int.from_bytes(data[20:22], "big"), power)
+
+
+def encode(beacon: IBeacon) -> bytes:
+    return (_PREFIX + uuid.UUID(beacon.uuid).bytes + beacon.major.to_bytes(2, "big")
+            + beacon.minor.to_bytes(2, "big") + (beacon.power & 0xFF).to_bytes(1, "big"))
+
+
+def distance(power: int, rssi: int, n: float = 2.0) -> float:
+    """Rough distance in metres from the log-distance path loss model."""
+    return round(10 ** ((power - rssi) / (10 * n)), 2)

@@ -20,6 +20,7 @@ from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Duration, Model, Secret
+from edged.rules.config import Rules
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
 
@@ -78,8 +79,8 @@ class Config(Model):
     status: StatusConfig = StatusConfig()
     adapters: list[AdapterConfig] = []
     include: list[str] = []
-    # Typed by the rules engine and the uplink (their own modules) once they land.
-    rules: list[dict[str, Any]] = []
+    rules: Rules = []
+    # Typed by the uplink (its own modules) once it lands.
     outbox: dict[str, Any] = {}
     uplink: dict[str, Any] | None = None
 
@@ -107,7 +108,7 @@ def load_config(path: str | Path) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_problems(exc, (), path, sources))
+        problems.extend(_problems(exc, (), path, sources, data))
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(config, path)
@@ -165,13 +166,27 @@ def _validate_adapters(raw: Any, path: Path, sources: SourceMap, problems: list[
     return validated
 
 
-def _problems(exc: ValidationError, prefix: KeyPath, path: Path, sources: SourceMap) -> list[ConfigProblem]:
+def _problems(exc: ValidationError, prefix: KeyPath, path: Path, sources: SourceMap, data: Any = None) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = (*prefix, *(part for part in error["loc"] if not _is_union_tag(part)))
         file, line = sources.locate(loc, str(path))
-        problems.append(ConfigProblem(file, line, format_path(loc), _describe(error)))
+        problems.append(ConfigProblem(file, line, _name_rule(loc, data) or format_path(loc), _describe(error)))
     return problems
+
+
+def _name_rule(loc: KeyPath, data: Any) -> str | None:
+    """``rules[3] (id hall-light).triggers[0]...``: a problem in a rule also names the rule's id."""
+    if len(loc) < 2 or loc[0] != "rules" or not isinstance(loc[1], int) or not isinstance(data, dict):
+        return None
+    rules = data.get("rules")
+    if not isinstance(rules, list) or loc[1] >= len(rules) or not isinstance(rules[loc[1]], dict):
+        return None
+    rule_id = rules[loc[1]].get("id")
+    if not isinstance(rule_id, str):
+        return None
+    rest = format_path(("x", *loc[2:]))[1:]
+    return f"{format_path(loc[:2])} (id {rule_id}){rest}"
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -1,0 +1,169 @@
+"""Running a rule's actions.
+
+A ``Run`` walks the rule's action lists. Every list has a path
+(``actions``, ``actions.2.then``, ``actions.3.choices.0.actions``, ...) so
+the place after a delay can be saved as a list of ``(path, next index)``
+frames, innermost first; after a restart the run goes on from there. Delays
+inside ``parallel`` branches and waits are not saved (a restart abandons
+them); everything else resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edged.model import Command, Origin, RuleEvent, Value
+from edged.rules import config as cfg
+from edged.rules.condition import Check, Scope, compile_conditions, evaluate
+from edged.rules.expression import Expression
+
+if TYPE_CHECKING:
+    from edged.rules.engine import RuleRuntime
+
+log = logging.getLogger("edged.rules")
+
+Frames = tuple[tuple[str, int], ...]
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """Why a rule runs: the trigger's label, the value that fired it, when."""
+
+    trigger: str
+    value: Value
+    ts: float
+    received: float | None = None  # perf_counter() when the reading reached the Hub
+
+
+class StopRun(Exception):
+    """A wait timed out with ``on_timeout: stop``."""
+
+
+class Program:
+    """A rule's actions prepared once: lists by path, compiled conditions and expressions."""
+
+    def __init__(self, actions: Sequence[Any]) -> None:
+        self.lists: dict[str, Sequence[Any]] = {}
+        self.checks: dict[int, Check] = {}
+        self.expressions: dict[int, Expression] = {}
+        self._walk("actions", actions)
+
+    def _walk(self, path: str, actions: Sequence[Any]) -> None:
+        self.lists[path] = actions
+        for index, action in enumerate(actions):
+            here = f"{path}.{index}"
+            if isinstance(action, cfg.WriteAction) and action.expression is not None:
+                self.expressions[id(action)] = Expression(action.expression)
+            elif isinstance(action, cfg.IfAction):
+                self.checks[id(action)] = compile_conditions(action.conditions)
+                self._walk(f"{here}.then", action.then)
+                self._walk(f"{here}.else", action.else_)
+            elif isinstance(action, cfg.ChooseAction):
+                for number, choice in enumerate(action.choices):
+                    self.checks[id(choice)] = compile_conditions(choice.conditions)
+                    self._walk(f"{here}.choices.{number}.actions", choice.actions)
+                self._walk(f"{here}.default", action.default)
+            elif isinstance(action, (cfg.SequenceAction, cfg.ParallelAction)):
+                self._walk(f"{here}.actions", action.actions)
+
+
+class Run:
+    """One execution of a rule's actions."""
+
+    def __init__(self, rule: RuleRuntime, firing: Firing) -> None:
+        self.rule = rule
+        self.engine = rule.engine
+        self.program = rule.program
+        self.firing = firing
+        self.key = f"run/{rule.id}/{uuid.uuid4().hex[:12]}"
+        self.immediate = True  # no delay or wait yet: writes count towards latency
+
+    def scope(self) -> Scope:
+        return Scope(self.engine.hub, self.engine.clock.now(), self.engine.zone, self.firing.value)
+
+    async def execute(self, frames: Frames = (("actions", 0),), resume_at: float | None = None) -> None:
+        """Run from ``frames``; with ``resume_at``, first wait for a saved delay to end."""
+        if resume_at is not None:
+            await self._delay(resume_at, frames)
+        for depth, (path, index) in enumerate(frames):
+            await self._list(path, index, frames[depth + 1 :])
+
+    async def _list(self, path: str, start: int, outer: Frames | None) -> None:
+        actions = self.program.lists[path]
+        for index in range(start, len(actions)):
+            resume = None if outer is None else ((path, index + 1), *outer)
+            await self._action(actions[index], f"{path}.{index}", resume)
+
+    async def _action(self, action: Any, here: str, resume: Frames | None) -> None:
+        if isinstance(action, cfg.WriteAction):
+            await self._write(action)
+        elif isinstance(action, cfg.DelayAction):
+            self.immediate = False
+            await self._delay(self.engine.clock.now() + action.for_, resume)
+        elif isinstance(action, cfg.WaitAction):
+            self.immediate = False
+            fired = await self.engine.wait_for(action.trigger, action.timeout)
+            if fired is None and action.on_timeout == "stop":
+                raise StopRun(f"wait for {action.trigger.type} timed out")
+        elif isinstance(action, cfg.IfAction):
+            branch = "then" if self.program.checks[id(action)](self.scope()) else "else"
+            await self._list(f"{here}.{branch}", 0, resume)
+        elif isinstance(action, cfg.ChooseAction):
+            scope = self.scope()
+            for number, choice in enumerate(action.choices):
+                if self.program.checks[id(choice)](scope):
+                    await self._list(f"{here}.choices.{number}.actions", 0, resume)
+                    return
+            await self._list(f"{here}.default", 0, resume)
+        elif isinstance(action, cfg.SequenceAction):
+            await self._list(f"{here}.actions", 0, resume)
+        elif isinstance(action, cfg.ParallelAction):
+            async with asyncio.TaskGroup() as group:
+                for number, branch in enumerate(action.actions):
+                    group.create_task(self._action(branch, f"{here}.actions.{number}", None))
+        elif isinstance(action, cfg.EventAction):
+            self.engine.hub.emit(RuleEvent(self.rule.id, action.name, dict(action.data), self.engine.clock.now()))
+        elif isinstance(action, cfg.LogAction):
+            log.log(_LEVELS[action.level], "rule %s: %s (trigger: %s = %r)", self.rule.id, action.message,
+                    self.firing.trigger, self.firing.value, extra={"rule": self.rule.id})  # fmt: skip
+
+    async def _write(self, action: cfg.WriteAction) -> None:
+        value = action.value
+        if action.expression is not None:
+            value = evaluate(self.program.expressions[id(action)], self.scope())
+        device, key = action.point
+        command = Command(device, key, value, Origin.RULE, ts=self.engine.clock.now())
+        self.rule.note_write(command)
+        if self.immediate and self.firing.received is not None:
+            self.engine.latencies.append(time.perf_counter() - self.firing.received)
+        result = await self.engine.hub.execute(command)
+        if not result.ok:
+            self.engine.errors_total += 1
+            log.warning("rule %s: write %s.%s=%r %s: %s", self.rule.id, device, key, value, result.status, result.reason,
+                        extra={"device": device, "rule": self.rule.id})  # fmt: skip
+
+    async def _delay(self, due: float, resume: Frames | None) -> None:
+        """Sleep until ``due``; saved in the timer store so a restart resumes it."""
+        store = self.engine.store
+        if resume is not None:
+            firing = self.firing
+            store.put(self.key, {
+                "kind": "delay", "rule": self.rule.id, "fingerprint": self.rule.fingerprint, "due": due,
+                "frames": [list(frame) for frame in resume], "trigger": firing.trigger, "value": firing.value, "ts": firing.ts,
+            })  # fmt: skip
+        try:
+            await self.engine.clock.sleep_until(due)
+        finally:
+            if not self.engine.stopping:  # a shutdown keeps the timer for the next start
+                store.remove(self.key)
+
+
+def resume_frames(entry: dict[str, Any]) -> Frames:
+    return tuple((str(path), int(index)) for path, index in entry["frames"])

@@ -1,0 +1,360 @@
+"""Configuration models of rules: triggers, conditions, actions and modes.
+
+Every trigger, condition and action is picked by its ``type:`` key (a
+discriminated union), so a mistake is reported against the one model it
+meant, not against every member of the union. Points are written
+``DEVICE.KEY`` (split at the last dot: ``sim/meter.power``) or, for keys that
+hold a dot, ``{device: ID, key: KEY}``. Only pydantic and the standard
+library are imported here, so checking a file costs nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from edged.fields import Duration, Model
+from edged.rules.expression import check_expression
+
+ScalarValue = bool | int | float | str
+
+
+class PointRef(NamedTuple):
+    """One point of one device; hashes like the Hub's ``(device_id, key)``."""
+
+    device: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.device}.{self.key}"
+
+
+def parse_point(value: Any) -> Any:
+    if isinstance(value, PointRef):
+        return value
+    if isinstance(value, dict) and set(value) == {"device", "key"}:
+        return PointRef(str(value["device"]), str(value["key"]))
+    if isinstance(value, str):
+        device, dot, key = value.rpartition(".")
+        if dot and device and key:
+            return PointRef(device, key)
+    raise ValueError(f"expected a point as DEVICE.KEY (e.g. sim/meter.power) or {{device: ID, key: KEY}}; got {value!r}")
+
+
+Point = Annotated[PointRef, BeforeValidator(parse_point)]
+
+
+def _check_expression(text: str) -> str:
+    check_expression(text)
+    return text
+
+
+ExpressionText = Annotated[str, AfterValidator(_check_expression)]
+
+
+def _check_zone(name: str | None) -> str | None:
+    if name is not None:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"expected an IANA time zone such as Europe/Berlin; got {name!r}") from exc
+    return name
+
+
+Zone = Annotated[str | None, AfterValidator(_check_zone)]
+
+# -- triggers -------------------------------------------------------------
+
+
+class ChangeTrigger(Model):
+    """A point's value changes (optionally from / to a given value)."""
+
+    type: Literal["change"]
+    point: Point
+    to: ScalarValue | None = None
+    from_: ScalarValue | None = Field(None, alias="from")
+
+
+class ThresholdTrigger(Model):
+    """A numeric point crosses a threshold: fires on the crossing, once."""
+
+    type: Literal["threshold"]
+    point: Point
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = Field(0.0, ge=0)
+    for_: Duration = Field(0.0, alias="for")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ThresholdTrigger:
+        if self.above is None and self.below is None:
+            raise ValueError("a threshold trigger needs above:, below: or both:")
+        if self.above is not None and self.below is not None and self.above >= self.below:
+            raise ValueError(f"with both, above ({self.above:g}) must be less than below ({self.below:g}) (a band):")
+        return self
+
+
+class DeviceTrigger(Model):
+    """A device goes online or offline (either, if ``to`` is not given)."""
+
+    type: Literal["device"]
+    device: str
+    to: Literal["online", "offline"] | None = None
+
+
+class ScheduleTrigger(Model):
+    """A cron expression or a fixed interval, in the gateway's (or this) time zone."""
+
+    type: Literal["schedule"]
+    cron: str | None = None
+    every: Duration | None = Field(None, gt=0)
+    timezone: Zone = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleTrigger:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule trigger needs exactly one of cron: or every:")
+        if self.cron is not None:
+            from croniter import croniter  # light, but only needed for schedules
+
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"expected a cron expression such as '*/5 * * * *'; got {self.cron!r}:")
+        return self
+
+
+class CommandResultTrigger(Model):
+    """A command finished (any origin); filter by device, point and status."""
+
+    type: Literal["command_result"]
+    device: str | None = None
+    point: Point | None = None
+    status: list[Literal["ok", "failed", "timeout", "rejected", "pending"]] | None = None
+
+
+class EventTrigger(Model):
+    """A rule event (the ``event`` action) with this name, optionally from one rule."""
+
+    type: Literal["event"]
+    name: str
+    rule: str | None = None
+
+
+Trigger = Annotated[
+    ChangeTrigger | ThresholdTrigger | DeviceTrigger | ScheduleTrigger | CommandResultTrigger | EventTrigger,
+    Field(discriminator="type"),
+]
+
+# -- conditions -----------------------------------------------------------
+
+
+class NumericCondition(Model):
+    type: Literal["numeric"]
+    point: Point
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NumericCondition:
+        if self.above is None and self.below is None:
+            raise ValueError("a numeric condition needs above:, below: or both:")
+        return self
+
+
+class StateCondition(Model):
+    """The point's current value is ``value`` (or one of a list of values)."""
+
+    type: Literal["state"]
+    point: Point
+    value: ScalarValue | list[ScalarValue]
+
+
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_time(value: Any) -> Any:
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 86400:
+        # YAML 1.1 reads an unquoted 07:30 as the base-60 number 450 (minutes) and
+        # 07:30:15 as 27015 (seconds); below 1440 the number is taken as HH:MM.
+        seconds = value * 60 if value < 1440 else value
+        return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60)
+    match = _TIME.match(str(value))
+    if not match:
+        raise ValueError(f"expected a time of day as HH:MM or HH:MM:SS; got {value!r}")
+    return dt.time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+
+
+TimeOfDay = Annotated[dt.time, BeforeValidator(_parse_time)]
+
+
+class TimeCondition(Model):
+    """Local time is within [after, before) (crossing midnight if after > before) on the given weekdays."""
+
+    type: Literal["time"]
+    after: TimeOfDay | None = None
+    before: TimeOfDay | None = None
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> TimeCondition:
+        if self.after is None and self.before is None and self.weekdays is None:
+            raise ValueError("a time condition needs after:, before: or weekdays:")
+        return self
+
+
+class AndCondition(Model):
+    type: Literal["and"]
+    conditions: list[Condition] = Field(min_length=1)
+
+
+class OrCondition(Model):
+    type: Literal["or"]
+    conditions: list[Condition] = Field(min_length=1)
+
+
+class NotCondition(Model):
+    """True when none of ``conditions`` holds."""
+
+    type: Literal["not"]
+    conditions: list[Condition] = Field(min_length=1)
+
+
+class ExpressionCondition(Model):
+    type: Literal["expression"]
+    expression: ExpressionText
+
+
+Condition = Annotated[
+    NumericCondition | StateCondition | TimeCondition | AndCondition | OrCondition | NotCondition | ExpressionCondition,
+    Field(discriminator="type"),
+]
+
+# -- actions --------------------------------------------------------------
+
+
+class WriteAction(Model):
+    """Send a command to a point: a fixed ``value`` or an ``expression``."""
+
+    type: Literal["write"]
+    point: Point
+    value: ScalarValue | None = None
+    expression: ExpressionText | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> WriteAction:
+        if (self.value is None) == (self.expression is None):
+            raise ValueError("a write action needs exactly one of value: or expression:")
+        return self
+
+
+class DelayAction(Model):
+    type: Literal["delay"]
+    for_: Duration = Field(alias="for")
+
+
+class WaitAction(Model):
+    """Wait for a trigger; after ``timeout``, continue or stop the run."""
+
+    type: Literal["wait"]
+    trigger: Trigger
+    timeout: Duration | None = None
+    on_timeout: Literal["continue", "stop"] = "continue"
+
+
+class IfAction(Model):
+    type: Literal["if"]
+    conditions: list[Condition] = Field(min_length=1)
+    then: list[Action] = Field(min_length=1)
+    else_: list[Action] = Field([], alias="else")
+
+
+class Choice(Model):
+    conditions: list[Condition] = Field(min_length=1)
+    actions: list[Action] = Field(min_length=1)
+
+
+class ChooseAction(Model):
+    """Run the actions of the first choice whose conditions all hold, else ``default``."""
+
+    type: Literal["choose"]
+    choices: list[Choice] = Field(min_length=1)
+    default: list[Action] = []
+
+
+class SequenceAction(Model):
+    type: Literal["sequence"]
+    actions: list[Action] = Field(min_length=1)
+
+
+class ParallelAction(Model):
+    """Run each action (a branch; use a sequence for several steps) at once; wait for all."""
+
+    type: Literal["parallel"]
+    actions: list[Action] = Field(min_length=1)
+
+
+class EventAction(Model):
+    """Publish a RuleEvent to the Hub (and so to the uplink)."""
+
+    type: Literal["event"]
+    name: str = Field(min_length=1)
+    data: dict[str, ScalarValue | None] = {}
+
+
+class LogAction(Model):
+    type: Literal["log"]
+    message: str
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+Action = Annotated[
+    WriteAction
+    | DelayAction
+    | WaitAction
+    | IfAction
+    | ChooseAction
+    | SequenceAction
+    | ParallelAction
+    | EventAction
+    | LogAction,
+    Field(discriminator="type"),
+]
+
+# -- rules ----------------------------------------------------------------
+
+
+class Rule(Model):
+    """One automation: when a trigger fires and the conditions hold, run the actions."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str | None = None
+    enabled: bool = True
+    triggers: list[Trigger] = Field(min_length=1)
+    conditions: list[Condition] = []
+    actions: list[Action] = Field(min_length=1)
+    mode: Literal["single", "restart", "queued", "parallel"] = "single"
+    max: int = Field(10, ge=1)  # runs waiting (queued) or at once (parallel)
+    debounce: Duration = 0.0  # run only once the triggers have been quiet this long
+    throttle: Duration = 0.0  # at most one run started per this long
+    loop_guard: Duration = 5.0  # a reading echoing the rule's own write within this long does not trigger it
+
+
+def _unique_ids(rules: list[Rule]) -> list[Rule]:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise ValueError(f"two rules have the id {rule.id!r}; give each a distinct id:")
+        seen.add(rule.id)
+    return rules
+
+
+Rules = Annotated[list[Rule], AfterValidator(_unique_ids)]
+
+for _model in (AndCondition, OrCondition, NotCondition, IfAction, Choice, ChooseAction, SequenceAction, ParallelAction):
+    _model.model_rebuild()

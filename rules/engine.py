@@ -1,0 +1,436 @@
+"""The rules engine: triggers in, runs of actions out.
+
+Every trigger that reads a point is indexed by that point, so a reading
+batch from the Hub costs one dict lookup per reading and wakes only the
+rules that depend on it; the check is synchronous and does no I/O, which is
+why it runs inside the Hub's listener call. A rule that fires starts a run
+(a task owned by the engine) according to its mode.
+
+Contract for the daemon: ``RulesEngine(rules, hub, state_dir, timezone,
+clock=None)``; ``await run()`` until cancelled; ``reload(rules)`` keeps the
+state (running actions, timers, trigger memory) of every rule whose
+configuration is unchanged. Metrics: ``firings_total``, ``errors_total``,
+``recent`` (last 50 firings), ``latencies`` (seconds from a reading reaching
+the Hub to the command it caused being handed to the Hub's writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from edged.hub import Hub
+from edged.model import Command, CommandResult, Event, Reading, RuleEvent
+from edged.rules.action import Firing, Program, Run, StopRun, resume_frames
+from edged.rules.clock import Clock, RealClock
+from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
+from edged.rules.config import Rule
+from edged.rules.store import TimerStore
+from edged.rules.trigger import ThresholdState, TriggerState, Verdict, make_trigger
+from edged.tasks import TaskSet
+
+log = logging.getLogger("edged.rules")
+
+
+class Binding:
+    """One trigger wired to what it fires: a rule, or a run's ``wait``."""
+
+    __slots__ = ("engine", "fire", "key", "rule", "scheduler", "timer", "trigger")
+
+    def __init__(self, engine: RulesEngine, trigger: TriggerState, fire: Callable[[Firing], None],
+                 rule: RuleRuntime | None = None, key: str | None = None) -> None:  # fmt: skip
+        self.engine = engine
+        self.trigger = trigger
+        self.fire = fire
+        self.rule = rule  # set for a rule's own triggers: the loop guard applies
+        self.key = key  # set when a ``for:`` timer is saved across restarts
+        self.timer: asyncio.Task[None] | None = None
+        self.scheduler: asyncio.Task[None] | None = None
+
+    def on_reading(self, reading: Reading, received: float) -> None:
+        verdict = self.trigger.on_reading(reading)
+        if verdict is Verdict.NONE:
+            return
+        if verdict is Verdict.DISARM:
+            self.disarm()
+            return
+        if self.rule is not None and self.rule.is_echo(reading):
+            self.engine.loops_prevented += 1
+            return
+        firing = Firing(self.trigger.label, reading.value, reading.ts, received)
+        if verdict is Verdict.FIRE:
+            self.fire(firing)
+        else:
+            self.arm(self.engine.clock.now() + self.trigger.for_, firing)
+
+    def on_event(self, event: Event) -> None:
+        if not self.trigger.on_event(event):
+            return
+        if self.rule is not None and self.rule.caused(event):
+            self.engine.loops_prevented += 1
+            return
+        value = getattr(event, "online", None) if not isinstance(event, CommandResult) else event.status.value
+        self.fire(Firing(self.trigger.label, value, self.engine.clock.now()))
+
+    def arm(self, due: float, firing: Firing) -> None:
+        self.disarm()
+        if self.key is not None and self.rule is not None:
+            self.engine.store.put(self.key, {
+                "kind": "for", "rule": self.rule.id, "fingerprint": self.rule.fingerprint,
+                "trigger": self.key.rsplit("/", 1)[1], "due": due, "label": firing.trigger, "value": firing.value,
+            })  # fmt: skip
+        self.timer = self.engine.tasks.spawn(self._after(due, firing), name=f"for {firing.trigger}")
+
+    async def _after(self, due: float, firing: Firing) -> None:
+        await self.engine.clock.sleep_until(due)
+        self.timer = None
+        if self.key is not None:
+            self.engine.store.remove(self.key)
+        self.fire(Firing(firing.trigger, firing.value, self.engine.clock.now()))
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if self.key is not None:
+                self.engine.store.remove(self.key)
+
+    async def _schedule(self) -> None:
+        schedule = self.trigger.schedule
+        assert schedule is not None
+        clock = self.engine.clock
+        while True:
+            due = schedule.next_after(clock.now())
+            await clock.sleep_until(due)
+            self.fire(Firing(self.trigger.label, None, due))
+
+    def start(self) -> None:
+        if self.trigger.schedule is not None and self.scheduler is None:
+            self.scheduler = self.engine.tasks.spawn(self._schedule(), name=self.trigger.label)
+
+    def stop(self) -> None:
+        """Cancel timers and schedules (a saved ``for:`` timer is kept only at shutdown)."""
+        if self.scheduler is not None:
+            self.scheduler.cancel()
+            self.scheduler = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if self.key is not None and not self.engine.stopping:
+                self.engine.store.remove(self.key)
+
+
+def fingerprint(rule: Rule) -> str:
+    return hashlib.sha256(rule.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+
+
+class RuleRuntime:
+    """A rule's live state: trigger memory, runs in progress, queue, loop guard."""
+
+    def __init__(self, engine: RulesEngine, config: Rule) -> None:
+        self.engine = engine
+        self.config = config
+        self.id = config.id
+        self.fingerprint = fingerprint(config)
+        self.program = Program(config.actions)
+        self.check = compile_conditions(config.conditions)
+        self.bindings = [
+            Binding(engine, make_trigger(t, engine.hub, engine.timezone), self.fire, self, f"for/{self.id}/{index}")
+            for index, t in enumerate(config.triggers)
+        ]
+        self.runs: dict[asyncio.Task[None], dict[str, Any]] = {}
+        self.queue: deque[Firing] = deque()
+        self.last_started = -math.inf
+        self.debouncer: asyncio.Task[None] | None = None
+        self._echoes: dict[tuple[str, str], tuple[object, float]] = {}
+        self._commands: deque[str] = deque(maxlen=32)
+
+    # -- loop guard ------------------------------------------------------
+
+    def note_write(self, command: Command) -> None:
+        """Remember a write so its echo from the device does not trigger this rule again."""
+        self._echoes[(command.device_id, command.key)] = (command.value, self.engine.clock.now() + self.config.loop_guard)
+        self._commands.append(command.id)
+
+    def is_echo(self, reading: Reading) -> bool:
+        echo = self._echoes.get((reading.device_id, reading.key))
+        if echo is None:
+            return False
+        value, until = echo
+        if self.engine.clock.now() > until:
+            del self._echoes[(reading.device_id, reading.key)]
+            return False
+        if value != reading.value:
+            return False
+        del self._echoes[(reading.device_id, reading.key)]
+        log.debug("rule %s: %s.%s=%r echoes its own write; not triggered", self.id, reading.device_id, reading.key,
+                  reading.value, extra={"rule": self.id})  # fmt: skip
+        return True
+
+    def caused(self, event: Event) -> bool:
+        """Whether ``event`` came from this rule (its own command's result or its own event)."""
+        if isinstance(event, CommandResult):
+            return event.command.id in self._commands
+        return isinstance(event, RuleEvent) and event.rule_id == self.id
+
+    # -- firing ----------------------------------------------------------
+
+    def fire(self, firing: Firing) -> None:
+        if self.config.debounce:
+            if self.debouncer is not None:
+                self.debouncer.cancel()
+            self.debouncer = self.engine.tasks.spawn(self._debounce(firing), name=f"debounce {self.id}")
+        else:
+            self.dispatch(firing)
+
+    async def _debounce(self, firing: Firing) -> None:
+        await self.engine.clock.sleep_until(self.engine.clock.now() + self.config.debounce)
+        self.debouncer = None
+        self.dispatch(firing)
+
+    def dispatch(self, firing: Firing) -> None:
+        engine, config = self.engine, self.config
+        now = engine.clock.now()
+        if config.throttle and now - self.last_started < config.throttle:
+            engine.record(self.id, firing, "throttled")
+            return
+        try:
+            holds = self.check(Scope(engine.hub, now, engine.zone, firing.value))
+        except ExpressionFailed as exc:
+            engine.errors_total += 1
+            log.error("rule %s: condition failed: %s", self.id, exc, extra={"rule": self.id})
+            engine.record(self.id, firing, f"error: {exc}")
+            return
+        if not holds:
+            engine.record(self.id, firing, "conditions not met")
+            return
+        if self.runs:
+            if config.mode == "single":
+                engine.record(self.id, firing, "skipped: already running")
+                return
+            if config.mode == "restart":
+                for task in list(self.runs):
+                    task.cancel()
+            elif config.mode == "queued":
+                if len(self.queue) >= config.max:
+                    engine.record(self.id, firing, "dropped: queue full")
+                else:
+                    self.queue.append(firing)
+                    engine.record(self.id, firing, "queued")
+                return
+            elif len(self.runs) >= config.max:
+                engine.record(self.id, firing, "dropped: max parallel runs")
+                return
+        self.start(firing)
+
+    def start(self, firing: Firing, frames: Any = None, resume_at: float | None = None, key: str | None = None) -> None:
+        engine = self.engine
+        self.last_started = engine.clock.now()
+        engine.firings_total += 1
+        entry = engine.record(self.id, firing, "running")
+        run = Run(self, firing)
+        if key is not None:
+            run.key = key
+        args = (frames, resume_at) if frames is not None else ()
+        task = engine.tasks.spawn(self._run(run, entry, args), name=f"rule {self.id}")
+        self.runs[task] = entry
+
+    async def _run(self, run: Run, entry: dict[str, Any], args: tuple[Any, ...]) -> None:
+        task = asyncio.current_task()
+        try:
+            await run.execute(*args)
+            entry["outcome"] = "done"
+        except StopRun as exc:
+            entry["outcome"] = f"stopped: {exc}"
+        except asyncio.CancelledError:
+            entry["outcome"] = "cancelled"
+            raise
+        except Exception as exc:
+            self.engine.errors_total += 1
+            entry["outcome"] = f"error: {exc}"
+            log.error("rule %s: run failed: %s", self.id, exc, exc_info=not isinstance(exc, ExpressionFailed),
+                      extra={"rule": self.id})  # fmt: skip
+        finally:
+            self.runs.pop(task, None)  # type: ignore[arg-type]
+            if self.queue and not self.runs and not self.engine.stopping:
+                self.start(self.queue.popleft())
+
+    def stop(self) -> None:
+        """Stop everything this rule has going (reload or removal; not shutdown)."""
+        self.queue.clear()
+        if self.debouncer is not None:
+            self.debouncer.cancel()
+        for task in list(self.runs):
+            task.cancel()
+        for binding in self.bindings:
+            binding.stop()
+
+
+class RulesEngine:
+    def __init__(self, rules: Sequence[Rule], hub: Hub, state_dir: Path, timezone: str = "UTC",
+                 clock: Clock | None = None) -> None:  # fmt: skip
+        self.hub = hub
+        self.state_dir = Path(state_dir)
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+        self.clock: Clock = clock or RealClock()
+        self.store = TimerStore(self.state_dir)
+        self.tasks = TaskSet()
+        self.rules: dict[str, RuleRuntime] = {}
+        self.firings_total = 0
+        self.errors_total = 0
+        self.loops_prevented = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
+        self.latencies: deque[float] = deque(maxlen=10_000)
+        self.stopping = False
+        self.started = asyncio.Event()  # set once the rules are live (for tests and tools)
+        self._configs = [r for r in rules if r.enabled]
+        self._started = False
+        self._index: dict[tuple[str, str], list[Binding]] = {}
+        self._event_bindings: list[Binding] = []
+        self._waits: list[Binding] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load saved timers, subscribe to the Hub and work until cancelled."""
+        saved = await asyncio.to_thread(self.store.load)
+        self.stopping = False
+        unsubscribe = [self.hub.subscribe(self._on_batch), self.hub.subscribe_events(self._on_event)]
+        self._started = True
+        try:
+            self._apply(self._configs)
+            self._resume(saved)
+            log.info("rules engine started with %d rule(s)", len(self.rules))
+            self.started.set()
+            await self.store.flush_forever()
+        finally:
+            self.stopping = True
+            for undo in unsubscribe:
+                undo()
+            await self.tasks.close()
+            self.rules.clear()
+            self._started = False
+            self.started.clear()
+
+    def reload(self, rules: Sequence[Rule]) -> None:
+        """Take a new rule list; rules whose configuration is unchanged keep their state."""
+        self._configs = [r for r in rules if r.enabled]
+        if self._started:
+            self._apply(self._configs)
+
+    def _apply(self, configs: Sequence[Rule]) -> None:
+        old, self.rules = self.rules, {}
+        kept = 0
+        for config in configs:
+            runtime = old.pop(config.id, None)
+            if runtime is not None and runtime.config == config:
+                kept += 1
+            else:
+                if runtime is not None:
+                    runtime.stop()
+                runtime = RuleRuntime(self, config)
+            self.rules[config.id] = runtime
+        for runtime in old.values():
+            runtime.stop()
+        self._reindex()
+        if old or kept:
+            log.info("rules reloaded: %d kept, %d new or changed, %d removed", kept, len(self.rules) - kept, len(old))
+
+    def _reindex(self) -> None:
+        self._index, self._event_bindings = {}, []
+        for runtime in self.rules.values():
+            for binding in runtime.bindings:
+                self._add(binding)
+        for binding in self._waits:
+            self._add(binding)
+
+    def _add(self, binding: Binding) -> None:
+        trigger = binding.trigger
+        for point in trigger.points:
+            self._index.setdefault(point, []).append(binding)
+        if not trigger.points and trigger.schedule is None:
+            self._event_bindings.append(binding)
+        binding.start()
+
+    def _resume(self, saved: dict[str, dict[str, Any]]) -> None:
+        """Take up the timers saved by the previous run of the engine."""
+        for key, entry in saved.items():
+            runtime = self.rules.get(str(entry.get("rule")))
+            try:
+                if runtime is None or entry.get("fingerprint") != runtime.fingerprint:
+                    raise LookupError("its rule was changed or removed")
+                if entry.get("kind") == "delay":
+                    firing = Firing(entry["trigger"], entry["value"], entry["ts"])
+                    runtime.start(firing, resume_frames(entry), float(entry["due"]), key)
+                    continue
+                binding = runtime.bindings[int(entry["trigger"])]
+                if not isinstance(binding.trigger, ThresholdState) or not binding.trigger.resume_armed():
+                    raise LookupError("the point is no longer past its threshold")
+                binding.arm(float(entry["due"]), Firing(entry["label"], entry["value"], self.clock.now()))
+            except (LookupError, KeyError, TypeError, ValueError) as exc:
+                log.info("saved rule timer %s dropped: %s", key, exc)
+                self.store.remove(key)
+
+    # -- inputs from the Hub ---------------------------------------------
+
+    def _on_batch(self, readings: Sequence[Reading]) -> None:
+        received = time.perf_counter()
+        index = self._index
+        for reading in readings:
+            bindings = index.get((reading.device_id, reading.key))
+            if bindings is not None:
+                for binding in bindings:
+                    binding.on_reading(reading, received)
+
+    def _on_event(self, event: Event) -> None:
+        for binding in list(self._event_bindings):
+            binding.on_event(event)
+
+    # -- used by runs ----------------------------------------------------
+
+    async def wait_for(self, config: Any, timeout: float | None) -> Firing | None:
+        """Wait until ``config`` (a trigger) fires; ``None`` after ``timeout`` seconds."""
+        fired: asyncio.Future[Firing] = asyncio.get_running_loop().create_future()
+
+        def fire(firing: Firing) -> None:
+            if not fired.done():
+                fired.set_result(firing)
+
+        binding = Binding(self, make_trigger(config, self.hub, self.timezone), fire)
+        self._waits.append(binding)
+        self._add(binding)
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(self.clock.now() + timeout)) if timeout is not None else None
+        try:
+            await asyncio.wait([fired] if sleeper is None else [fired, sleeper], return_when=asyncio.FIRST_COMPLETED)
+            return fired.result() if fired.done() else None
+        finally:
+            if sleeper is not None:
+                sleeper.cancel()
+            fired.cancel()
+            binding.stop()
+            self._waits.remove(binding)
+            self._reindex_remove(binding)
+
+    def _reindex_remove(self, binding: Binding) -> None:
+        for point in binding.trigger.points:
+            bindings = self._index.get(point)
+            if bindings is not None and binding in bindings:
+                bindings.remove(binding)
+                if not bindings:
+                    del self._index[point]
+        if binding in self._event_bindings:
+            self._event_bindings.remove(binding)
+
+    def record(self, rule_id: str, firing: Firing, outcome: str) -> dict[str, Any]:
+        entry = {"ts": self.clock.now(), "rule_id": rule_id, "trigger": firing.trigger, "outcome": outcome}
+        self.recent.append(entry)
+        return entry

@@ -1,0 +1,74 @@
+"""Pending timers of the rules engine, kept in ``timers.json`` in the state
+directory so that a delay or a ``for:`` duration survives a restart.
+
+Entries are small JSON objects by key. Changes mark the store dirty; the
+engine's ``flush`` task writes the latest snapshot in a worker thread
+(write to a temporary file, fsync, rename: a crash leaves the old or the new
+file, never half of one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class TimerStore:
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "timers.json"
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._dirty = asyncio.Event()
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Read the file (blocking; call it in a thread). A damaged file is logged and ignored."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.error("cannot read rule timers from %s (%s); starting without them", self.path, exc)
+            return {}
+        if not isinstance(data, dict) or not isinstance(data.get("timers"), dict):
+            log.error("rule timers in %s are not in the expected form; starting without them", self.path)
+            return {}
+        self.entries = {str(k): v for k, v in data["timers"].items() if isinstance(v, dict)}
+        return dict(self.entries)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        self.entries[key] = entry
+        self._dirty.set()
+
+    def remove(self, key: str) -> None:
+        if self.entries.pop(key, None) is not None:
+            self._dirty.set()
+
+    async def flush_forever(self) -> None:
+        """Write the snapshot whenever it changed; until cancelled (then write once more)."""
+        try:
+            while True:
+                await self._dirty.wait()
+                await self.flush()
+        finally:
+            self._write(dict(self.entries))  # at shutdown: small, once, and must not be lost
+
+    async def flush(self) -> None:
+        self._dirty.clear()
+        await asyncio.to_thread(self._write, dict(self.entries))
+
+    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".timers.", delete=False) as file:
+                json.dump({"version": 1, "timers": entries}, file, indent=1, sort_keys=True)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(file.name, self.path)
+        except OSError as exc:
+            log.error("cannot save rule timers to %s: %s", self.path, exc)

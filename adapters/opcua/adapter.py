@@ -1,0 +1,402 @@
+"""The OPC UA adapter: one asyncua client session per server.
+
+A session resolves every configured node once (browse paths in one
+TranslateBrowsePaths call, writable nodes' DataType in one Read), then
+receives subscribed values and reads polled ones:
+
+- Subscriptions run in asyncua's iterator mode. The client's observer is told
+  after every Publish response how many notifications it queued, and the
+  consumer turns exactly that many into ONE ``list[Reading]`` for the Hub.
+- Polled nodes of the same interval are read together in one Read request.
+- Status codes become ``Quality`` (Good/Uncertain/Bad by the code's top two
+  bits); the source timestamp is kept (server timestamp, else arrival time).
+
+Reconnect: asyncua's watchdog probes the server every ``keepalive`` seconds
+and a dropped socket is seen at once; either moves the client to
+DISCONNECTED, which ends the session. ``retry_forever`` then builds a new
+client with backoff and recreates the session and every subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
+from asyncua.common.node import Node
+from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
+from asyncua.crypto import security_policies
+from asyncua.observer import Observer
+
+from edged.adapter import Adapter
+from edged.adapters.opcua import variant
+from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
+from edged.backoff import Backoff, retry_forever
+from edged.errors import AdapterError, CommandError
+from edged.model import Command, Device, Point, Quality, Reading, Value, ValueType
+
+_QUALITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)  # by StatusCode bits 31..30
+_POLICIES = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+}
+_TRANSPORT_ERRORS = (ConnectionError, OSError, TimeoutError)
+
+
+@dataclass(slots=True, eq=False)
+class _Binding:
+    """One configured node as one point of one device."""
+
+    device_id: str
+    spec: NodeConfig
+    point: Point
+    node: Node | None = None  # set while a session is up and the node resolved
+    vtype: ua.VariantType | None = None  # the node's encoding, for writes
+
+
+@dataclass(slots=True, eq=False)
+class _Feed:
+    """A subscription and the bindings behind its client handles."""
+
+    subscription: Subscription
+    handles: dict[int, _Binding] = field(default_factory=dict)
+    ready: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+
+class _PublishObserver(Observer):
+    """Tells each feed how many notifications one Publish response queued."""
+
+    def __init__(self) -> None:
+        self.feeds: list[_Feed] = []
+
+    def observe_request(self, request: Any) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def on_notification(self, subscription_id: int | None, event_count: int) -> None:
+        for feed in self.feeds:
+            if feed.subscription.subscription_id == subscription_id:
+                feed.ready.put_nowait(event_count)
+                return
+
+
+class OpcuaAdapter(Adapter[OpcuaConfig]):
+    config_model = OpcuaConfig
+
+    async def start(self) -> None:
+        self._bindings: dict[tuple[str, str], _Binding] = {}
+        self._client: Client | None = None
+        self._warned: set[tuple[str, str]] = set()
+        self._sessions = 0
+        for spec in self.config.devices:
+            device_id = self.device_id(spec.id)
+            points = {}
+            for node in spec.nodes:
+                point = Point(node.key, node.type, node.unit, node.writable, node.name)
+                points[node.key] = point
+                self._bindings[(device_id, node.key)] = _Binding(device_id, node, point)
+            self.add_device(Device(device_id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
+        backoff = Backoff(initial=self.config.reconnect.initial, maximum=self.config.reconnect.maximum)
+        self.tasks.spawn(
+            retry_forever(f"{self.name}: {self.config.endpoint}", self._session, self.log, backoff, self._failed),
+            name=f"{self.name} session",
+        )
+
+    async def stop(self) -> None:
+        pass  # the session task closes its client when cancelled
+
+    # -- session ------------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors_total += 1
+
+    async def _session(self) -> None:
+        """Connect, serve values until the connection is lost, always disconnect."""
+        client = await self._make_client()
+        observer = _PublishObserver()
+        client.uaclient.observer = observer
+        try:
+            try:
+                await client.connect(auto_reconnect=False)
+            except ua.UaError as exc:
+                raise AdapterError(f"cannot open a session with {self.config.endpoint}: {exc}") from exc
+            self._sessions += 1
+            if self._sessions > 1:
+                self.reconnects_total += 1
+            self.log.info("connected to %s", self.config.endpoint)
+            await self._resolve(client)
+            feeds = await self._subscribe(client, observer)
+            self._client = client
+            for device_id in {b.device_id for b in self._bindings.values()}:
+                self.set_online(device_id, True)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._watch(client))
+                    for feed in feeds:
+                        group.create_task(self._consume(feed))
+                    for interval, bindings in self._poll_groups().items():
+                        group.create_task(self._poll(client, interval, bindings))
+            except ExceptionGroup as group_error:
+                raise group_error.exceptions[0] from None
+        finally:
+            self._client = None
+            for binding in self._bindings.values():
+                binding.node = None
+            for device_id in {b.device_id for b in self._bindings.values()}:
+                self.set_online(device_id, False)
+            await self._disconnect(client)
+
+    async def _make_client(self) -> Client:
+        config = self.config
+        client = Client(config.endpoint, timeout=config.timeout, watchdog_intervall=config.keepalive)
+        client.name = client.description = f"edged {self.name}"
+        client.session_timeout = int(config.session_timeout * 1000)
+        security = config.security
+        client.application_uri = security.application_uri
+        if config.username is not None and config.password is not None:
+            client.set_user(config.username)
+            client.set_password(config.password.get_secret_value())
+        if security.policy != "None":
+            password = security.private_key_password
+            try:
+                await client.set_security(
+                    _POLICIES[security.policy],
+                    str(security.certificate),
+                    str(security.private_key),
+                    password.get_secret_value() if password else None,
+                    str(security.server_certificate) if security.server_certificate else None,
+                    getattr(ua.MessageSecurityMode, security.mode),
+                )
+            except (ua.UaError, ValueError, OSError) as exc:
+                raise AdapterError(f"cannot set up {security.policy} {security.mode}: {exc}") from exc
+        return client
+
+    async def _disconnect(self, client: Client) -> None:
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                await client.disconnect()
+        except Exception as exc:  # noqa: BLE001 - closing must not fail the caller
+            self.log.debug("disconnect from %s: %r", self.config.endpoint, exc)
+            client.disconnect_socket()
+
+    async def _watch(self, client: Client) -> None:
+        """Return (by raising) when asyncua's watchdog or the socket reports the session dead."""
+        async with client.subscribe_state() as states:
+            await states.wait_for_state(UaClientState.DISCONNECTED)
+        raise AdapterError(f"lost the connection to {self.config.endpoint}")
+
+    async def _resolve(self, client: Client) -> None:
+        """Find every node (browse paths in one call) and the data type of writable ones (one Read)."""
+        bindings = list(self._bindings.values())
+        by_path = [b for b in bindings if b.spec.path is not None]
+        for binding in bindings:
+            if binding.spec.node is not None:
+                try:
+                    binding.node = client.get_node(binding.spec.node)
+                except (ua.UaError, ValueError) as exc:
+                    self._node_failed(binding, f"NodeId is not valid: {exc}")
+        if by_path:
+            root = ua.NodeId(ua.ObjectIds.RootFolder)
+            results = await client.translate_browsepaths(root, [f"/{b.spec.path}" for b in by_path])
+            for binding, result in zip(by_path, results, strict=True):
+                if result.StatusCode.is_good() and result.Targets:
+                    binding.node = client.get_node(result.Targets[0].TargetId)
+                else:
+                    self._node_failed(binding, f"browse path not found ({result.StatusCode.name})")
+        writable = [b for b in bindings if b.spec.writable and b.node is not None]
+        if writable:
+            types = await client.read_attributes([b.node for b in writable], ua.AttributeIds.DataType)
+            for binding, data_value in zip(writable, types, strict=True):
+                if data_value.StatusCode is not None and data_value.StatusCode.is_good() and data_value.Value:
+                    binding.vtype = variant.variant_type(data_value.Value.Value)
+                if binding.vtype is None:
+                    self.log.warning(
+                        "%s.%s (%s): data type %s cannot be written by edged",
+                        binding.device_id, binding.spec.key, binding.spec.address,
+                        data_value.Value.Value if data_value.Value else data_value.StatusCode,
+                        extra={"device": binding.device_id},
+                    )
+
+    def _node_failed(self, binding: _Binding, reason: str) -> None:
+        binding.node = None
+        self.log.warning(
+            "%s.%s (%s): %s", binding.device_id, binding.spec.key, binding.spec.address, reason,
+            extra={"device": binding.device_id},
+        )
+        self.publish([Reading(binding.device_id, binding.spec.key, None, time.time(), Quality.BAD)])
+
+    async def _subscribe(self, client: Client, observer: _PublishObserver) -> list[_Feed]:
+        """Create one subscription per publishing interval with every subscribed node as a monitored item."""
+        settings = self.config.subscription
+        groups: dict[float, list[_Binding]] = defaultdict(list)
+        for binding in self._bindings.values():
+            if binding.spec.poll is None and binding.node is not None:
+                groups[binding.spec.publishing_interval or settings.publishing_interval].append(binding)
+        feeds = []
+        for interval, bindings in groups.items():
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=interval * 1000,
+                RequestedLifetimeCount=settings.lifetime_count,
+                RequestedMaxKeepAliveCount=settings.keepalive_count,
+                MaxNotificationsPerPublish=settings.max_notifications,
+                PublishingEnabled=True,
+                Priority=0,
+            )
+            subscription = await client.create_subscription(params, queue_maxsize=0)
+            feed = _Feed(subscription)
+            observer.feeds.append(feed)
+            requests = []
+            for handle, binding in enumerate(bindings, start=1):
+                feed.handles[handle] = binding
+                requests.append(self._monitored_item(binding, handle))
+            results = await subscription.create_monitored_items(requests)
+            for binding, result in zip(bindings, results, strict=True):
+                if isinstance(result, ua.StatusCode):
+                    self._node_failed(binding, f"cannot monitor: {result.name}")
+            feeds.append(feed)
+        return feeds
+
+    def _monitored_item(self, binding: _Binding, handle: int) -> ua.MonitoredItemCreateRequest:
+        spec, settings = binding.spec, self.config.subscription
+        sampling = spec.sampling_interval if spec.sampling_interval is not None else settings.sampling_interval
+        parameters = ua.MonitoringParameters(
+            ClientHandle=handle,
+            SamplingInterval=sampling * 1000,
+            QueueSize=spec.queue_size or settings.queue_size,
+            DiscardOldest=True,
+        )
+        if spec.deadband is not None:
+            parameters.Filter = ua.DataChangeFilter(
+                Trigger=ua.DataChangeTrigger.StatusValue,
+                DeadbandType=ua.DeadbandType.Absolute if spec.deadband.type == "absolute" else ua.DeadbandType.Percent,
+                DeadbandValue=spec.deadband.value,
+            )
+        assert binding.node is not None
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=binding.node.nodeid, AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting,
+            RequestedParameters=parameters,
+        )
+
+    async def _consume(self, feed: _Feed) -> None:
+        """Turn the notifications of each Publish response into one batch."""
+        handles = feed.handles
+        subscription = feed.subscription
+        while True:
+            count = await feed.ready.get()
+            now = time.time()
+            batch: list[Reading] = []
+            for _ in range(count):
+                try:
+                    event = await anext(subscription)  # queued already: returns without waiting
+                except StopAsyncIteration:
+                    raise AdapterError("subscription was deleted") from None
+                if isinstance(event, DataChangeEvent):
+                    item = event.data.monitored_item
+                    binding = handles.get(item.ClientHandle)
+                    if binding is not None:
+                        batch.append(self._reading(binding, item.Value, now))
+                elif isinstance(event, StatusChangeEvent):
+                    status = event.notification.Status
+                    if not status.is_good():
+                        raise AdapterError(f"subscription ended by the server: {status.name}")
+            self.publish(batch)
+
+    def _poll_groups(self) -> dict[float, list[_Binding]]:
+        groups: dict[float, list[_Binding]] = defaultdict(list)
+        for binding in self._bindings.values():
+            if binding.spec.poll is not None and binding.node is not None:
+                groups[binding.spec.poll].append(binding)
+        return groups
+
+    async def _poll(self, client: Client, interval: float, bindings: Sequence[_Binding]) -> None:
+        """Read ``bindings`` in one Read request every ``interval`` seconds (missed ticks are skipped)."""
+        nodes = [b.node for b in bindings]
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            try:
+                values = await client.read_attributes(nodes)  # type: ignore[arg-type]
+            except ua.UaStatusCodeError as exc:
+                now = time.time()
+                self.log.warning("read of %d nodes failed: %s", len(bindings), exc)
+                self.publish([Reading(b.device_id, b.spec.key, None, now, Quality.BAD) for b in bindings])
+            else:
+                now = time.time()
+                self.publish([self._reading(b, dv, now) for b, dv in zip(bindings, values, strict=True)])
+            due += interval
+            late = loop.time() - due
+            if late > 0:
+                due += (late // interval + 1) * interval
+            await asyncio.sleep(due - loop.time())
+
+    def _reading(self, binding: _Binding, data_value: ua.DataValue | None, now: float) -> Reading:
+        if data_value is None:
+            return Reading(binding.device_id, binding.spec.key, None, now, Quality.BAD)
+        status = data_value.StatusCode
+        quality = _QUALITY[(status.value >> 30) & 3] if status is not None else Quality.GOOD
+        stamp = data_value.SourceTimestamp or data_value.ServerTimestamp
+        ts = _epoch(stamp) if stamp is not None else now
+        value: Value = None
+        if quality is not Quality.BAD and data_value.Value is not None:
+            raw = data_value.Value.Value
+            try:
+                value = _convert(raw, binding.point.type)
+            except ValueError as exc:
+                quality = Quality.BAD
+                key = (binding.device_id, binding.spec.key)
+                if key not in self._warned:
+                    self._warned.add(key)
+                    self.log.warning(
+                        "%s.%s (%s): %s", binding.device_id, binding.spec.key, binding.spec.address, exc,
+                        extra={"device": binding.device_id},
+                    )
+        return Reading(binding.device_id, binding.spec.key, value, ts, quality)
+
+    # -- commands -------------------------------------------------------------
+
+    async def write(self, command: Command) -> None:
+        binding = self._bindings.get((command.device_id, command.key))
+        if binding is None:
+            raise CommandError(f"no such point {command.device_id}.{command.key}")
+        client, node = self._client, binding.node
+        if client is None or node is None:
+            raise CommandError(f"not connected to {self.config.endpoint}")
+        if binding.vtype is None:
+            raise CommandError(f"the data type of {binding.spec.address} is not one edged can write")
+        value = variant.coerce(command.value, binding.vtype)
+        data_value = ua.DataValue(ua.Variant(value, binding.vtype))
+        try:
+            (status,) = await client.uaclient.write_attributes([node.nodeid], [data_value], ua.AttributeIds.Value)
+        except ua.UaStatusCodeError as exc:
+            raise CommandError(f"the server refused the write: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
+        if not status.is_good():
+            raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
+
+
+def _epoch(stamp: datetime.datetime) -> float:
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    return stamp.timestamp()
+
+
+def _convert(raw: object, type_: ValueType) -> Value:
+    """An OPC UA value as the point's type; ``ValueError`` if it is none."""
+    if type_ is ValueType.STR and not isinstance(raw, str):
+        text = getattr(raw, "Text", None)  # LocalizedText
+        if text is not None:
+            return text
+        if isinstance(raw, datetime.datetime):
+            return raw.isoformat()
+        if isinstance(raw, Iterable) or raw is None:
+            raise ValueError(f"expected str, got {type(raw).__name__} {raw!r}")
+        return str(raw)
+    return type_.coerce(raw)

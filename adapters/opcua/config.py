@@ -1,0 +1,179 @@
+"""Configuration of the OPC UA adapter (pydantic only; asyncua is not imported here).
+
+One adapter instance talks to one server (``endpoint``). Its ``devices`` group
+the server's nodes into edged devices; every node becomes one point. A node
+is named by NodeId (``ns=2;s=Boiler.Temp``, ``ns=2;i=1001``) or by a browse
+path from the Root folder (``0:Objects/2:Boiler/2:Temp``). Nodes are
+subscribed to by default; a node with ``poll:`` is read at that interval,
+together with every other node of the same interval in one Read request.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edged.adapter import AdapterConfig
+from edged.fields import Duration, Model, Secret
+from edged.model import ValueType
+
+_NODE_ID = re.compile(r"^(ns=\d+;)?[isgb]=.+$")
+_PATH_ELEMENT = re.compile(r"^\d+:[^/]+$")
+
+
+class Deadband(Model):
+    """Report a change only when it exceeds ``value`` (absolute units, or percent of the EURange)."""
+
+    type: Literal["absolute", "percent"] = "absolute"
+    value: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> Deadband:
+        if self.type == "percent" and self.value > 100:
+            raise ValueError(f"a percent deadband is at most 100; got {self.value:g}")
+        return self
+
+
+class SubscriptionSettings(Model):
+    """Defaults for subscribed nodes; a node may override the per-item ones."""
+
+    publishing_interval: Duration = Field(0.5, gt=0)
+    sampling_interval: Duration = Field(0.25, ge=0)  # 0 asks the server for its fastest rate
+    queue_size: int = Field(1, ge=1, le=10_000)
+    keepalive_count: int = Field(10, ge=1)
+    lifetime_count: int = Field(100, ge=3)
+    max_notifications: int = Field(10_000, ge=0)  # per publish; 0 means no limit
+
+
+class NodeConfig(Model):
+    key: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    node: str | None = None
+    path: str | None = None
+    type: ValueType = ValueType.FLOAT
+    unit: str | None = None
+    writable: bool = False
+    name: str | None = None
+    poll: Duration | None = Field(None, gt=0)
+    publishing_interval: Duration | None = Field(None, gt=0)
+    sampling_interval: Duration | None = Field(None, ge=0)
+    queue_size: int | None = Field(None, ge=1, le=10_000)
+    deadband: Deadband | None = None
+
+    @field_validator("node")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_ID.match(value):
+            raise ValueError(f"expected a NodeId such as ns=2;s=Boiler.Temp or ns=2;i=1001; got {value!r}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _browse_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        elements = value.strip("/").split("/")
+        bad = [e for e in elements if not _PATH_ELEMENT.match(e)]
+        if bad:
+            raise ValueError(
+                f"expected a browse path of namespace:BrowseName elements from Root, such as "
+                f"0:Objects/2:Boiler/2:Temp; {bad[0]!r} has no namespace index"
+            )
+        return "/".join(elements)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> NodeConfig:
+        if (self.node is None) == (self.path is None):
+            raise ValueError("give exactly one of node (a NodeId) or path (a browse path):")
+        if self.poll is not None and (self.deadband or self.publishing_interval or self.sampling_interval is not None):
+            raise ValueError("a polled node takes no subscription settings (deadband, publishing/sampling interval):")
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.node or f"path {self.path}"
+
+
+class DeviceConfig(Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    nodes: list[NodeConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> DeviceConfig:
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.key in seen:
+                raise ValueError(f"device {self.id!r} has two nodes with key {node.key!r}:")
+            seen.add(node.key)
+        return self
+
+
+SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep"]
+
+
+class SecurityConfig(Model):
+    """Message security. The client certificate's SubjectAltName must hold
+    ``application_uri`` (``edged opcua cert`` makes such a pair)."""
+
+    policy: SecurityPolicy = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    private_key_password: Secret | None = None
+    application_uri: str = "urn:edged:client"
+    # Trust: pin the server's certificate, or accept whatever it presents.
+    server_certificate: Path | None = None
+    trust_any_server: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SecurityConfig:
+        if self.policy == "None":
+            if self.mode != "None":
+                raise ValueError(f"mode {self.mode} needs a security policy other than None:")
+            return self
+        if self.mode == "None":
+            raise ValueError(f"policy {self.policy} needs mode Sign or SignAndEncrypt:")
+        if self.certificate is None or self.private_key is None:
+            raise ValueError(
+                f"policy {self.policy} needs certificate and private_key (make them with `edged opcua cert`):"
+            )
+        if self.server_certificate is None and not self.trust_any_server:
+            raise ValueError(
+                "name the server's certificate in server_certificate, or set trust_any_server: true "
+                "to accept the one it presents:"
+            )
+        return self
+
+
+class ReconnectSettings(Model):
+    initial: Duration = Field(1.0, gt=0)
+    maximum: Duration = Field(30.0, gt=0)
+
+
+class OpcuaConfig(AdapterConfig):
+    type: Literal["opcua"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://[^/\s]+")
+    security: SecurityConfig = SecurityConfig()
+    username: str | None = None
+    password: Secret | None = None
+    timeout: Duration = Field(4.0, gt=0)  # per request
+    keepalive: Duration = Field(1.0, gt=0)  # how often a quiet session is probed
+    session_timeout: Duration = Field(60.0, gt=0)
+    reconnect: ReconnectSettings = ReconnectSettings()
+    subscription: SubscriptionSettings = SubscriptionSettings()
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> OpcuaConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together; give both or neither:")
+        ids = [d.id for d in self.devices]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"two devices share the id {duplicates[0]!r}:")
+        return self

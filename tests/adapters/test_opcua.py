@@ -1,0 +1,179 @@
+"""The OPC UA adapter against a real asyncua server on a loopback port."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+
+import pytest
+from asyncua import ua
+
+from edged.adapters.opcua.adapter import OpcuaAdapter
+from edged.adapters.opcua.config import OpcuaConfig
+from edged.model import Command, CommandStatus, Origin, Quality
+from tests.adapters import conformance
+from tests.adapters.opcua_server import NAMESPACE, PlantServer, free_port
+
+NS = 2  # the first namespace a server registers after its own
+
+
+def make_config(endpoint: str, **overrides: object) -> OpcuaConfig:
+    data = {
+        "type": "opcua",
+        "name": "plc",
+        "endpoint": endpoint,
+        "keepalive": 0.5,
+        "timeout": 2,
+        "reconnect": {"initial": 0.2, "maximum": 1},
+        "subscription": {"publishing_interval": 0.05, "sampling_interval": 0.02},
+        "devices": [
+            {
+                "id": "boiler",
+                "nodes": [
+                    {"key": "temperature", "node": f"ns={NS};s=Boiler.Temperature", "unit": "Cel"},
+                    {"key": "setpoint", "path": f"0:Objects/{NS}:Boiler/{NS}:Setpoint", "writable": True},
+                    {"key": "level", "node": f"ns={NS};s=Boiler.Level", "type": "int", "writable": True},
+                    {"key": "pump", "node": f"ns={NS};s=Boiler.Pump", "type": "bool", "writable": True},
+                    {"key": "mode", "node": f"ns={NS};s=Boiler.Mode", "type": "str", "writable": True},
+                    {"key": "counter", "node": f"ns={NS};s=Boiler.Counter", "type": "int", "poll": 0.05},
+                ],
+            }
+        ],
+    }
+    data.update(overrides)
+    return OpcuaConfig.model_validate(data)
+
+
+@pytest.fixture
+async def plant() -> AsyncIterator[PlantServer]:
+    server = PlantServer(free_port())
+    await server.start()
+    assert await server.server.get_namespace_index(NAMESPACE) == NS
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def adapter(plant, hub, watch, running, tmp_path) -> OpcuaAdapter:
+    adapter = OpcuaAdapter(make_config(plant.endpoint), hub, tmp_path)
+    adapter.task = running(adapter)
+    await watch.until(lambda: (d := hub.devices.get("plc/boiler")) is not None and d.online)
+    return adapter
+
+
+async def test_conformance(plant, hub, watch, running, tmp_path):
+    adapter = OpcuaAdapter(make_config(plant.endpoint), hub, tmp_path)
+    task = running(adapter)
+    await conformance.check_devices_report(adapter, hub, watch)
+    await conformance.check_read_only_rejected(hub, "plc/boiler", "temperature")
+    await conformance.check_write_round_trip(hub, watch, "plc/boiler", "setpoint", 23.5)
+    await conformance.check_stop_marks_offline(adapter, hub, task)
+
+
+async def test_subscription_delivers_changes_with_source_timestamp(plant, adapter, hub, watch):
+    stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    node = plant.nodes["Temperature"]
+    await node.write_value(ua.DataValue(ua.Variant(25.5, ua.VariantType.Double), SourceTimestamp=stamp))
+    reading = await watch.until(lambda: (r := hub.value("plc/boiler", "temperature")) and r.value == 25.5 and r)
+    assert reading.quality is Quality.GOOD
+    assert reading.ts == stamp.timestamp()
+
+
+async def test_one_publish_is_one_batch(plant, adapter, hub, watch):
+    batches: list[list[str]] = []
+    hub.subscribe(lambda batch: batches.append([r.key for r in batch]))
+    # Written in one go on the server, the changes land in one Publish response.
+    await plant.server.write_attribute_value(
+        plant.nodes["Temperature"].nodeid, ua.DataValue(ua.Variant(31.0, ua.VariantType.Double))
+    )
+    await plant.server.write_attribute_value(
+        plant.nodes["Pump"].nodeid, ua.DataValue(ua.Variant(True, ua.VariantType.Boolean))
+    )
+    await watch.until(lambda: hub.value("plc/boiler", "pump").value is True)
+    assert any({"temperature", "pump"} <= set(keys) for keys in batches), batches
+
+
+async def test_polled_node_is_read(plant, adapter, hub, watch):
+    await plant.set("Counter", 42)
+    reading = await watch.until(lambda: (r := hub.value("plc/boiler", "counter")) and r.value == 42 and r)
+    assert reading.quality is Quality.GOOD
+
+
+async def test_bad_status_code_is_bad_quality(plant, adapter, hub, watch):
+    await watch.until(lambda: hub.value("plc/boiler", "temperature"))
+    await plant.set("Temperature", 20.0, ua.StatusCodes.BadSensorFailure)
+    reading = await watch.until(lambda: (r := hub.value("plc/boiler", "temperature")) and r.quality is Quality.BAD and r)
+    assert reading.value is None
+    await plant.set("Temperature", 20.0, ua.StatusCodes.UncertainLastUsableValue)
+    reading = await watch.until(
+        lambda: (r := hub.value("plc/boiler", "temperature")) and r.quality is Quality.UNCERTAIN and r
+    )
+    assert reading.value == 20.0
+
+
+async def test_polled_bad_status_is_bad_quality(plant, adapter, hub, watch):
+    await plant.set("Counter", 5, ua.StatusCodes.BadCommunicationError)
+    await watch.until(lambda: (r := hub.value("plc/boiler", "counter")) and r.quality is Quality.BAD)
+
+
+async def test_write_is_coerced_to_the_node_data_type(plant, adapter, hub, watch):
+    result = await hub.execute(Command("plc/boiler", "level", 12.0, Origin.API))
+    assert result.status is CommandStatus.OK, result.reason
+    data_value = await plant.nodes["Level"].read_data_value()
+    assert data_value.Value.VariantType is ua.VariantType.Byte
+    assert data_value.Value.Value == 12
+    await watch.until(lambda: hub.value("plc/boiler", "level").value == 12)
+
+    result = await hub.execute(Command("plc/boiler", "pump", "on", Origin.RULE))
+    assert result.status is CommandStatus.OK, result.reason
+    assert await plant.get("Pump") is True
+
+    result = await hub.execute(Command("plc/boiler", "mode", "manual", Origin.API))
+    assert result.status is CommandStatus.OK, result.reason
+    assert await plant.get("Mode") == "manual"
+
+
+async def test_write_that_does_not_fit_is_rejected_with_reason(plant, adapter, hub):
+    result = await hub.execute(Command("plc/boiler", "level", 300, Origin.API))
+    assert result.status is CommandStatus.FAILED
+    assert "out of range for Byte (0..255)" in result.reason
+    result = await hub.execute(Command("plc/boiler", "setpoint", 1e39, Origin.API))
+    assert result.status is CommandStatus.FAILED
+    assert "out of range for Float" in result.reason
+    result = await hub.execute(Command("plc/boiler", "level", 2.5, Origin.API))
+    assert result.status is not CommandStatus.OK
+    assert await plant.get("Level") == 7  # nothing was written
+
+
+async def test_server_refusal_is_reported(plant, adapter, hub):
+    await plant.nodes["Setpoint"].set_read_only()
+    result = await hub.execute(Command("plc/boiler", "setpoint", 22.0, Origin.API))
+    assert result.status is CommandStatus.FAILED
+    assert "BadUserAccessDenied" in result.reason or "BadNotWritable" in result.reason
+
+
+async def test_unknown_node_is_bad_and_the_rest_flows(plant, hub, watch, running, tmp_path):
+    config = make_config(plant.endpoint)
+    devices = [d.model_dump() for d in config.devices]
+    devices[0]["nodes"].append({"key": "ghost", "node": f"ns={NS};s=Boiler.Ghost"})
+    devices[0]["nodes"].append({"key": "lost", "path": f"0:Objects/{NS}:Boiler/{NS}:Lost"})
+    running(OpcuaAdapter(make_config(plant.endpoint, devices=devices), hub, tmp_path))
+    await watch.until(lambda: (r := hub.value("plc/boiler", "ghost")) and r.quality is Quality.BAD)
+    await watch.until(lambda: (r := hub.value("plc/boiler", "lost")) and r.quality is Quality.BAD)
+    await plant.set("Temperature", 40.0)
+    await watch.until(lambda: (r := hub.value("plc/boiler", "temperature")) and r.value == 40.0)
+
+
+async def test_values_flow_again_after_server_restart(plant, adapter, hub, watch):
+    await plant.set("Temperature", 30.0)
+    await watch.until(lambda: hub.value("plc/boiler", "temperature").value == 30.0)
+    await plant.stop()
+    await watch.until(lambda: not hub.devices["plc/boiler"].online, timeout=10)
+
+    await plant.start()  # a new server process would look the same: fresh address space, same port
+    await watch.until(lambda: hub.devices["plc/boiler"].online, timeout=10)
+    await plant.set("Temperature", 33.0)
+    await plant.set("Counter", 9)
+    await watch.until(lambda: hub.value("plc/boiler", "temperature").value == 33.0, timeout=10)
+    await watch.until(lambda: hub.value("plc/boiler", "counter").value == 9, timeout=10)
+    assert adapter.reconnects_total >= 1

@@ -20,6 +20,8 @@ from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Duration, Model, Secret
+from edged.outbox import OutboxConfig
+from edged.uplink.config import UplinkConfig
 from edged.rules.config import Rules
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
@@ -81,8 +83,8 @@ class Config(Model):
     include: list[str] = []
     rules: Rules = []
     # Typed by the uplink (its own modules) once it lands.
-    outbox: dict[str, Any] = {}
-    uplink: dict[str, Any] | None = None
+    outbox: OutboxConfig = OutboxConfig()
+    uplink: UplinkConfig | None = None
 
     @model_validator(mode="after")
     def _unique_adapter_names(self) -> Config:

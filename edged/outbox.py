@@ -1,0 +1,363 @@
+"""The durable store-and-forward queue between the Hub and the uplink.
+
+Readings handed to ``put`` are queued in memory and committed to SQLite (WAL)
+by a worker thread, many batches per transaction; a reading is *accepted*
+once its transaction has committed. Rows leave the outbox only when the
+uplink calls ``ack`` with their ids after the cloud acknowledged them, or
+when a bound forces them out (``max_bytes`` by the policy, ``ttl`` by age),
+which is counted reading by reading.
+
+Row format: one row holds up to ``row_readings`` readings of ONE device from
+one commit, packed as a JSON array of ``[key, value, ts, quality]`` arrays,
+so the MQTT uplink sends a row as one message without decoding it. Row ids
+grow for ever (``AUTOINCREMENT``): a row's id is its message id, and a
+device's rows are in the order its readings arrived. Events (command
+results, device status, rule events) are rows holding one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import ByteSize, Field, field_validator
+
+from edged.fields import Duration, Model
+from edged.model import Reading
+from edged.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+READINGS = 0
+EVENT = 1
+ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
+
+
+class OutboxConfig(Model):
+    """``outbox:`` section: where and how much the gateway keeps while offline."""
+
+    path: Path = Path("outbox.sqlite")  # relative to the gateway's state_dir
+    max_bytes: ByteSize = Field(ByteSize(256 * 2**20), gt=0)  # 256MiB; takes 500MB, 1GiB, ...
+    ttl: Duration = 7 * 86400.0  # readings older than this are dropped (counted as expired)
+    policy: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
+    # off: survives a process crash, not a power loss; normal: survives a process
+    # crash, a power loss may lose the last transactions; full: survives both.
+    synchronous: Literal["off", "normal", "full"] = "normal"
+    row_readings: int = Field(1000, ge=1, le=100_000)  # readings packed per row (and per message)
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Row(NamedTuple):
+    """One stored message: ``id`` is its message id, ``count`` its readings."""
+
+    id: int
+    kind: int
+    subject: str  # device id for readings, event type for events
+    count: int
+    payload: bytes
+
+
+class Outbox:
+    """Durable queue; ``put`` and ``put_event`` never block the loop."""
+
+    def __init__(self, config: OutboxConfig, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.path = config.path if config.path.is_absolute() else state_dir / config.path
+        self.clock = clock
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[Sequence[Reading]] = []
+        self._pending_events: list[tuple[str, bytes]] = []
+        self._acked: list[int] = []
+        self._tasks = TaskSet()
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[list[Row]], None]] = []
+        self.last_id = 0  # id of the newest committed row
+        # Figures for metrics (readings; an event counts as one).
+        self.accepted = 0
+        self.dropped_full = 0  # removed to make room (drop_oldest)
+        self.rejected = 0  # refused because full (reject_newest)
+        self.expired = 0  # removed by ttl
+        self.acked = 0
+        self.depth = 0
+        self.bytes = 0
+        self.rows = 0
+        self.oldest: float | None = None  # when the oldest row was accepted
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    async def close(self) -> None:
+        """Commit everything handed over, then close the database."""
+        try:
+            await self.flush()
+        finally:
+            await self._tasks.close()
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+            self._executor.shutdown(wait=True)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
+            " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
+            " payload BLOB NOT NULL)"
+        )
+        depth, size, rows = db.execute("SELECT total(count), total(size), count(*) FROM outbox").fetchone()
+        self.depth, self.bytes, self.rows = int(depth), int(size), rows
+        (self.last_id,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        self._db = db
+        self._update_oldest()
+        log.info("outbox %s: %d readings waiting (%d bytes)", self.path, self.depth, self.bytes)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- input (from the loop) -------------------------------------------
+
+    def put(self, readings: Sequence[Reading]) -> None:
+        """Queue one batch for the next commit (a Hub reading listener)."""
+        if readings:
+            self._pending.append(readings)
+            self._wake()
+
+    def put_event(self, subject: str, data: dict[str, Any]) -> None:
+        """Queue one event (a JSON object) for the next commit."""
+        self._pending_events.append((subject, json.dumps(data, separators=(",", ":"), default=str).encode()))
+        self._wake()
+
+    def ack(self, ids: Iterable[int]) -> None:
+        """The cloud acknowledged these rows: delete them in the next commit."""
+        self._acked.extend(ids)
+        self._wake()
+
+    def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]:
+        """Call ``listener`` on the loop after every commit with its new rows (maybe none)."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def flush(self) -> None:
+        """Return once everything handed over so far is committed."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def _wake(self) -> None:
+        if self._writer is None:
+            self._writer = self._tasks.spawn(self._drain(), name="outbox writer")
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending or self._pending_events or self._acked:
+                batches, self._pending = self._pending, []
+                events, self._pending_events = self._pending_events, []
+                acked, self._acked = self._acked, []
+                try:
+                    rows = await loop.run_in_executor(self._executor, self._commit, batches, events, acked)
+                except sqlite3.Error:
+                    log.exception("outbox commit failed; %d batches lost", len(batches))
+                    self.rejected += sum(len(b) for b in batches) + len(events)
+                    continue
+                if rows:
+                    self.last_id = rows[-1].id  # set on the loop, together with telling the listeners
+                for listener in list(self._listeners):
+                    listener(rows)
+        finally:
+            self._writer = None
+
+    # -- worker thread ---------------------------------------------------
+
+    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]], acked: list[int]) -> list[Row]:
+        db = self._db
+        assert db is not None, "outbox is not open"
+        now = self.clock()
+        records = self._pack(batches, events)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if acked:
+                self._delete_acked(db, acked)
+            self._expire(db, now)
+            records = self._make_room(db, records)
+            rows = []
+            insert = "INSERT INTO outbox (kind, subject, created, count, size, payload) VALUES (?, ?, ?, ?, ?, ?)"
+            for kind, subject, count, size, payload in records:
+                cursor = db.execute(insert, (kind, subject, now, count, size, payload))
+                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        for row in rows:
+            self.depth += row.count
+            self.accepted += row.count
+        self.bytes += sum(r[3] for r in records)
+        self.rows += len(rows)
+        self._update_oldest()
+        return rows
+
+    def _pack(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]]) -> list[tuple[Any, ...]]:
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for batch in batches:
+            for reading in batch:
+                group = groups.get(reading[0])
+                if group is None:
+                    groups[reading[0]] = group = []
+                group.append(reading[1:])
+        per_row = self.config.row_readings
+        records: list[tuple[Any, ...]] = []
+        dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        for device, group in groups.items():
+            for start in range(0, len(group), per_row):
+                chunk = group[start : start + per_row]
+                payload = dumps(chunk).encode()
+                records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload))
+        for subject, payload in events:
+            records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload))
+        return records
+
+    def _delete_acked(self, db: sqlite3.Connection, acked: list[int]) -> None:
+        for low, high in _ranges(acked):
+            for count, size in db.execute(
+                "DELETE FROM outbox WHERE id BETWEEN ? AND ? RETURNING count, size", (low, high)
+            ).fetchall():
+                self.depth -= count
+                self.bytes -= size
+                self.rows -= 1
+                self.acked += count
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        if self.oldest is None or self.oldest >= now - self.config.ttl:
+            return
+        gone = db.execute("DELETE FROM outbox WHERE created < ? RETURNING count, size", (now - self.config.ttl,)).fetchall()
+        for count, size in gone:
+            self.depth -= count
+            self.bytes -= size
+            self.rows -= 1
+            self.expired += count
+        if gone:
+            log.warning("outbox: %d readings older than %g s expired", sum(c for c, _ in gone), self.config.ttl)
+
+    def _make_room(self, db: sqlite3.Connection, records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Apply the policy so that the outbox stays within ``max_bytes``."""
+        limit = self.config.max_bytes
+        incoming = sum(r[3] for r in records)
+        if self.bytes + incoming <= limit:
+            return records
+        if self.config.policy == "reject_newest":
+            kept, total = [], self.bytes
+            for record in records:
+                if total + record[3] <= limit:
+                    kept.append(record)
+                    total += record[3]
+                else:
+                    self.rejected += record[2]
+            log.warning("outbox full: %d readings rejected", sum(r[2] for r in records) - sum(r[2] for r in kept))
+            return kept
+        # drop_oldest: stored rows go first, then the oldest of the incoming ones.
+        need = self.bytes + incoming - limit
+        dropped = 0
+        while need > 0 and self.rows:
+            chunk = db.execute("SELECT id, count, size FROM outbox ORDER BY id LIMIT 256").fetchall()
+            if not chunk:
+                break
+            upto = chunk[0][0]
+            for row_id, count, size in chunk:
+                upto = row_id
+                need -= size
+                self.bytes -= size
+                self.depth -= count
+                self.rows -= 1
+                dropped += count
+                if need <= 0:
+                    break
+            db.execute("DELETE FROM outbox WHERE id <= ?", (upto,))
+        while need > 0 and records:
+            record = records.pop(0)
+            need -= record[3]
+            dropped += record[2]  # never stored: pushed out by newer readings of the same commit
+        self.dropped_full += dropped
+        log.warning("outbox full: dropped the %d oldest readings", dropped)
+        return records
+
+    def _update_oldest(self) -> None:
+        assert self._db is not None
+        row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        self.oldest = row[0] if row else None
+
+    # -- reading back (backlog) ------------------------------------------
+
+    async def fetch(self, after: int, upto: int, limit: int) -> list[Row]:
+        """Rows with ``after < id <= upto`` in id order, at most ``limit`` readings' worth (at least one row)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._fetch, after, upto, limit)
+
+    def _fetch(self, after: int, upto: int, limit: int) -> list[Row]:
+        assert self._db is not None, "outbox is not open"
+        rows: list[Row] = []
+        total = 0
+        cursor = self._db.execute(
+            "SELECT id, kind, subject, count, payload FROM outbox WHERE id > ? AND id <= ? ORDER BY id", (after, upto)
+        )
+        for row in cursor:
+            rows.append(Row(*row))
+            total += row[3]
+            if total >= limit:
+                break
+        cursor.close()
+        return rows
+
+    def oldest_id(self) -> int:
+        """Not used on the loop: the id of the oldest stored row (0 if empty)."""
+        assert self._db is not None
+        return self._db.execute("SELECT coalesce(min(id), 0) FROM outbox").fetchone()[0]
+
+    # -- metrics ---------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_full + self.rejected + self.expired
+
+    def stats(self) -> dict[str, float | int | None]:
+        return {
+            "outbox_depth": self.depth,
+            "outbox_bytes": self.bytes,
+            "outbox_rows": self.rows,
+            "outbox_oldest_age": None if self.oldest is None else max(0.0, self.clock() - self.oldest),
+            "outbox_accepted": self.accepted,
+            "outbox_dropped": self.dropped,
+            "outbox_dropped_full": self.dropped_full,
+            "outbox_rejected": self.rejected,
+            "outbox_expired": self.expired,
+            "outbox_acked": self.acked,
+        }
+
+
+def _ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """Collapse ids into inclusive ``(low, high)`` runs of consecutive ids."""
+    ids = sorted(set(ids))
+    ranges: list[tuple[int, int]] = []
+    low = high = ids[0]
+    for value in ids[1:]:
+        if value != high + 1:
+            ranges.append((low, high))
+            low = value
+        high = value
+    ranges.append((low, high))
+    return ranges

@@ -1,0 +1,135 @@
+"""``uplink:`` section: one cloud connection, picked by ``type: mqtt | coap``.
+
+Only pydantic and the standard library are imported here, so validating a
+configuration never imports an MQTT or CoAP stack.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Collection
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
+
+from edged.fields import Duration, Model, Secret
+
+
+def _check_template(template: str, allowed: Collection[str], required: Collection[str] = ()) -> str:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"bad topic template {template!r}: {exc}") from exc
+    unknown = names - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; expected any of {', '.join(sorted(allowed))}")
+    missing = set(required) - names
+    if missing:
+        raise ValueError(f"the template must contain {{{sorted(missing)[0]}}}")
+    if "#" in template or "+" in template:
+        raise ValueError("a topic to publish to cannot contain the wildcards + or #")
+    return template
+
+
+class TlsConfig(Model):
+    """TLS towards the broker: ``ca`` to trust it, ``cert`` + ``key`` to prove who we are."""
+
+    ca: Path | None = None  # default: the system's trusted CAs
+    cert: Path | None = None
+    key: Path | None = None
+    insecure: bool = False  # skip the host name check (never in production)
+
+    @field_validator("key")
+    @classmethod
+    def _pair(cls, value: Path | None, info: Any) -> Path | None:
+        if (value is None) != (info.data.get("cert") is None):
+            raise ValueError("cert and key go together: give both or neither")
+        return value
+
+
+class _Lanes(Model):
+    inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged
+    backfill_rate: int = Field(0, ge=0)  # readings/s for the backlog after an outage; 0 = as fast as it goes
+
+
+class MqttUplinkConfig(_Lanes):
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)] = (
+        "3.1.1"
+    )
+    client_id: str | None = None  # default: the gateway id
+    username: str | None = None
+    password: Secret | None = None
+    tls: TlsConfig | None = None
+    keepalive: Duration = 60.0
+    clean_session: bool = True
+    connect_timeout: Duration = 10.0
+    qos: Literal[1, 2] = 1
+    prefix: str = "edged/{gateway}"
+    # Readings: without {point} one message per device per commit (a JSON batch);
+    # with {point} one message per reading.
+    topic: str = "{prefix}/data/{device}"
+    status_topic: str = "{prefix}/status"  # retained "online"; Last Will "offline"
+    event_topic: str = "{prefix}/events/{event}"
+    command_topic: str = "{prefix}/commands"
+    result_topic: str = "{prefix}/commands/result"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _check_template(value, {"gateway"})
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return _check_template(value, {"prefix", "gateway", "device", "point"}, {"device"})
+
+    @field_validator("event_topic")
+    @classmethod
+    def _event_topic(cls, value: str) -> str:
+        return _check_template(value, {"prefix", "gateway", "event"})
+
+    @field_validator("status_topic", "command_topic", "result_topic")
+    @classmethod
+    def _fixed_topic(cls, value: str) -> str:
+        return _check_template(value, {"prefix", "gateway"})
+
+
+class CoapUplinkConfig(_Lanes):
+    type: Literal["coap"]
+    uri: str  # coaps://host:port/path; readings are POSTed here as SenML CBOR
+    event_uri: str | None = None  # events go here (default: uri)
+    identity: Secret  # DTLS PSK identity
+    psk: Secret  # DTLS pre-shared key
+    timeout: Duration = 30.0  # a POST not answered within this is retried
+    inflight: int = Field(4, ge=1, le=256)
+
+    @field_validator("uri", "event_uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "coaps" or not parts.hostname:
+            raise ValueError(f"expected a coaps://host[:port]/path URI; got {value!r}")
+        return value
+
+
+def _uplink_type(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"[{kind}]" if kind in ("mqtt", "coap") else None
+
+
+# The tags are bracketed so that error paths read ``uplink.port``, not ``uplink.mqtt.port``.
+UplinkConfig = Annotated[
+    Annotated[MqttUplinkConfig, Tag("[mqtt]")] | Annotated[CoapUplinkConfig, Tag("[coap]")],
+    Discriminator(
+        _uplink_type,
+        custom_error_type="uplink_type",
+        custom_error_message="expected type: mqtt or coap",
+    ),
+]

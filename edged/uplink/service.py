@@ -1,0 +1,172 @@
+"""The uplink service the daemon runs: Hub -> Outbox -> cloud, and cloud commands -> Hub.
+
+``UplinkService.run()`` opens the outbox, takes every reading batch and
+event from the Hub into it, and keeps one connection to the cloud alive
+(reconnecting for ever with backoff and jitter) over which a ``Sender``
+drains the outbox. Cancelling ``run()`` commits every reading already
+handed over before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from edged.backoff import Backoff, retry_forever
+from edged.hub import Hub
+from edged.model import Command, CommandResult, DeviceStatus, Event, Origin, RuleEvent
+from edged.outbox import Outbox, OutboxConfig
+from edged.tasks import TaskSet
+from edged.uplink.config import MqttUplinkConfig, UplinkConfig
+from edged.uplink.sender import Send, Sender
+
+log = logging.getLogger(__name__)
+
+
+class UplinkService:
+    def __init__(
+        self,
+        outbox_config: OutboxConfig,
+        uplink_config: UplinkConfig,
+        hub: Hub,
+        state_dir: Path,
+        gateway_id: str,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = uplink_config
+        self.hub = hub
+        self.gateway_id = gateway_id
+        self.outbox = Outbox(outbox_config, state_dir)
+        self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
+        self._commands = TaskSet()
+        self._sender: Sender | None = None
+        self._sent = [0, 0]  # live, backlog readings of past connections
+        # Figures for metrics (see also ``stats()``).
+        self.connected = False
+        self.reconnects = 0
+        self._changed = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.outbox.open()
+        unsubscribe = [
+            self.hub.subscribe(self.outbox.put),
+            self.hub.subscribe_events(self._on_event),
+            self.outbox.subscribe(lambda rows: self._changed.set()),
+        ]
+        self._changed.set()
+        try:
+            await retry_forever(
+                f"uplink {self.config.type}", self._session, log, self.backoff, on_failure=self._on_failure
+            )
+        finally:
+            for stop in unsubscribe:
+                stop()
+            await self._commands.close()
+            await self.outbox.close()  # commits everything handed over (the SIGTERM path)
+
+    async def _session(self) -> None:
+        if isinstance(self.config, MqttUplinkConfig):
+            from edged.uplink import mqtt
+
+            async with mqtt.connect(self.config, self.gateway_id) as link:
+                await self._serve(link.send, link.commands(self._on_command))
+        else:
+            from edged.uplink import coap
+
+            async with coap.connect(self.config) as link:
+                await self._serve(link.send, None)
+
+    async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
+        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate)
+        self._sender = sender
+        self.connected = True
+        self._changed.set()
+        self.backoff.reset()
+        try:
+            await _first_failure([sender.run(), *([commands] if commands else [])])
+        finally:
+            self.connected = False
+            self._changed.set()
+            self._sender = None
+            self._sent[0] += sender.sent_live
+            self._sent[1] += sender.sent_backlog
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self.reconnects += 1
+
+    # -- cloud commands --------------------------------------------------
+
+    def _on_command(self, command: Command | None, error: str | None, raw_id: Any) -> None:
+        if command is None:
+            log.warning("cloud command %r rejected: %s", raw_id, error)
+            self.outbox.put_event(
+                "command_result", {"id": raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": error}
+            )
+            return
+        self._commands.spawn(self.hub.execute(command, hold_if_offline=True), name=f"command {command.id}")
+
+    # -- events ----------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, CommandResult):
+            command = event.command
+            self.outbox.put_event(
+                "command_result",
+                {
+                    "id": command.id,
+                    "device": command.device_id,
+                    "point": command.key,
+                    "value": command.value,
+                    "origin": command.origin,
+                    "status": event.status,
+                    "reason": event.reason,
+                    "ts": event.ts,
+                },
+            )
+        elif isinstance(event, DeviceStatus):
+            self.outbox.put_event("device_status", {"device": event.device_id, "online": event.online, "ts": event.ts})
+        elif isinstance(event, RuleEvent):
+            self.outbox.put_event(
+                "rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts}
+            )
+
+    async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
+        """Return once ``predicate()`` is true; checked again after every outbox
+        commit (new readings, acks) and every connection change."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    # -- metrics ---------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Outbox and connection figures, by metric name."""
+        live, backlog = self._sent
+        if self._sender is not None:
+            live += self._sender.sent_live
+            backlog += self._sender.sent_backlog
+        return {
+            **self.outbox.stats(),
+            "uplink_connected": self.connected,
+            "uplink_acked": live + backlog,
+            "uplink_acked_live": live,
+            "uplink_acked_backlog": backlog,
+            "uplink_reconnects": self.reconnects,
+        }
+
+
+async def _first_failure(jobs: list[Awaitable[None]]) -> None:
+    """Run ``jobs`` together until one ends; cancel the rest and re-raise its error."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

@@ -48,7 +48,10 @@ class PlantServer:
             await server.load_certificate(str(files.certificate))
             await server.load_private_key(str(files.private_key))
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
-            store = TrustStore([self.trusted_client.parent], [])
+            trusted = self.cert_dir / "trusted"  # certificates only: the store reads every .der/.pem
+            trusted.mkdir(exist_ok=True)
+            (trusted / "client.der").write_bytes(self.trusted_client.read_bytes())
+            store = TrustStore([trusted], [])
             await store.load()
             options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
             server.set_certificate_validator(CertificateValidator(options, store).validate)

@@ -1,0 +1,120 @@
+"""Secure OPC UA sessions with certificates made by ``edged opcua cert``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from edged.adapters.opcua import cli
+from edged.adapters.opcua.adapter import OpcuaAdapter
+from edged.adapters.opcua.certs import CERT_FILE, KEY_FILE, make_certificate
+from edged.adapters.opcua.config import OpcuaConfig
+from edged.model import Quality
+from tests.adapters.opcua_server import PlantServer, free_port
+
+CLIENT_URI = "urn:edged:test:gateway"
+
+
+def make_cert(out: Path, uri: str = CLIENT_URI) -> Path:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.main(parser.parse_args(["cert", "--out", str(out), "--uri", uri])) == 0
+    return out
+
+
+def secure_config(server: PlantServer, client_dir: Path, **security: object) -> OpcuaConfig:
+    return OpcuaConfig.model_validate(
+        {
+            "type": "opcua",
+            "name": "secure",
+            "endpoint": server.endpoint,
+            "reconnect": {"initial": 0.2, "maximum": 0.5},
+            "security": {
+                "policy": "Basic256Sha256",
+                "mode": "SignAndEncrypt",
+                "certificate": str(client_dir / CERT_FILE),
+                "private_key": str(client_dir / KEY_FILE),
+                "application_uri": CLIENT_URI,
+                "server_certificate": str(server.server_files().certificate),
+                **security,
+            },
+            "subscription": {"publishing_interval": 0.05},
+            "devices": [{"id": "boiler", "nodes": [{"key": "temperature", "node": "ns=2;s=Boiler.Temperature"}]}],
+        }
+    )
+
+
+@pytest.fixture
+async def secure_plant(tmp_path) -> AsyncIterator[PlantServer]:
+    client_dir = make_cert(tmp_path / "client")
+    server = PlantServer(free_port(), security=True, cert_dir=tmp_path, trusted_client=client_dir / CERT_FILE)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def test_certificate_names_the_application_uri(tmp_path):
+    make_cert(tmp_path, "urn:plant1:edged")
+    certificate = x509.load_der_x509_certificate((tmp_path / CERT_FILE).read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:plant1:edged"]
+    assert (tmp_path / KEY_FILE).stat().st_mode & 0o077 == 0  # the key is private to its owner
+
+
+def test_cert_command_keeps_existing_files(tmp_path, capsys):
+    make_cert(tmp_path)
+    before = (tmp_path / KEY_FILE).read_bytes()
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.main(parser.parse_args(["cert", "--out", str(tmp_path), "--uri", CLIENT_URI])) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / KEY_FILE).read_bytes() == before
+
+
+def test_application_uri_must_be_a_uri():
+    with pytest.raises(ValueError, match="application URI"):
+        make_certificate("edged")
+
+
+async def test_basic256sha256_sign_and_encrypt_connects(secure_plant, hub, watch, running, tmp_path):
+    running(OpcuaAdapter(secure_config(secure_plant, tmp_path / "client"), hub, tmp_path))
+    await watch.until(lambda: (r := hub.value("secure/boiler", "temperature")) and r.quality is Quality.GOOD)
+    await secure_plant.set("Temperature", 64.0)
+    await watch.until(lambda: hub.value("secure/boiler", "temperature").value == 64.0)
+
+
+class _Retries(logging.Handler):
+    """Counts the adapter's "retrying" log lines and wakes a waiter on each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.changed.set()
+
+
+async def test_untrusted_client_certificate_is_refused(secure_plant, hub, running, tmp_path):
+    stranger = make_cert(tmp_path / "stranger")
+    adapter = OpcuaAdapter(secure_config(secure_plant, stranger), hub, tmp_path)
+    retries = _Retries()
+    adapter.log.addHandler(retries)
+    try:
+        running(adapter)
+        async with asyncio.timeout(10):
+            while sum("retrying" in m for m in retries.messages) < 2:
+                retries.changed.clear()
+                await retries.changed.wait()
+    finally:
+        adapter.log.removeHandler(retries)
+    assert any("Bad" in m for m in retries.messages), retries.messages
+    assert not hub.devices["secure/boiler"].online
+    assert hub.value("secure/boiler", "temperature") is None

@@ -1,0 +1,52 @@
+"""`edged status` prints the page's tables from the local API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from edged.status import cli
+from tests.status.conftest import StartDaemon
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+async def test_status_table_lists_adapters_devices_and_values(
+    start_daemon: StartDaemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon = await start_daemon("  http: {host: 127.0.0.1, port: 0, token: tok}")
+    # Point a configuration at the running API: address and token come from it.
+    config = tmp_path / "client.yaml"
+    config.write_text(f"status:\n  http: {{host: 127.0.0.1, port: {daemon.status.port}, token: tok}}\n")
+    code = await asyncio.to_thread(cli.main, parse(["--config", str(config)]))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "health: ok" in out
+    adapter_row = next(line for line in out.splitlines() if line.startswith("sim "))
+    assert adapter_row.split()[:4] == ["sim", "simulated", "running", "2/2"]
+    setpoint_row = next(line for line in out.splitlines() if "setpoint" in line)
+    assert setpoint_row.split()[:5] == ["sim/thermostat", "online", "setpoint", "21", "Cel"]
+
+
+async def test_wrong_token_and_unreachable_api_are_reported(
+    start_daemon: StartDaemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon = await start_daemon("  http: {host: 127.0.0.1, port: 0, token: tok}")
+    url = f"http://127.0.0.1:{daemon.status.port}"
+    token_file = tmp_path / "token"
+    token_file.write_text("wrong\n")
+    args = parse(["--url", url, "--token-file", str(token_file), "--config", str(tmp_path / "none.yaml")])
+    assert await asyncio.to_thread(cli.main, args) == cli.EXIT_UNREACHABLE
+    assert "401" in capsys.readouterr().err
+    token_file.write_text("tok\n")
+    assert await asyncio.to_thread(cli.main, args) == 0
+    args = parse(["--url", "http://127.0.0.1:1", "--config", str(tmp_path / "none.yaml"), "--timeout", "2"])
+    assert await asyncio.to_thread(cli.main, args) == cli.EXIT_UNREACHABLE
+    assert "cannot reach" in capsys.readouterr().err

@@ -1,0 +1,254 @@
+"""The Modbus adapter: polls register maps over TCP and RTU, writes commands.
+
+Each connection is one ``Bus`` (one request in flight, writes ahead of
+polls, reconnection with backoff). Each device's points are split by poll
+interval (the device's own, or a named group's) and planned into as few
+reads as the limits allow; polls of one connection are staggered over their
+interval. A poll publishes one batch holding a ``Reading`` for each point
+whose value changed (beyond its deadband) or whose ``max_interval`` ran out.
+
+Faults: a read that fails (timeout, exception response, connection down)
+gives its points one ``Quality.BAD`` reading (value kept from the last good
+one) and a log line with the device id; a device whose reads all fail
+``fail_after`` polls in a row goes offline and is then probed with backoff
+until it answers again. Other devices on the same line keep being polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from dataclasses import dataclass, field
+
+from edged.adapter import Adapter
+from edged.adapters.modbus.bus import WRITE, Bus
+from edged.adapters.modbus.codec import BlockCodec, encode, value_type
+from edged.adapters.modbus.config import DeviceConfig, ModbusConfig, PointConfig, Table
+from edged.adapters.modbus.plan import Read, plan
+from edged.backoff import Backoff
+from edged.errors import AdapterError, CommandError
+from edged.model import Command, Device, Point, Quality, Reading, Value
+
+_new = tuple.__new__  # builds a Reading without NamedTuple.__new__'s keyword handling
+GOOD = Quality.GOOD
+BAD = Quality.BAD
+
+
+class Block:
+    """One planned read of a device with its codec and what was last reported."""
+
+    __slots__ = ("bad", "codec", "count", "deadbands", "due", "keys", "last", "max_intervals", "read", "start", "table")
+
+    def __init__(self, read: Read, device: DeviceConfig) -> None:
+        self.read = read
+        self.table, self.start, self.count = read.table, read.address, read.count
+        self.codec = BlockCodec(read.table, read.address, read.count, read.points)
+        points = self.codec.points
+        self.keys = [p.key for p in points]
+        self.deadbands = [p.deadband or None for p in points]
+        self.max_intervals = [_seconds(p.max_interval or device.max_interval) for p in points]
+        self.last: list[Value] = [None] * len(points)
+        self.due = [0.0] * len(points)  # report whatever the value once this time is passed
+        self.bad = False
+
+    def update(self, data: list[int] | list[bool], device_id: str, now: float, batch: list[Reading]) -> None:
+        """Decode ``data`` and append a reading for each point due to be reported."""
+        values = self.codec.decode(data)
+        last, due, deadbands, keys, max_intervals = self.last, self.due, self.deadbands, self.keys, self.max_intervals
+        append = batch.append
+        for i, value in enumerate(values):
+            if now < due[i]:
+                previous = last[i]
+                if value == previous:
+                    continue
+                band = deadbands[i]
+                if band is not None and previous is not None and abs(value - previous) < band:  # type: ignore[operator]
+                    continue
+            last[i] = value
+            due[i] = now + max_intervals[i]
+            append(_new(Reading, (device_id, keys[i], value, now, GOOD)))
+        self.bad = False
+
+    def fail(self, device_id: str, now: float, batch: list[Reading]) -> None:
+        """Mark the block's points bad (once per outage); the next good value is reported."""
+        if self.bad:
+            return
+        self.bad = True
+        for i, key in enumerate(self.keys):
+            self.due[i] = 0.0
+            batch.append(Reading(device_id, key, self.last[i], now, BAD))
+
+    def remember(self, key: str, value: Value, now: float) -> None:
+        """Record a value reported outside a poll (the read-back of a write)."""
+        i = self.keys.index(key)
+        self.last[i] = value
+        self.due[i] = now + self.max_intervals[i]
+
+
+def _seconds(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+@dataclass(eq=False)
+class DeviceRuntime:
+    """A device as the adapter polls it."""
+
+    id: str
+    config: DeviceConfig
+    bus: Bus
+    points: dict[str, tuple[PointConfig, Block]] = field(default_factory=dict)
+    failures: int = 0
+    online: bool = False
+
+
+@dataclass(eq=False)
+class Poller:
+    """The blocks of one device polled at one interval."""
+
+    device: DeviceRuntime
+    interval: float
+    blocks: list[Block]
+
+
+class ModbusAdapter(Adapter[ModbusConfig]):
+    config_model = ModbusConfig
+
+    async def start(self) -> None:
+        self.devices: dict[str, DeviceRuntime] = {}
+        self.buses: list[Bus] = []
+        self.polls_total = 0
+        self.overruns_total = 0
+        self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)  # seconds each poll started late
+        for connection in self.config.connections:
+            bus = Bus(connection, self.log)
+            self.buses.append(bus)
+            pollers: list[Poller] = []
+            for spec in connection.devices:
+                device = DeviceRuntime(self.device_id(spec.id), spec, bus)
+                self.devices[device.id] = device
+                pollers.extend(self._pollers(device))
+                points = {p.key: Point(p.key, value_type(p), p.unit, p.writable, p.name) for p in spec.points}
+                self.add_device(Device(device.id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
+            self.tasks.spawn(bus.run(), name=f"{self.name} {bus.name}")
+            for index, poller in enumerate(pollers):
+                offset = poller.interval * index / len(pollers)  # stagger the polls of one line
+                self.tasks.spawn(self._poll_loop(poller, offset), name=f"{self.name} poll {poller.device.id}")
+
+    def _pollers(self, device: DeviceRuntime) -> list[Poller]:
+        spec = device.config
+        by_interval: dict[float, list[PointConfig]] = {}
+        for point in spec.points:
+            interval = spec.groups[point.group] if point.group is not None else spec.interval
+            by_interval.setdefault(interval, []).append(point)
+        pollers = []
+        for interval, points in by_interval.items():
+            reads = plan(points, max_gap=spec.max_gap, max_registers=spec.max_registers, max_bits=spec.max_bits)
+            blocks = [Block(read, spec) for read in reads]
+            for block in blocks:
+                for point in block.codec.points:
+                    device.points[point.key] = (point, block)
+            pollers.append(Poller(device, interval, blocks))
+        return pollers
+
+    async def stop(self) -> None:
+        for bus in getattr(self, "buses", []):
+            bus.close()
+
+    # -- polling ---------------------------------------------------------
+
+    async def _poll_loop(self, poller: Poller, offset: float) -> None:
+        loop = asyncio.get_running_loop()
+        device = poller.device
+        await device.bus.wait_connected(offset + device.bus.connection.timeout)
+        interval = poller.interval
+        probe = Backoff(initial=interval, maximum=max(interval, 30.0))
+        next_at = loop.time() + offset
+        while True:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.lateness.append(max(0.0, loop.time() - next_at))
+            await self._poll(poller)
+            if device.online or device.failures < device.config.fail_after:
+                probe.reset()
+                next_at += interval
+                now = loop.time()
+                if next_at < now:  # the cycle took longer than its interval: skip the missed polls
+                    skipped = math.ceil((now - next_at) / interval)
+                    self.overruns_total += skipped
+                    next_at += skipped * interval
+            else:
+                next_at = loop.time() + probe.next_delay()  # offline: probe with backoff
+
+    async def _poll(self, poller: Poller) -> None:
+        device = poller.device
+        bus, unit, device_id = device.bus, device.config.unit_id, device.id
+        batch: list[Reading] = []
+        answered = False
+        error: Exception | None = None
+        for block in poller.blocks:
+            try:
+                data = await bus.read(block.table, unit, block.start, block.count)
+            except AdapterError as exc:  # DeviceError included
+                self.errors_total += 1
+                error = exc
+                if not block.bad:
+                    self.log.warning("%s: %s", device_id, exc, extra={"device": device_id})
+                block.fail(device_id, time.time(), batch)
+                continue
+            answered = True
+            block.update(data, device_id, time.time(), batch)
+        self.polls_total += 1
+        if answered:
+            device.failures = 0
+            if not device.online:
+                device.online = True
+                self.set_online(device_id, True)
+        else:
+            device.failures += 1
+            if device.online and device.failures >= device.config.fail_after:
+                device.online = False
+                self.log.warning("%s: %d polls failed in a row (%s); offline", device_id, device.failures, error,
+                                 extra={"device": device_id})
+                self.set_online(device_id, False)
+        if batch:
+            self.publish(batch)
+
+    # -- writes ----------------------------------------------------------
+
+    async def write(self, command: Command) -> None:
+        device = self.devices.get(command.device_id)
+        entry = device.points.get(command.key) if device is not None else None
+        if device is None or entry is None:
+            raise CommandError(f"no such point {command.device_id}.{command.key}")
+        point, block = entry
+        if not point.writable:
+            raise CommandError(f"point {command.device_id}.{command.key} is read-only")
+        try:
+            encoded = encode(point, command.value)
+        except ValueError as exc:
+            raise CommandError(f"{command.device_id}.{command.key}: {exc}") from exc
+        spec = device.config
+        try:
+            if point.table is Table.COIL:
+                await device.bus.write_coil(spec.unit_id, point.address, bool(encoded), spec.write_multiple)
+            else:
+                await device.bus.write_registers(spec.unit_id, point.address, encoded, spec.write_multiple)  # type: ignore[arg-type]
+        except AdapterError as exc:
+            self.errors_total += 1
+            raise CommandError(str(exc)) from exc
+        await self._read_back(device, point, block)
+
+    async def _read_back(self, device: DeviceRuntime, point: PointConfig, block: Block) -> None:
+        """Report what the device holds after a write (it may clamp or refuse silently)."""
+        try:
+            data = await device.bus.read(point.table, device.config.unit_id, point.address, point.width, WRITE)
+        except AdapterError as exc:
+            self.log.warning("%s: read-back of %s failed: %s", device.id, point.key, exc, extra={"device": device.id})
+            return  # the write itself was acknowledged; the next poll reports the value
+        value = BlockCodec(point.table, point.address, point.width, (point,)).decode(data)[0]
+        now = time.time()
+        block.remember(point.key, value, now)
+        self.publish([Reading(device.id, point.key, value, now)])

@@ -76,6 +76,7 @@ class Air:
         self.connects: dict[str, int] = {}  # successful connections per address
         self.max_concurrent = 0  # the most connections open at once
         self.routine: Callable[[Air], Any] | None = None  # coroutine function run while a scanner runs
+        self.scanning = asyncio.Event()  # set while a scanner listens
         self._tasks = TaskSet()
 
     def add(self, peripheral: Peripheral) -> Peripheral:
@@ -136,11 +137,14 @@ class SimulatedScanner(BaseBleakScanner):
             )
         self.seen_devices = {}
         self.air.scanners.append(self)
+        self.air.scanning.set()
         await self.air.start_routine()
 
     async def stop(self) -> None:
         if self in self.air.scanners:
             self.air.scanners.remove(self)
+        if not self.air.scanners:
+            self.air.scanning.clear()
         await self.air.stop_routine()
 
     def deliver(self, address: str, data: AdvertisementData) -> None:
@@ -181,7 +185,6 @@ class SimulatedClient(BaseBleakClient):
         services.add_service(service)
         for handle, char in enumerate(peripheral.characteristics.values(), start=2):
             gatt_char = BleakGATTCharacteristic(char, handle, char.uuid, list(char.properties), lambda: 20, service)
-            service.add_characteristic(gatt_char)
             services.add_characteristic(gatt_char)
         self.services = services
         self._peripheral = peripheral

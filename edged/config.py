@@ -21,8 +21,8 @@ from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Duration, Model, Secret
 from edged.outbox import OutboxConfig
-from edged.uplink.config import UplinkConfig
 from edged.rules.config import Rules
+from edged.uplink.config import UplinkConfig
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
 
@@ -82,7 +82,6 @@ class Config(Model):
     adapters: list[AdapterConfig] = []
     include: list[str] = []
     rules: Rules = []
-    # Typed by the uplink (its own modules) once it lands.
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig | None = None
 
@@ -172,9 +171,31 @@ def _problems(exc: ValidationError, prefix: KeyPath, path: Path, sources: Source
     problems = []
     for error in exc.errors(include_url=False):
         loc = (*prefix, *(part for part in error["loc"] if not _is_union_tag(part)))
+        if data is not None:
+            loc = _drop_tags(loc, data)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, error["ctx"]["discriminator"].strip("'"))  # the problem is that key: ``type``
         file, line = sources.locate(loc, str(path))
         problems.append(ConfigProblem(file, line, _name_rule(loc, data) or format_path(loc), _describe(error)))
     return problems
+
+
+def _drop_tags(loc: KeyPath, data: Any) -> KeyPath:
+    """Remove the member tag a discriminated union adds to ``loc`` (``triggers[0].threshold.above``):
+    a part that is no key of the data there but its ``type:``."""
+    kept: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and node.get("type") == part:
+            continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
 
 
 def _name_rule(loc: KeyPath, data: Any) -> str | None:
@@ -200,8 +221,10 @@ def _describe(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"expected one of {error['ctx']['expected_tags']}; got {error['ctx']['tag']!r}"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

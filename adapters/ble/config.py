@@ -45,7 +45,7 @@ def _uuid(value: str) -> str:
 
 def _bind_key(value: SecretStr) -> SecretStr:
     if not re.fullmatch(r"[0-9A-Fa-f]{32}", value.get_secret_value()):
-        raise ValueError("a BTHome bind key is 32 hexadecimal characters (16 bytes)")
+        raise ValueError("a BTHome bind key is 32 hexadecimal characters (16 bytes):")  # ":": never echo a secret
     return value
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.fields import Duration, Model
@@ -107,31 +107,31 @@ class PointConfig(Model):
     def _check(self) -> PointConfig:
         kind = self.data_type
         if self.table.is_bits and kind is not DataType.BOOL:
-            raise ValueError(f"{self.table.value} points are type bool; got {kind.value}")
+            raise ValueError(f"{self.table.value} points are type bool; got {kind.value}:")
         if not self.table.is_bits and kind is DataType.BOOL:
-            raise ValueError(f"a {self.table.value} register holds a number; for one of its bits use type: bit")
+            raise ValueError(f"a {self.table.value} register holds a number; for one of its bits use type: bit:")
         if kind is DataType.BIT and self.bit is None:
-            raise ValueError("type bit needs bit: 0-15")
+            raise ValueError("type bit needs bit: 0-15:")
         if kind is not DataType.BIT and self.bit is not None:
-            raise ValueError("bit: is only for type bit")
+            raise ValueError("bit: is only for type bit:")
         if kind is DataType.STRING and self.length is None:
-            raise ValueError("type string needs length: the number of registers (2 characters each)")
+            raise ValueError("type string needs length: the number of registers (2 characters each):")
         if kind is not DataType.STRING and self.length is not None:
-            raise ValueError("length: is only for type string")
+            raise ValueError("length: is only for type string:")
         if self.writable and self.table not in (Table.HOLDING, Table.COIL):
-            raise ValueError(f"{self.table.value} points are read-only; only holding registers and coils are writable")
+            raise ValueError(f"{self.table.value} points are read-only; only holding registers and coils are writable:")
         if self.writable and kind is DataType.BIT:
-            raise ValueError("bit points are read-only (writing one bit of a register is not atomic over FC 6/16)")
+            raise ValueError("bit points are read-only (writing one bit of a register is not atomic over FC 6/16):")
         if kind is DataType.STRING and self.order not in (Order.ABCD, Order.BADC):
-            raise ValueError("strings take order ABCD (first character in the high byte) or BADC (in the low byte)")
+            raise ValueError("strings take order ABCD (first character in the high byte) or BADC (in the low byte):")
         if self.scale == 0:
-            raise ValueError("scale cannot be 0")
+            raise ValueError("scale cannot be 0:")
         if kind in (DataType.BOOL, DataType.BIT, DataType.STRING) and (self.scale != 1 or self.offset != 0):
-            raise ValueError(f"scale and offset apply to numbers, not to type {kind.value}")
+            raise ValueError(f"scale and offset apply to numbers, not to type {kind.value}:")
         if kind in (DataType.BOOL, DataType.BIT, DataType.STRING) and self.deadband is not None:
-            raise ValueError(f"deadband applies to numbers, not to type {kind.value}")
+            raise ValueError(f"deadband applies to numbers, not to type {kind.value}:")
         if self.address + self.width > 65536:
-            raise ValueError(f"address {self.address} + {self.width} registers runs past 65535")
+            raise ValueError(f"address {self.address} + {self.width} registers runs past 65535:")
         return self
 
     @property
@@ -229,7 +229,16 @@ class RtuConnection(ConnectionBase):
     handle_local_echo: bool = False  # the adapter hears its own frames (2-wire dongles without echo suppression)
 
 
-Connection = Annotated[TcpConnection | RtuConnection, Field(discriminator="transport")]
+def _transport(value: object) -> str | None:
+    kind = value.get("transport") if isinstance(value, dict) else getattr(value, "transport", None)
+    return f"[{kind}]" if kind in ("tcp", "rtu") else None
+
+
+# The tags carry brackets so that error paths skip them (connections[0].host, not connections[0].tcp.host).
+Connection = Annotated[
+    Annotated[TcpConnection, Tag("[tcp]")] | Annotated[RtuConnection, Tag("[rtu]")],
+    Discriminator(_transport, custom_error_type="transport", custom_error_message="expected transport: tcp or rtu:"),
+]
 
 
 class ModbusConfig(AdapterConfig):

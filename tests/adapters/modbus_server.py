@@ -83,7 +83,7 @@ class Server:
 
     async def start_rtu(self, port: str, baudrate: int = 115200) -> None:
         self._server = ModbusSerialServer(
-            self._devices(), framer=FramerType.RTU, port=port, baudrate=baudrate, parity="E", trace_pdu=self._trace,
+            self._devices(), framer=FramerType.RTU, port=port, baudrate=baudrate, parity="N", trace_pdu=self._trace,
         )
         await self._server.serve_forever(background=True)
 

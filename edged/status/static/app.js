@@ -1,7 +1,7 @@
 // The status page: polls the local API and redraws; no framework, no build step.
 "use strict";
 
-const POLL_MS = 1000;
+const POLL_MS = 2000;
 let token = localStorage.getItem("edged-token") || "";
 
 async function api(path) {

@@ -96,6 +96,7 @@ class UplinkService:
 
     def _on_failure(self, exc: BaseException) -> None:
         self.reconnects += 1
+        self._changed.set()
 
     # -- cloud commands --------------------------------------------------
 

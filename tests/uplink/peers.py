@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import getpass
 import ipaddress
 import json
 import socket
@@ -60,6 +61,7 @@ class Broker:
             "max_queued_messages 0",
             "max_inflight_messages 0",
             "log_dest stderr",
+            f"user {getpass.getuser()}",  # run as root, mosquitto would switch to a user who cannot read tmp_path
         ]
         if self.tls:
             lines += [

@@ -12,13 +12,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from edged import provision
+from edged import provision as command
+from edged.identity import load_key, provision, public_key_fingerprint
 
 
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    provision.add_arguments(parser)
-    return provision.main(parser.parse_args(argv))
+    command.add_arguments(parser)
+    return command.main(parser.parse_args(argv))
 
 
 def mode(path: Path) -> int:
@@ -36,25 +37,25 @@ def test_csr_names_the_gateway_and_is_signed_by_the_new_key(tmp_path: Path, caps
     out = capsys.readouterr().out
     assert "plant-7" in out
     assert str(csr_path) in out
-    assert provision.public_key_fingerprint(provision.load_key(key)) in out
+    assert public_key_fingerprint(load_key(key)) in out
     assert not list(tmp_path.glob(".gateway*")), "temporary files left behind"
 
 
 def test_running_again_keeps_the_key_unless_new_key(tmp_path: Path) -> None:
-    first = provision.provision("gw", tmp_path)
-    again = provision.provision("gw", tmp_path)
+    first = provision("gw", tmp_path)
+    again = provision("gw", tmp_path)
     assert not again.key_created
     assert again.fingerprint == first.fingerprint
-    replaced = provision.provision("gw", tmp_path, new_key=True)
+    replaced = provision("gw", tmp_path, new_key=True)
     assert replaced.key_created
     assert replaced.fingerprint != first.fingerprint
     csr = x509.load_pem_x509_csr((tmp_path / "gateway.csr").read_bytes())
-    assert provision.public_key_fingerprint(provision.load_key(tmp_path / "gateway.key")) == replaced.fingerprint
-    assert csr.public_key() == provision.load_key(tmp_path / "gateway.key").public_key()
+    assert public_key_fingerprint(load_key(tmp_path / "gateway.key")) == replaced.fingerprint
+    assert csr.public_key() == load_key(tmp_path / "gateway.key").public_key()
 
 
 def test_self_signed_certificate_loads_as_a_tls_client_identity(tmp_path: Path) -> None:
-    identity = provision.provision("gw-self", tmp_path, self_signed=True, days=30)
+    identity = provision("gw-self", tmp_path, self_signed=True, days=30)
     assert identity.cert_path is not None
     assert mode(identity.cert_path) == 0o644
     cert = x509.load_pem_x509_certificate(identity.cert_path.read_bytes())
@@ -65,7 +66,7 @@ def test_self_signed_certificate_loads_as_a_tls_client_identity(tmp_path: Path) 
 
 
 def test_rsa_keys_work_too(tmp_path: Path) -> None:
-    identity = provision.provision("gw", tmp_path, key_type="rsa")
+    identity = provision("gw", tmp_path, key_type="rsa")
     assert x509.load_pem_x509_csr((tmp_path / "gateway.csr").read_bytes()).is_signature_valid
     assert identity.key_created
 

@@ -1,1 +1,1 @@
-"""zigbee adapter (being built)."""
+"""Zigbee devices through zigpy: any supported radio stick, or the simulated one."""

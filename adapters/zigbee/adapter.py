@@ -1,0 +1,470 @@
+"""The Zigbee adapter: one zigpy coordinator and the devices joined to it.
+
+zigpy does the Zigbee work (radio library, interview, ZCL, device database
+and network backups); this module turns its events into the Hub's devices,
+points and readings, and the Hub's commands into cluster commands:
+
+- ``device_initialized``: register the device (points from its clusters,
+  see clusters.py) and, after a join, bind its clusters to the coordinator,
+  configure attribute reporting and read the initial values;
+- attribute updates (reports, read results) become one batch of readings per
+  loop turn; any packet from a device marks it online; a device silent for
+  longer than ``silence.mains`` / ``silence.battery`` is marked offline;
+- ``device_left`` marks it offline, ``device_removed`` removes it.
+
+The database (``zigbee.db``) and an open-coordinator-format backup of the
+network (``network-backup.json``) live in the adapter's state directory; a
+new or wiped radio gets the last backup restored by zigpy on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import zigpy.exceptions
+import zigpy.types as t
+from zigpy.zcl import Cluster
+from zigpy.zcl.clusters.security import IasZone
+from zigpy.zcl.helpers import ReportingConfig
+
+from edged.adapter import Adapter
+from edged.adapters.zigbee import clusters
+from edged.adapters.zigbee.config import ZigbeeConfig
+from edged.backoff import retry_forever
+from edged.errors import AdapterError, CommandError
+from edged.model import Command, Device, Point, Quality, Reading
+
+if TYPE_CHECKING:
+    from zigpy.application import ControllerApplication
+    from zigpy.backups import NetworkBackup
+    from zigpy.device import Device as ZigpyDevice
+
+RADIOS: dict[str, str] = {
+    "znp": "zigpy_znp.zigbee.application:ControllerApplication",
+    "ezsp": "bellows.zigbee.application:ControllerApplication",
+    "deconz": "zigpy_deconz.zigbee.application:ControllerApplication",
+    "xbee": "zigpy_xbee.zigbee.application:ControllerApplication",
+    "zigate": "zigpy_zigate.zigbee.application:ControllerApplication",
+    "simulated": "edged.adapters.zigbee.simulator:SimulatedApplication",
+}
+DATABASE = "zigbee.db"
+BACKUP = "network-backup.json"
+SIMULATED_NVRAM = "simulated-radio.json"
+
+
+def application_class(radio: str) -> type[ControllerApplication]:
+    module, _, name = RADIOS[radio].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One point of one device, fed by one attribute of one cluster."""
+
+    endpoint_id: int
+    map: clusters.PointMap
+    key: str
+
+
+class ZigbeeAdapter(Adapter[ZigbeeConfig]):
+    config_model = ZigbeeConfig
+
+    app: ControllerApplication | None = None
+
+    async def start(self) -> None:
+        self.ready = asyncio.Event()
+        self._pending: list[Reading] = []
+        self._flush_scheduled = False
+        self._joined: set[t.EUI64] = set()
+        self._bindings: dict[t.EUI64, dict[tuple[int, int, str], list[Binding]]] = {}
+        self._unsubscribe: dict[t.EUI64, list[Any]] = {}
+        self.tasks.spawn(retry_forever(f"{self.name}: radio", self._session, self.log, on_failure=self._failed))
+        self.tasks.spawn(self._watch_silence(), name=f"{self.name} silence")
+
+    async def stop(self) -> None:
+        pass  # the session closes the radio when its task is cancelled
+
+    # -- the radio session -------------------------------------------------
+
+    def zigpy_config(self) -> dict[str, Any]:
+        """The configuration handed to zigpy's ``ControllerApplication``."""
+        cfg = self.config
+        network: dict[str, Any] = {"channels": cfg.network.channels}
+        if cfg.network.channel is not None:
+            network["channel"] = cfg.network.channel
+        if cfg.network.pan_id is not None:
+            network["pan_id"] = cfg.network.pan_id
+        if cfg.network.extended_pan_id is not None:
+            network["extended_pan_id"] = cfg.network.extended_pan_id
+        if cfg.network.key is not None:
+            network["key"] = list(bytes.fromhex(cfg.network.key.get_secret_value().replace(":", "")))
+        result: dict[str, Any] = {
+            "database_path": str(self.state_dir / DATABASE),
+            "network": network,
+            "ota": {"enabled": False},
+            "backup_enabled": True,
+            "backup_period": max(1, round(cfg.backup_interval / 60)),
+        }
+        if cfg.radio == "simulated":
+            sim = cfg.simulation
+            result["device"] = {"path": str(self.state_dir / SIMULATED_NVRAM)}
+            result["topology_scan_enabled"] = False
+            network.setdefault("channel", cfg.network.channels[0])  # no energy scan on air that is not there
+            result["simulation"] = {
+                "devices": [
+                    {"kind": d.kind, "ieee": d.ieee or f"00:0d:6f:00:0e:d9:ed:{i + 1:02x}"}
+                    for i, d in enumerate(sim.devices)
+                ],
+                "report_interval": sim.report_interval,
+            }
+        else:
+            assert cfg.serial is not None
+            result["device"] = {"path": cfg.serial.path, "baudrate": cfg.serial.baudrate}
+            if cfg.serial.flow_control is not None:
+                result["device"]["flow_control"] = cfg.serial.flow_control
+        return result
+
+    async def _session(self) -> None:
+        """Start the network, serve it until the radio is lost, always shut down."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cls = application_class(self.config.radio)
+        try:
+            app = await cls.new(self.zigpy_config(), auto_form=True, start_radio=True)
+        except (zigpy.exceptions.ZigbeeException, OSError, TimeoutError) as exc:
+            raise AdapterError(f"cannot start the {self.config.radio} radio: {exc}") from exc
+        lost: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        listener = _Listener(self, lost)
+        app.add_listener(listener)
+        app.backups.add_listener(listener)
+        self.app = app
+        try:
+            info = app.state.network_info
+            self.log.info(
+                "network up: channel %s, PAN 0x%04X, extended PAN %s, %d devices",
+                info.channel, info.pan_id, info.extended_pan_id, len(app.devices) - 1,
+            )
+            await self._export_backup(app.backups.most_recent_backup())
+            for device in list(app.devices.values()):
+                if self._is_peer(device) and device.is_initialized:
+                    self._register(device, publish_cache=True)
+                    if self._recently_seen(device):
+                        self.set_online(self.device_id(str(device.ieee)), True)
+            if self.config.permit_join.on_start:
+                await app.permit(self.config.permit_join.on_start)
+            self.ready.set()
+            exc = await lost
+            raise AdapterError(f"lost the {self.config.radio} radio: {exc}") from exc
+        finally:
+            self.ready.clear()
+            self.app = None
+            for unsubscribers in self._unsubscribe.values():
+                for unsubscribe in unsubscribers:
+                    unsubscribe()
+            self._unsubscribe.clear()
+            await app.shutdown()
+            for device in self.hub.adapter_devices(self.name):
+                self.set_online(device.id, False)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors_total += 1
+        self.reconnects_total += 1
+
+    async def permit_join(self, seconds: int | None = None) -> int:
+        """Let new devices join for ``seconds`` (default from the config); 0 closes joining.
+
+        Returns the seconds granted; raises ``CommandError`` when the radio is
+        not up or the duration is outside 0..254 s."""
+        seconds = self.config.permit_join.default if seconds is None else seconds
+        if not 0 <= seconds <= 254:
+            raise CommandError(f"permit join takes 0..254 seconds, got {seconds}")
+        app = self.app
+        if app is None:
+            raise CommandError("the Zigbee radio is not connected")
+        try:
+            await app.permit(seconds)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"permit join failed: {exc}") from exc
+        self.log.info("joining permitted for %d s", seconds)
+        return seconds
+
+    async def _export_backup(self, backup: NetworkBackup | None) -> None:
+        if backup is None:
+            return
+        text = json.dumps(backup.as_open_coordinator_json(), indent=2)
+        path = self.state_dir / BACKUP
+        await asyncio.to_thread(_write_private, path, text)
+
+    # -- devices -----------------------------------------------------------
+
+    def _is_peer(self, device: ZigpyDevice) -> bool:
+        app = self.app
+        return app is not None and device.ieee != app.state.node_info.ieee
+
+    def _timeout(self, device: ZigpyDevice) -> float:
+        mains = device.node_desc is not None and device.node_desc.is_mains_powered
+        return self.config.silence.mains if mains else self.config.silence.battery
+
+    def _recently_seen(self, device: ZigpyDevice) -> bool:
+        return device.last_seen is not None and time.time() - device.last_seen < self._timeout(device)
+
+    def _register(self, device: ZigpyDevice, *, publish_cache: bool = False) -> None:
+        """(Re)build the device's points from its clusters and put it in the Hub.
+
+        With ``publish_cache`` (on resume), publish zigpy's cached values as
+        UNCERTAIN readings until the device reports again."""
+        bindings: dict[tuple[int, int, str], list[Binding]] = {}
+        points: dict[str, Point] = {}
+        for unsubscribe in self._unsubscribe.pop(device.ieee, []):
+            unsubscribe()
+        unsubscribers = []
+        first_endpoint: dict[int, int] = {}
+        for endpoint in device.non_zdo_endpoints:
+            for cluster in endpoint.in_clusters.values():
+                maps = clusters.point_maps(cluster)
+                if not maps:
+                    continue
+                first = first_endpoint.setdefault(cluster.cluster_id, endpoint.endpoint_id)
+                suffix = "" if first == endpoint.endpoint_id else f"_{endpoint.endpoint_id}"
+                for pmap in maps:
+                    key = pmap.key + suffix
+                    bindings.setdefault((endpoint.endpoint_id, cluster.cluster_id, pmap.attribute), []).append(
+                        Binding(endpoint.endpoint_id, pmap, key)
+                    )
+                    points[key] = Point(key, pmap.type, pmap.unit, pmap.writable)
+                for extra, value_type in clusters.EXTRA_POINTS.get(cluster.cluster_id, []):
+                    points[extra + suffix] = Point(extra + suffix, value_type, None, True)
+                unsubscribers.append(cluster.on_event("attribute_updated", self._attribute_updated))
+                if cluster.cluster_id == IasZone.cluster_id:
+                    unsubscribers.append(_add_listener(cluster, _ZoneListener(cluster)))
+        self._bindings[device.ieee] = bindings
+        self._unsubscribe[device.ieee] = unsubscribers
+        device_id = self.device_id(str(device.ieee))
+        known = self.hub.devices.get(device_id)
+        self.add_device(
+            Device(
+                device_id, self.name, known.name if known else None, device.manufacturer, device.model, points,
+                online=known.online if known else False, last_seen=device.last_seen,
+            )
+        )
+        if not publish_cache:
+            return
+        readings = []
+        for (ep_id, cluster_id, attribute), binds in bindings.items():
+            cluster = device.endpoints[ep_id].in_clusters[cluster_id]
+            value = cluster.get(attribute)
+            if value is not None:
+                readings.extend(self._convert(device_id, cluster, binds, value, Quality.UNCERTAIN))
+        self.publish(readings)
+
+    def _device_initialized(self, device: ZigpyDevice) -> None:
+        if not self._is_peer(device):
+            return
+        self._register(device)
+        device_id = self.device_id(str(device.ieee))
+        self.set_online(device_id, True)
+        if device.ieee in self._joined:
+            self._joined.discard(device.ieee)
+            self.tasks.spawn(self._configure(device), name=f"{self.name} configure {device.ieee}")
+
+    async def _configure(self, device: ZigpyDevice) -> None:
+        """Bind, configure reporting and read initial values, cluster by cluster.
+
+        A device that refuses one step keeps the rest; each failure is logged."""
+        device_id = self.device_id(str(device.ieee))
+        report = self.config.reporting
+        app = self.app
+        for endpoint in device.non_zdo_endpoints:
+            for cluster in endpoint.in_clusters.values():
+                maps = clusters.point_maps(cluster)
+                if not maps:
+                    continue
+                try:
+                    await self._configure_cluster(app, cluster, maps, report.min_interval, report.max_interval)
+                except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+                    self.errors_total += 1
+                    self.log.warning(
+                        "%s: configuring cluster %s failed: %s", device_id, cluster.ep_attribute, exc,
+                        extra={"device": device_id},
+                    )
+        self._register(device)  # the zone type read above can rename IAS points
+        self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
+
+    async def _configure_cluster(
+        self, app: ControllerApplication | None, cluster: Cluster, maps: list[clusters.PointMap], low: int, high: int
+    ) -> None:
+        await cluster.bind()
+        extra = clusters.SCALE_ATTRIBUTES.get(cluster.cluster_id, [])
+        if extra:
+            await cluster.read_attributes(extra)
+        if cluster.cluster_id == IasZone.cluster_id and app is not None:
+            await cluster.write_attributes({"cie_addr": app.state.node_info.ieee})
+            await cluster.enroll_response(enroll_response_code=IasZone.EnrollResponse.Success, zone_id=0)
+        attributes = sorted({m.attribute for m in maps})
+        config = {
+            cluster.find_attribute(name): ReportingConfig(low, high, max((m.change for m in maps if m.attribute == name), default=1))
+            for name in attributes
+        }
+        await cluster.configure_reporting_multiple(config)
+        await cluster.read_attributes(attributes)
+
+    # -- readings ----------------------------------------------------------
+
+    def _attribute_updated(self, event: Any) -> None:
+        ieee = t.EUI64.convert(event.device_ieee)
+        binds = self._bindings.get(ieee, {}).get((event.endpoint_id, event.cluster_id, event.attribute_name))
+        app = self.app
+        if not binds or app is None or ieee not in app.devices:
+            return
+        cluster = app.devices[ieee].endpoints[event.endpoint_id].in_clusters[event.cluster_id]
+        self._pending.extend(self._convert(self.device_id(str(ieee)), cluster, binds, event.value, Quality.GOOD))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _convert(self, device_id: str, cluster: Cluster, binds: list[Binding], value: Any, quality: Quality) -> list[Reading]:
+        now = time.time()
+        readings = []
+        for bind in binds:
+            try:
+                readings.append(Reading(device_id, bind.key, bind.map.convert(value, cluster), now, quality))
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                self.errors_total += 1
+                self.log.warning("%s.%s: cannot convert %r: %s", device_id, bind.key, value, exc, extra={"device": device_id})
+                readings.append(Reading(device_id, bind.key, None, now, Quality.BAD))
+        return readings
+
+    def _flush(self) -> None:
+        """Publish every reading gathered during this loop turn as one batch."""
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        self.publish(batch)
+
+    def _heard(self, device: ZigpyDevice) -> None:
+        if self._is_peer(device) and device.ieee in self._bindings:
+            self.set_online(self.device_id(str(device.ieee)), True)
+
+    async def _watch_silence(self) -> None:
+        """Mark offline every device silent for longer than its power source allows."""
+        silence = self.config.silence
+        period = min(60.0, max(0.02, min(silence.mains, silence.battery) / 4))
+        while True:
+            await asyncio.sleep(period)
+            app = self.app
+            if app is None:
+                continue
+            for ieee in list(self._bindings):
+                device = app.devices.get(ieee)
+                if device is not None and not self._recently_seen(device):
+                    device_id = self.device_id(str(ieee))
+                    hub_device = self.hub.devices.get(device_id)
+                    if hub_device is not None and hub_device.online:
+                        self.log.warning("%s silent for %.0f s", device_id, time.time() - (device.last_seen or 0),
+                                         extra={"device": device_id})
+                        self.set_online(device_id, False)
+
+    # -- commands ----------------------------------------------------------
+
+    async def write(self, command: Command) -> None:
+        app = self.app
+        if app is None:
+            raise CommandError("the Zigbee radio is not connected")
+        native = command.device_id.removeprefix(f"{self.name}/")
+        try:
+            device = app.devices[t.EUI64.convert(native)]
+        except (KeyError, ValueError) as exc:
+            raise CommandError(f"no Zigbee device {native}") from exc
+        base, _, ep_text = command.key.rpartition("_")
+        key, endpoint_id = (base, int(ep_text)) if ep_text.isdigit() else (command.key, None)
+        if key not in clusters.COMMANDS:
+            raise CommandError(f"{command.key} cannot be written")
+        cluster_id, call = clusters.COMMANDS[key]
+        cluster = _find_cluster(device, cluster_id, endpoint_id)
+        if cluster is None:
+            raise CommandError(f"{command.device_id} has no cluster 0x{cluster_id:04X} for {command.key}")
+        try:
+            response = await call(cluster, command.value)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+        clusters.check_response(response)
+
+
+class _Listener:
+    """zigpy's listener interface (method names are zigpy's events)."""
+
+    def __init__(self, adapter: ZigbeeAdapter, lost: asyncio.Future[Exception]) -> None:
+        self.adapter = adapter
+        self.lost = lost
+
+    def device_joined(self, device: ZigpyDevice) -> None:
+        self.adapter.log.info("%s joined", device.ieee, extra={"device": self.adapter.device_id(str(device.ieee))})
+        self.adapter._joined.add(device.ieee)
+
+    def device_initialized(self, device: ZigpyDevice) -> None:
+        try:
+            self.adapter._device_initialized(device)
+        except Exception:  # zigpy swallows listener errors silently; say what broke
+            self.adapter.log.exception("registering %s failed", device.ieee)
+
+    def device_init_failure(self, device: ZigpyDevice) -> None:
+        device_id = self.adapter.device_id(str(device.ieee))
+        self.adapter.errors_total += 1
+        self.adapter.log.warning("%s: interview failed", device_id, extra={"device": device_id})
+
+    def device_left(self, device: ZigpyDevice) -> None:
+        device_id = self.adapter.device_id(str(device.ieee))
+        self.adapter.log.info("%s left the network", device_id, extra={"device": device_id})
+        self.adapter.set_online(device_id, False)
+
+    def device_removed(self, device: ZigpyDevice) -> None:
+        for unsubscribe in self.adapter._unsubscribe.pop(device.ieee, []):
+            unsubscribe()
+        self.adapter._bindings.pop(device.ieee, None)
+        self.adapter.hub.remove_device(self.adapter.device_id(str(device.ieee)))
+
+    def handle_message(self, device: ZigpyDevice, *_args: Any) -> None:
+        self.adapter._heard(device)
+
+    def connection_lost(self, exc: Exception) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def network_backup_created(self, backup: NetworkBackup) -> None:
+        self.adapter.tasks.spawn(self.adapter._export_backup(backup), name="zigbee backup export")
+
+
+class _ZoneListener:
+    """IAS zones send changes as Status Change Notification commands: store them as the attribute."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def cluster_command(self, tsn: int, command_id: int, args: Any) -> None:
+        if command_id == IasZone.ClientCommandDefs.status_change_notification.id:
+            self.cluster.update_attribute(IasZone.AttributeDefs.zone_status.id, args.zone_status)
+
+
+def _add_listener(cluster: Cluster, listener: _ZoneListener) -> Any:
+    listener_id = cluster.add_listener(listener)
+    return lambda: cluster._listeners.pop(listener_id, None)
+
+
+def _find_cluster(device: ZigpyDevice, cluster_id: int, endpoint_id: int | None) -> Cluster | None:
+    for endpoint in device.non_zdo_endpoints:
+        if endpoint_id is not None and endpoint.endpoint_id != endpoint_id:
+            continue
+        if cluster_id in endpoint.in_clusters:
+            return endpoint.in_clusters[cluster_id]
+    return None
+
+
+def _write_private(path: Any, text: str) -> None:
+    """Write ``text`` (it holds the network key) readable by the owner only, atomically."""
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(text)
+    tmp.replace(path)

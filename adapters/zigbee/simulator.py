@@ -1,0 +1,563 @@
+"""A simulated Zigbee radio at zigpy's own seam.
+
+``SimulatedApplication`` is a zigpy ``ControllerApplication`` whose radio is a
+few in-process ``SimulatedNode`` objects instead of a USB stick. Everything
+above ``send_packet`` / ``packet_received`` is zigpy's real code: joining,
+the ZDO interview, the ZCL request/response matching, the device database
+and network backups. Each node answers ZDO requests (node, active endpoint and
+simple descriptors, bind, leave) and ZCL frames (read/write attributes,
+configure reporting, On/Off, Level and Color commands) from its real
+endpoint/cluster descriptors, and sends attribute reports.
+
+The radio's NVRAM (network settings and keys) is a JSON file, the path
+configured as the serial port, so a restart finds the same network; deleting
+it is a radio swap that zigpy restores from its last backup.
+
+Nodes join while joining is permitted. Tests drive them directly:
+``app.node("lamp").set(OnOff.cluster_id, "on_off", 1)`` reports a change,
+``node.leave()`` announces a leave, ``node.silent = True`` stops it talking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+import zigpy.application
+import zigpy.config as zconf
+import zigpy.device
+import zigpy.exceptions
+import zigpy.types as t
+import zigpy.zdo.types as zdo_t
+from zigpy.backups import NetworkBackup
+from zigpy.profiles import zha
+from zigpy.zcl import Cluster, foundation
+from zigpy.zcl.clusters.general import Basic, Identify, LevelControl, OnOff, PowerConfiguration
+from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
+from zigpy.zcl.clusters.lighting import Color
+from zigpy.zcl.clusters.measurement import (
+    IlluminanceMeasurement,
+    OccupancySensing,
+    PressureMeasurement,
+    RelativeHumidity,
+    TemperatureMeasurement,
+)
+from zigpy.zcl.clusters.security import IasZone
+from zigpy.zcl.clusters.smartenergy import Metering
+
+LOGGER = logging.getLogger(__name__)
+
+COORDINATOR_IEEE = "00:12:4b:00:ed:9e:d0:01"
+CONF_SIMULATION = "simulation"
+
+# Node descriptors as real devices send them (logical type, MAC capability flags).
+END_DEVICE = zdo_t.NodeDescriptor.deserialize(bytes.fromhex("024080021052520000" + "2c5200" + "00"))[0]
+ROUTER = zdo_t.NodeDescriptor.deserialize(bytes.fromhex("01408e021052520000" + "2c5200" + "00"))[0]
+COORDINATOR = zdo_t.NodeDescriptor.deserialize(bytes.fromhex("00408f021052520000" + "2c5200" + "00"))[0]
+
+MAINS, BATTERY = 0x01, 0x03  # Basic.power_source
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a simulated device is: descriptors, Basic strings and initial raw values."""
+
+    model: str
+    node: zdo_t.NodeDescriptor
+    device_type: int
+    clusters: tuple[type[Cluster], ...]
+    values: dict[tuple[int, str], Any]
+    manufacturer: str = "edged simulated"
+
+
+def _lux(lx: float) -> int:
+    return round(10000 * math.log10(lx) + 1)
+
+
+KINDS: dict[str, Kind] = {
+    "climate": Kind(
+        "climate sensor", END_DEVICE, zha.DeviceType.TEMPERATURE_SENSOR,
+        (Basic, PowerConfiguration, Identify, TemperatureMeasurement, RelativeHumidity, PressureMeasurement),
+        {
+            (TemperatureMeasurement.cluster_id, "measured_value"): 2150,
+            (RelativeHumidity.cluster_id, "measured_value"): 4520,
+            (PressureMeasurement.cluster_id, "measured_value"): 1013,
+            (PowerConfiguration.cluster_id, "battery_percentage_remaining"): 180,
+        },
+    ),
+    "motion": Kind(
+        "motion sensor", END_DEVICE, zha.DeviceType.IAS_ZONE,
+        (Basic, PowerConfiguration, Identify, OccupancySensing, IlluminanceMeasurement, IasZone),
+        {
+            (OccupancySensing.cluster_id, "occupancy"): 0,
+            (IlluminanceMeasurement.cluster_id, "measured_value"): _lux(120),
+            (IasZone.cluster_id, "zone_type"): IasZone.ZoneType.Motion_Sensor,
+            (IasZone.cluster_id, "zone_status"): 0,
+            (PowerConfiguration.cluster_id, "battery_percentage_remaining"): 200,
+        },
+    ),
+    "contact": Kind(
+        "door sensor", END_DEVICE, zha.DeviceType.IAS_ZONE, (Basic, PowerConfiguration, IasZone),
+        {
+            (IasZone.cluster_id, "zone_type"): IasZone.ZoneType.Contact_Switch,
+            (IasZone.cluster_id, "zone_status"): 0,
+            (PowerConfiguration.cluster_id, "battery_percentage_remaining"): 160,
+        },
+    ),
+    "water_leak": Kind(
+        "water leak sensor", END_DEVICE, zha.DeviceType.IAS_ZONE, (Basic, PowerConfiguration, IasZone),
+        {
+            (IasZone.cluster_id, "zone_type"): IasZone.ZoneType.Water_Sensor,
+            (IasZone.cluster_id, "zone_status"): 0,
+            (PowerConfiguration.cluster_id, "battery_percentage_remaining"): 190,
+        },
+    ),
+    "lamp": Kind(
+        "tunable white lamp", ROUTER, zha.DeviceType.COLOR_TEMPERATURE_LIGHT,
+        (Basic, Identify, OnOff, LevelControl, Color),
+        {
+            (OnOff.cluster_id, "on_off"): 0,
+            (LevelControl.cluster_id, "current_level"): 254,
+            (Color.cluster_id, "color_temperature"): 370,
+        },
+    ),
+    "plug": Kind(
+        "smart plug", ROUTER, zha.DeviceType.SMART_PLUG, (Basic, Identify, OnOff, ElectricalMeasurement, Metering),
+        {
+            (OnOff.cluster_id, "on_off"): 0,
+            (ElectricalMeasurement.cluster_id, "active_power"): 0,
+            (ElectricalMeasurement.cluster_id, "rms_voltage"): 2301,
+            (ElectricalMeasurement.cluster_id, "rms_current"): 0,
+            (ElectricalMeasurement.cluster_id, "ac_power_multiplier"): 1,
+            (ElectricalMeasurement.cluster_id, "ac_power_divisor"): 10,
+            (ElectricalMeasurement.cluster_id, "ac_voltage_multiplier"): 1,
+            (ElectricalMeasurement.cluster_id, "ac_voltage_divisor"): 10,
+            (ElectricalMeasurement.cluster_id, "ac_current_multiplier"): 1,
+            (ElectricalMeasurement.cluster_id, "ac_current_divisor"): 1000,
+            (Metering.cluster_id, "current_summ_delivered"): 123456,
+            (Metering.cluster_id, "instantaneous_demand"): 0,
+            (Metering.cluster_id, "multiplier"): 1,
+            (Metering.cluster_id, "divisor"): 1000,
+            (Metering.cluster_id, "unit_of_measure"): 0,
+        },
+    ),
+    "coordinator": Kind("coordinator", COORDINATOR, zha.DeviceType.IAS_CONTROL, (Basic,), {}, "edged"),
+}
+
+PLUG_LOAD_W = 60.0
+ENDPOINT = 1
+
+
+@dataclass(eq=False)
+class SimulatedNode:
+    """One device in radio range of the simulated coordinator."""
+
+    app: SimulatedApplication
+    ieee: t.EUI64
+    kind: str
+    nwk: int = 0xFFFE  # until it joins
+    joined: bool = False
+    silent: bool = False
+    values: dict[tuple[int, str], Any] = field(default_factory=dict)
+    reporting: dict[int, set[int]] = field(default_factory=dict)  # cluster id -> configured attribute ids
+    commands: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    _tsn: int = 0
+
+    def __post_init__(self) -> None:
+        spec = KINDS[self.kind]
+        self.spec = spec
+        self.values = dict(spec.values)
+        mains = spec.node.is_mains_powered
+        self.values[(Basic.cluster_id, "manufacturer")] = spec.manufacturer
+        self.values[(Basic.cluster_id, "model")] = spec.model
+        self.values[(Basic.cluster_id, "power_source")] = MAINS if mains else BATTERY
+        self.clusters = {c.cluster_id: c for c in spec.clusters}
+
+    # -- what tests and the report loop do with a node ---------------------
+
+    def set(self, cluster_id: int, attribute: str, raw: Any, *, report: bool = True) -> None:
+        """Change a raw attribute value, and report it as the device would."""
+        self.values[(cluster_id, attribute)] = raw
+        if report:
+            self.report(cluster_id, [attribute])
+
+    def report(self, cluster_id: int, attributes: list[str]) -> None:
+        """Send a Report Attributes frame (IAS zone status as a status change notification)."""
+        cls = self.clusters[cluster_id]
+        if cluster_id == IasZone.cluster_id:  # zone changes travel as notifications, not reports
+            schema = cls.ClientCommandDefs.status_change_notification.schema
+            payload = schema(zone_status=self.values[(cluster_id, "zone_status")], extended_status=0, zone_id=0, delay=0)
+            hdr = foundation.ZCLHeader.cluster(self._next_tsn(), 0x00, direction=foundation.Direction.Server_to_Client)
+            self._send_zcl(cluster_id, hdr, payload)
+            return
+        records = [foundation.Attribute(cls.attributes_by_name[a].id, self._type_value(cls, a)) for a in attributes]
+        schema = foundation.GENERAL_COMMANDS[foundation.GeneralCommand.Report_Attributes].schema
+        hdr = foundation.ZCLHeader.general(
+            self._next_tsn(), foundation.GeneralCommand.Report_Attributes, direction=foundation.Direction.Server_to_Client
+        )
+        self._send_zcl(cluster_id, hdr, schema(attribute_reports=records))
+
+    def leave(self) -> None:
+        """The device leaves the network (and announces it)."""
+        self.joined = False
+        self.reporting.clear()
+        self.app.handle_leave(self.nwk, self.ieee)
+
+    def reportable(self) -> dict[int, list[str]]:
+        """Cluster id -> attribute names this node currently reports."""
+        result: dict[int, list[str]] = {}
+        for (cluster_id, name), _value in self.values.items():
+            cls = self.clusters.get(cluster_id)
+            if cls is None or cluster_id == Basic.cluster_id:
+                continue
+            if cls.attributes_by_name[name].id in self.reporting.get(cluster_id, ()):
+                result.setdefault(cluster_id, []).append(name)
+        return result
+
+    def step(self, rng: random.Random, dt: float) -> None:
+        """Let measured values move a little, as real ones do."""
+        v = self.values
+        if self.kind == "climate":
+            key = (TemperatureMeasurement.cluster_id, "measured_value")
+            v[key] = max(1500, min(3000, v[key] + rng.randint(-15, 15)))
+            key = (RelativeHumidity.cluster_id, "measured_value")
+            v[key] = max(2000, min(8000, v[key] + rng.randint(-40, 40)))
+        elif self.kind == "plug":
+            self._plug_load()
+            power_w = v[(ElectricalMeasurement.cluster_id, "active_power")] / 10
+            key = (Metering.cluster_id, "current_summ_delivered")
+            v[key] += round(power_w * dt / 3600)  # Wh, the meter's divisor is 1000
+
+    # -- the radio side ----------------------------------------------------
+
+    def _next_tsn(self) -> int:
+        self._tsn = (self._tsn + 1) & 0xFF
+        return self._tsn
+
+    def _type_value(self, cls: type[Cluster], name: str) -> foundation.TypeValue:
+        attr = cls.attributes_by_name[name]
+        zcl_type = attr.zcl_type if attr.zcl_type is not None else foundation.DataType.from_python_type(attr.type).type_id
+        return foundation.TypeValue(type=zcl_type, value=attr.type(self.values[(cls.cluster_id, name)]))
+
+    def _packet(self, cluster_id: int, data: bytes, *, src_ep: int, dst_ep: int, profile: int, tsn: int) -> t.ZigbeePacket:
+        return t.ZigbeePacket(
+            src=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=self.nwk),
+            src_ep=src_ep,
+            dst=t.AddrModeAddress(addr_mode=t.AddrMode.NWK, address=0x0000),
+            dst_ep=dst_ep,
+            tsn=tsn,
+            profile_id=profile,
+            cluster_id=cluster_id,
+            data=t.SerializableBytes(data),
+            lqi=200,
+            rssi=-50,
+        )
+
+    def _send_zcl(self, cluster_id: int, hdr: foundation.ZCLHeader, payload: Any) -> None:
+        if self.silent or not self.joined:
+            return
+        data = hdr.serialize() + payload.serialize()
+        self.app.deliver(self._packet(cluster_id, data, src_ep=ENDPOINT, dst_ep=1, profile=zha.PROFILE_ID, tsn=hdr.tsn))
+
+    def _send_zdo(self, command: zdo_t.ZDOCmd, tsn: int, *args: Any) -> None:
+        _, schema = zdo_t.CLUSTERS[command]
+        data = zdo_t.ZDOHeader(command, tsn).serialize() + t.serialize(args, schema)
+        self.app.deliver(self._packet(command, data, src_ep=0, dst_ep=0, profile=0, tsn=tsn))
+
+    def receive(self, packet: t.ZigbeePacket) -> None:
+        """Handle a packet the coordinator sent to this node."""
+        if packet.dst_ep == 0:
+            self._zdo(packet)
+        else:
+            self._zcl(packet)
+
+    def _zdo(self, packet: t.ZigbeePacket) -> None:
+        hdr, rest = zdo_t.ZDOHeader.deserialize(packet.cluster_id, packet.data.serialize())
+        args, _ = t.deserialize(rest, zdo_t.CLUSTERS[packet.cluster_id][1])
+        cmd, ok = zdo_t.ZDOCmd, zdo_t.Status.SUCCESS
+        if hdr.command_id == cmd.Node_Desc_req:
+            self._send_zdo(cmd.Node_Desc_rsp, hdr.tsn, ok, self.nwk, self.spec.node)
+        elif hdr.command_id == cmd.Active_EP_req:
+            self._send_zdo(cmd.Active_EP_rsp, hdr.tsn, ok, self.nwk, [ENDPOINT])
+        elif hdr.command_id == cmd.Simple_Desc_req:
+            descriptor = zdo_t.SizePrefixedSimpleDescriptor(
+                endpoint=ENDPOINT,
+                profile=zha.PROFILE_ID,
+                device_type=self.spec.device_type,
+                device_version=1,
+                input_clusters=[c.cluster_id for c in self.spec.clusters],
+                output_clusters=[],
+            )
+            self._send_zdo(cmd.Simple_Desc_rsp, hdr.tsn, ok, self.nwk, descriptor)
+        elif hdr.command_id in (cmd.Bind_req, cmd.Unbind_req):
+            self._send_zdo(hdr.command_id | 0x8000, hdr.tsn, ok)
+        elif hdr.command_id == cmd.Mgmt_Permit_Joining_req:
+            self._send_zdo(cmd.Mgmt_Permit_Joining_rsp, hdr.tsn, ok)
+        elif hdr.command_id == cmd.Mgmt_Leave_req:
+            self._send_zdo(cmd.Mgmt_Leave_rsp, hdr.tsn, ok)
+            asyncio.get_running_loop().call_soon(self.leave)
+        else:
+            LOGGER.debug("simulated %s ignores ZDO %s %r", self.ieee, hdr.command_id, args)
+
+    def _zcl(self, packet: t.ZigbeePacket) -> None:
+        cls = self.clusters.get(packet.cluster_id)
+        hdr, rest = foundation.ZCLHeader.deserialize(packet.data.serialize())
+        if cls is None:
+            self._default_response(packet.cluster_id, hdr, foundation.Status.UNSUPPORTED_CLUSTER)
+            return
+        if hdr.frame_control.frame_type == foundation.FrameType.GLOBAL_COMMAND:
+            self._general(cls, hdr, rest)
+            return
+        command = cls.server_commands.get(hdr.command_id)
+        if command is None:
+            self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_CLUSTER_COMMAND)
+            return
+        args, _ = command.schema.deserialize(rest)
+        self.commands.append((cls.cluster_id, command.name, args.as_dict()))
+        changed = self._apply(cls.cluster_id, command.name, args.as_dict())
+        self._default_response(cls.cluster_id, hdr, foundation.Status.SUCCESS)
+        for cluster_id, names in changed.items():
+            self.report(cluster_id, names)
+
+    def _general(self, cls: type[Cluster], hdr: foundation.ZCLHeader, rest: bytes) -> None:
+        general = foundation.GeneralCommand
+        command = foundation.GENERAL_COMMANDS.get(hdr.command_id)
+        if command is None:
+            self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_GENERAL_COMMAND)
+            return
+        args, _ = command.schema.deserialize(rest)
+        reply = foundation.ZCLHeader.general(hdr.tsn, 0, direction=foundation.Direction.Server_to_Client)
+        if hdr.command_id == general.Read_Attributes:
+            records = []
+            for attrid in args.attribute_ids:
+                attr = cls.attributes.get(attrid)
+                if attr is None or (cls.cluster_id, attr.name) not in self.values:
+                    records.append(foundation.ReadAttributeRecord(attrid, foundation.Status.UNSUPPORTED_ATTRIBUTE))
+                else:
+                    records.append(
+                        foundation.ReadAttributeRecord(attrid, foundation.Status.SUCCESS, self._type_value(cls, attr.name))
+                    )
+            reply.command_id = general.Read_Attributes_rsp
+            self._send_zcl(cls.cluster_id, reply, command_schema(general.Read_Attributes_rsp)(status_records=records))
+        elif hdr.command_id == general.Write_Attributes:
+            for record in args.attributes:
+                attr = cls.attributes.get(record.attrid)
+                if attr is not None:
+                    self.values[(cls.cluster_id, attr.name)] = record.value.value
+            reply.command_id = general.Write_Attributes_rsp
+            ok = [foundation.WriteAttributesStatusRecord(foundation.Status.SUCCESS)]
+            self._send_zcl(cls.cluster_id, reply, command_schema(general.Write_Attributes_rsp)(status_records=ok))
+        elif hdr.command_id == general.Configure_Reporting:
+            self.reporting.setdefault(cls.cluster_id, set()).update(r.attrid for r in args.config_records)
+            reply.command_id = general.Configure_Reporting_rsp
+            ok = [foundation.ConfigureReportingResponseRecord(status=foundation.Status.SUCCESS)]
+            self._send_zcl(cls.cluster_id, reply, command_schema(general.Configure_Reporting_rsp)(status_records=ok))
+        else:
+            self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_GENERAL_COMMAND)
+
+    def _default_response(self, cluster_id: int, hdr: foundation.ZCLHeader, status: foundation.Status) -> None:
+        if hdr.frame_control.disable_default_response and status == foundation.Status.SUCCESS:
+            return
+        reply = foundation.ZCLHeader.general(
+            hdr.tsn, foundation.GeneralCommand.Default_Response, direction=foundation.Direction.Server_to_Client
+        )
+        schema = command_schema(foundation.GeneralCommand.Default_Response)
+        self._send_zcl(cluster_id, reply, schema(command_id=hdr.command_id, status=status))
+
+    def _apply(self, cluster_id: int, command: str, args: dict[str, Any]) -> dict[int, list[str]]:
+        """Carry out a cluster command; return the attributes it changed."""
+        v = self.values
+        on_off = (OnOff.cluster_id, "on_off")
+        changed: dict[int, list[str]] = {}
+        if cluster_id == OnOff.cluster_id and command in ("on", "off", "toggle"):
+            v[on_off] = {"on": 1, "off": 0}.get(command, 1 - v[on_off])
+            changed[OnOff.cluster_id] = ["on_off"]
+        elif cluster_id == LevelControl.cluster_id and command in ("move_to_level", "move_to_level_with_on_off"):
+            v[(cluster_id, "current_level")] = args["level"]
+            changed[cluster_id] = ["current_level"]
+            if command == "move_to_level_with_on_off":
+                v[on_off] = int(args["level"] > 0)
+                changed[OnOff.cluster_id] = ["on_off"]
+        elif cluster_id == Color.cluster_id and command == "move_to_color_temp":
+            v[(cluster_id, "color_temperature")] = args["color_temp_mireds"]
+            changed[cluster_id] = ["color_temperature"]
+        if self.kind == "plug" and OnOff.cluster_id in changed:
+            self._plug_load()
+            changed[ElectricalMeasurement.cluster_id] = ["active_power", "rms_current"]
+        return changed
+
+    def _plug_load(self) -> None:
+        on = bool(self.values[(OnOff.cluster_id, "on_off")])
+        voltage = self.values[(ElectricalMeasurement.cluster_id, "rms_voltage")] / 10
+        self.values[(ElectricalMeasurement.cluster_id, "active_power")] = round(PLUG_LOAD_W * 10) if on else 0
+        self.values[(ElectricalMeasurement.cluster_id, "rms_current")] = round(PLUG_LOAD_W / voltage * 1000) if on else 0
+        self.values[(Metering.cluster_id, "instantaneous_demand")] = round(PLUG_LOAD_W) if on else 0
+
+
+def command_schema(command: foundation.GeneralCommand) -> Any:
+    return foundation.GENERAL_COMMANDS[command].schema
+
+
+SIMULATION_SCHEMA = vol.Schema(
+    {
+        vol.Optional("devices", default=[]): [{vol.Required("kind"): vol.In(sorted(KINDS)), vol.Required("ieee"): str}],
+        vol.Optional("report_interval", default=0.0): vol.Coerce(float),
+        vol.Optional("seed", default=None): vol.Any(None, int),
+    }
+)
+
+
+class SimulatedApplication(zigpy.application.ControllerApplication):
+    """A coordinator whose radio is in-process; ``device: {path: ...}`` is its NVRAM file."""
+
+    SCHEMA = zconf.CONFIG_SCHEMA.extend({vol.Optional(CONF_SIMULATION, default={}): SIMULATION_SCHEMA})
+
+    def __init__(self, config: dict) -> None:
+        super().__init__(config)
+        sim = self.config[CONF_SIMULATION]
+        self._nvram = Path(self.config[zconf.CONF_DEVICE][zconf.CONF_DEVICE_PATH])
+        self.coordinator = SimulatedNode(self, t.EUI64.convert(COORDINATOR_IEEE), "coordinator", 0x0000)
+        self.nodes: list[SimulatedNode] = [SimulatedNode(self, t.EUI64.convert(d["ieee"]), d["kind"]) for d in sim["devices"]]
+        self._report_interval: float = sim["report_interval"]
+        self._rng = random.Random(sim["seed"])
+        self._connected = False
+        self._report_task: asyncio.Task[None] | None = None
+        self.permit_until = 0.0
+
+    def node(self, kind_or_ieee: str) -> SimulatedNode:
+        """The simulated node with this kind (the first one) or IEEE address."""
+        for node in self.nodes:
+            if node.kind == kind_or_ieee or str(node.ieee) == kind_or_ieee:
+                return node
+        raise KeyError(kind_or_ieee)
+
+    def deliver(self, packet: t.ZigbeePacket) -> None:
+        """Hand a packet from a node to zigpy on the next loop turn, as a radio's callback would."""
+        if self._connected:
+            asyncio.get_running_loop().call_soon(self.packet_received, packet)
+
+    # -- ControllerApplication's radio contract ----------------------------
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+        if self._report_task is not None:
+            self._report_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._report_task
+            self._report_task = None
+
+    async def load_network_info(self, *, load_devices: bool = False) -> None:
+        text = await asyncio.to_thread(_read_text, self._nvram)
+        if text is None:
+            raise zigpy.exceptions.NetworkNotFormed("the simulated radio holds no network")
+        backup = NetworkBackup.from_dict(json.loads(text))
+        self.state.network_info = backup.network_info
+        self.state.node_info = backup.node_info
+
+    async def write_network_info(self, *, network_info: Any, node_info: Any) -> None:
+        node_info = node_info.replace(nwk=t.NWK(node_info.nwk))
+        if node_info.ieee == t.EUI64.UNKNOWN:
+            node_info = node_info.replace(ieee=self.coordinator.ieee)
+        self.coordinator.ieee = node_info.ieee
+        text = json.dumps(NetworkBackup(network_info=network_info, node_info=node_info).as_dict())
+        await asyncio.to_thread(_write_text, self._nvram, text)
+
+    async def reset_network_info(self) -> None:
+        await asyncio.to_thread(self._nvram.unlink, missing_ok=True)
+
+    async def start_network(self) -> None:
+        await self.load_network_info()
+        self.coordinator.ieee = self.state.node_info.ieee
+        self.coordinator.joined = True
+        await self.register_endpoints()
+        self.devices[self.state.node_info.ieee] = zigpy.device.Device(self, self.state.node_info.ieee, 0x0000)
+        task = self._device.schedule_initialize()
+        if task is not None:
+            await task
+        for node in self.nodes:
+            known = self.devices.get(node.ieee)
+            if known is not None:  # paired before: it kept its address and its bindings
+                node.nwk, node.joined = known.nwk, True
+                node.reporting = {c.cluster_id: set(c.attributes) for c in node.spec.clusters}
+        if self._report_interval > 0:
+            self._report_task = asyncio.create_task(self._report_loop(), name="simulated zigbee reports")
+
+    async def force_remove(self, dev: zigpy.device.Device) -> None:
+        with contextlib.suppress(KeyError):
+            self.node(str(dev.ieee)).leave()
+
+    async def add_endpoint(self, descriptor: zdo_t.SimpleDescriptor) -> None:
+        pass  # the simulated coordinator accepts any endpoint
+
+    async def permit_ncp(self, time_s: int = 60) -> None:
+        loop = asyncio.get_running_loop()
+        self.permit_until = loop.time() + time_s
+        if time_s <= 0:
+            return
+        for node in self.nodes:
+            if not node.joined:
+                loop.call_soon(self._join, node)
+
+    async def permit_with_link_key(self, node: t.EUI64, link_key: t.KeyData, time_s: int = 60) -> None:
+        await self.permit_ncp(time_s)
+
+    async def send_packet(self, packet: t.ZigbeePacket) -> None:
+        if packet.dst.addr_mode == t.AddrMode.Broadcast:
+            return  # permit-join and other broadcasts: nothing to answer
+        target = self._find(packet.dst)
+        if target is None or target.silent or not target.joined:
+            raise zigpy.exceptions.DeliveryError(f"no route to {packet.dst}", status=t.MACStatus.MAC_NO_ACK)
+        target.receive(packet)
+
+    # -- the simulated world -----------------------------------------------
+
+    def _find(self, address: t.AddrModeAddress) -> SimulatedNode | None:
+        for node in [self.coordinator, *self.nodes]:
+            if address.address in (node.nwk, node.ieee):
+                return node
+        return None
+
+    def _join(self, node: SimulatedNode) -> None:
+        if node.joined or asyncio.get_running_loop().time() > self.permit_until:
+            return
+        used = {n.nwk for n in self.nodes if n.joined} | {d.nwk for d in self.devices.values()}
+        nwk = t.NWK(0x1000 + len(self.nodes))
+        while nwk in used:
+            nwk = t.NWK(nwk + 1)
+        node.nwk, node.joined = nwk, True
+        self.handle_join(nwk, node.ieee, t.NWK(0x0000))
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._report_interval)
+            for node in self.nodes:
+                if not node.joined or node.silent:
+                    continue
+                node.step(self._rng, self._report_interval)
+                for cluster_id, names in node.reportable().items():
+                    node.report(cluster_id, names)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

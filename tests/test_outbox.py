@@ -1,0 +1,143 @@
+"""The outbox: durable, ordered, bounded by bytes and age, every drop counted."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from edged.model import Reading
+from edged.outbox import EVENT, Outbox, OutboxConfig
+
+
+def readings(device: str, start: int, n: int) -> list[Reading]:
+    return [Reading(device, "v", i, 1_700_000_000.0 + i) for i in range(start, start + n)]
+
+
+def stored(outbox: Outbox) -> list[tuple[str, int]]:
+    """(device, value) of every stored reading in row order, read from the file itself."""
+    with sqlite3.connect(outbox.path) as db:
+        rows = db.execute("SELECT kind, subject, payload FROM outbox ORDER BY id").fetchall()
+    return [(subject, r[1]) for kind, subject, payload in rows if kind == 0 for r in json.loads(payload)]
+
+
+def stored_bytes(outbox: Outbox) -> int:
+    with sqlite3.connect(outbox.path) as db:
+        return db.execute("SELECT total(size) FROM outbox").fetchone()[0]
+
+
+async def opened(tmp_path: Path, clock: object = None, **config: object) -> Outbox:
+    outbox = Outbox(OutboxConfig.model_validate(config), tmp_path, **({"clock": clock} if clock else {}))
+    await outbox.open()
+    return outbox
+
+
+async def test_committed_readings_survive_a_restart_in_order_and_ids_never_repeat(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path, row_readings=50)
+    for start in range(0, 300, 100):
+        outbox.put(readings("a", start, 100) + readings("b", start, 100))
+    outbox.put_event("device_status", {"device": "a", "online": False})
+    await outbox.close()
+
+    again = await opened(tmp_path, row_readings=50)
+    assert (again.depth, again.accepted) == (601, 0)
+    rows = await again.fetch(0, again.last_id, 10_000)
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+    assert max(r.count for r in rows) <= 50
+    assert [v for d, v in stored(again) if d == "a"] == list(range(300))
+    assert [v for d, v in stored(again) if d == "b"] == list(range(300))
+    assert rows[-1].kind == EVENT
+    assert json.loads(rows[-1].payload) == {"device": "a", "online": False}
+
+    again.ack(r.id for r in rows)
+    await again.flush()
+    assert (again.depth, again.bytes, again.rows, again.acked) == (0, 0, 0, 601)
+    last = again.last_id
+    again.put(readings("a", 300, 1))
+    await again.flush()
+    assert again.last_id == last + 1, "a message id is never reused after deletes"
+    await again.close()
+
+
+async def test_ack_deletes_exactly_the_acknowledged_rows(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path, row_readings=10)
+    outbox.put(readings("a", 0, 100))
+    await outbox.flush()
+    rows = await outbox.fetch(0, outbox.last_id, 1000)
+    outbox.ack([rows[0].id, rows[1].id, rows[5].id, rows[9].id])
+    await outbox.flush()
+    left = [r.id for r in await outbox.fetch(0, outbox.last_id, 1000)]
+    assert left == [r.id for i, r in enumerate(rows) if i not in (0, 1, 5, 9)]
+    assert outbox.depth == 60
+    await outbox.close()
+
+
+async def test_drop_oldest_keeps_the_newest_within_the_byte_cap_and_counts_every_drop(tmp_path: Path) -> None:
+    cap = 20_000
+    outbox = await opened(tmp_path, max_bytes=cap, row_readings=20)
+    handed = 0
+    for start in range(0, 5000, 250):
+        outbox.put(readings("a", start, 250))
+        handed += 250
+        await outbox.flush()
+        assert outbox.bytes == stored_bytes(outbox) <= cap
+    kept = [v for _, v in stored(outbox)]
+    assert outbox.dropped_full > 0
+    assert outbox.dropped_full + outbox.depth == handed
+    assert len(kept) == outbox.depth
+    assert kept == list(range(handed - len(kept), handed)), "the oldest went first"
+    await outbox.close()
+
+
+async def test_reject_newest_keeps_the_oldest_and_counts_the_rejected(tmp_path: Path) -> None:
+    cap = 20_000
+    outbox = await opened(tmp_path, max_bytes=cap, row_readings=20, policy="reject_newest")
+    for start in range(0, 5000, 250):
+        outbox.put(readings("a", start, 250))
+        await outbox.flush()
+        assert outbox.bytes == stored_bytes(outbox) <= cap
+    kept = [v for _, v in stored(outbox)]
+    assert outbox.rejected > 0
+    assert outbox.rejected + outbox.accepted == 5000
+    assert kept == list(range(len(kept))), "what was accepted stays; newcomers are refused"
+    await outbox.close()
+
+
+async def test_readings_older_than_the_ttl_expire_and_are_counted(tmp_path: Path) -> None:
+    now = [1000.0]
+    outbox = await opened(tmp_path, clock=lambda: now[0], ttl="1h")
+    outbox.put(readings("a", 0, 30))
+    await outbox.flush()
+    now[0] += 1800
+    outbox.put(readings("a", 30, 20))
+    await outbox.flush()
+    assert outbox.stats()["outbox_oldest_age"] == 1800
+    now[0] += 1801
+    outbox.put(readings("a", 50, 5))
+    await outbox.flush()
+    assert outbox.expired == 30
+    assert [v for _, v in stored(outbox)] == list(range(30, 55))
+    assert outbox.dropped == 30
+    await outbox.close()
+
+
+async def test_close_commits_everything_handed_over(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path)
+    for start in range(0, 10_000, 100):
+        outbox.put(readings("a", start, 100))  # no await in between: all still in memory
+    await outbox.close()
+    again = await opened(tmp_path)
+    assert again.depth == 10_000
+    await again.close()
+
+
+def test_config_takes_sizes_and_any_case_and_says_what_is_wrong() -> None:
+    config = OutboxConfig.model_validate({"max_bytes": "64MiB", "synchronous": "FULL", "ttl": "2d"})
+    assert (config.max_bytes, config.synchronous, config.ttl) == (64 * 2**20, "full", 172800.0)
+    with pytest.raises(ValidationError, match="drop_oldest"):
+        OutboxConfig.model_validate({"policy": "drop_newest"})
+    with pytest.raises(ValidationError, match="max_bytes"):
+        OutboxConfig.model_validate({"max_bytes": "lots"})

@@ -195,8 +195,8 @@ class BleAdapter(Adapter[BleConfig]):
         silent_for = now - known.heard
         if frame.counter is not None and known.counter is not None and frame.counter <= known.counter \
                 and silent_for < self.config.offline_after:
-            self._bad_frame(frame.native_id, f"BTHome counter {frame.counter} is not above {known.counter}; "
-                            "a replayed frame is ignored", log_only=True)
+            self._bad_frame(frame.native_id, "a BTHome frame whose counter is not above the last one was "
+                            "ignored as a replay (logged once)", log_only=True)
             return
         known.heard, known.payload, known.counter, known.problem = now, frame.payload, frame.counter, None
         device = known.device

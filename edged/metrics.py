@@ -119,7 +119,7 @@ class DaemonCollector(Collector):
         uplink = self.daemon.uplink
         if uplink is None:
             return
-        stats = {key: value for key, value in _stats(uplink).items() if not key.startswith("outbox_")}
+        stats = {key.removeprefix("uplink_"): value for key, value in _stats(uplink).items() if not key.startswith("outbox_")}
         for attribute in ("connected", "acked", "reconnects"):
             if attribute not in stats and isinstance(getattr(uplink, attribute, None), (bool, int, float)):
                 stats[attribute] = getattr(uplink, attribute)
@@ -127,7 +127,7 @@ class DaemonCollector(Collector):
             if isinstance(value, bool) or key == "connected":
                 yield GaugeMetricFamily(f"edged_uplink_{key}", f"Uplink {key} (1 = yes)", value=float(bool(value)))
             elif isinstance(value, (int, float)):
-                if key in ("acked", "reconnects", "published", "sent", "errors"):
+                if key.startswith(("acked", "sent", "published")) or key in ("reconnects", "errors"):
                     yield CounterMetricFamily(f"edged_uplink_{key}", f"Uplink {key} count", value=value)
                 else:
                     yield GaugeMetricFamily(f"edged_uplink_{key}", f"Uplink {key}", value=value)

@@ -85,9 +85,9 @@ def render(status: dict[str, Any], devices: list[dict[str, Any]]) -> str:
                 point["quality"] or "", _clock(point["ts"]),
             ])
     lines += ["", *table(["DEVICE", "STATUS", "POINT", "VALUE", "QUALITY", "UPDATED"], rows)]
-    link = {**status.get("outbox", {}), **status.get("uplink", {})}
+    link = [[f"{part} {key}", value] for part in ("outbox", "uplink") for key, value in status.get(part, {}).items()]
     if link:
-        lines += ["", *table(["OUTBOX / UPLINK", "VALUE"], [[key, value] for key, value in link.items()])]
+        lines += ["", *table(["OUTBOX / UPLINK", "VALUE"], link)]
     rules = status.get("rules")
     if rules is not None:
         lines += ["", f"rules: {rules.get('firings')} firings, {rules.get('errors')} errors"]

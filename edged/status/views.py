@@ -84,10 +84,13 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
     }
     uplink = getattr(daemon, "uplink", None)
     if uplink is not None:
-        document["uplink"] = _plain(_stats(uplink), ("connected", "acked", "reconnects"), uplink)
+        stats = {key.removeprefix("uplink_"): value for key, value in _stats(uplink).items()
+                 if not key.startswith("outbox_")}
+        document["uplink"] = _plain(stats, ("connected", "acked", "reconnects"), uplink)
         outbox = getattr(uplink, "outbox", None)
         if outbox is not None:
-            document["outbox"] = _plain(_stats(outbox), (), outbox)
+            stats = {key.removeprefix("outbox_"): value for key, value in _stats(outbox).items()}
+            document["outbox"] = _plain(stats, (), outbox)
     rules = getattr(daemon, "rules", None)
     if rules is not None:
         recent = list(getattr(rules, "recent", ()))[-RECENT_FIRINGS:]

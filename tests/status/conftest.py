@@ -25,19 +25,19 @@ adapters:
     devices:
       - {{id: thermostat, kind: thermostat, name: Living room}}
       - {{id: relay, kind: relay}}
-"""
+{extra}"""
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
 
 
 @pytest.fixture
 async def start_daemon(tmp_path: Path) -> AsyncIterator[StartDaemon]:
-    """``await start_daemon(status_yaml, interval="50ms")`` runs a Daemon until the test ends."""
+    """``await start_daemon(status_yaml, interval="50ms", extra=yaml)`` runs a Daemon until the test ends."""
     runs: list[tuple[Daemon, asyncio.Task[None]]] = []
 
-    async def start(status: str = "  http: {host: 127.0.0.1, port: 0}", interval: str = "50ms") -> Daemon:
+    async def start(status: str = "  http: {host: 127.0.0.1, port: 0}", interval: str = "50ms", extra: str = "") -> Daemon:
         path = tmp_path / f"config{len(runs)}.yaml"
-        path.write_text(BASE.format(status=status, interval=interval))
+        path.write_text(BASE.format(status=status, interval=interval, extra=extra))
         daemon = Daemon(load_config(path), path)
         task = asyncio.create_task(daemon.run())
         runs.append((daemon, task))

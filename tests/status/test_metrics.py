@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from types import SimpleNamespace
 
@@ -78,3 +79,43 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     assert got[("edged_rule_latency_seconds", (("quantile", "0.99"),))] == 0.010
     assert got[("edged_rule_latency_seconds_count", ())] == 4
     assert got[("edged_event_loop_lag_seconds", ())] == 0.004
+
+
+UPLINK_AND_RULES = """\
+uplink: {{type: mqtt, host: 127.0.0.1, port: {port}, connect_timeout: 1s}}
+rules:
+  - id: warm
+    triggers: [{{type: change, point: sim/thermostat.temperature}}]
+    actions: [{{type: log, message: temperature changed}}]
+"""
+
+
+async def test_outbox_uplink_and_rule_metrics_come_from_the_running_parts(start_daemon: StartDaemon) -> None:
+    # Nothing listens on the uplink's port: readings pile up in the outbox.
+    daemon = await start_daemon(extra=UPLINK_AND_RULES.format(port=free_port()))
+    watch = Watch(daemon.hub)
+    await watch.until(lambda: daemon.uplink is not None and daemon.rules is not None)
+    async with aiohttp.ClientSession() as session:
+        await watch.until(lambda: daemon.uplink.outbox.depth > 0 and daemon.rules.firings_total > 0)
+        first = await scrape(session, http_url(daemon))
+        depth = daemon.uplink.outbox.depth
+        await watch.until(lambda: daemon.uplink.outbox.depth > depth)
+        second = await scrape(session, http_url(daemon))
+        async with session.get(http_url(daemon) + "/api/status") as response:
+            status = await response.json()
+
+    assert second[("edged_outbox_depth_readings", ())] > first[("edged_outbox_depth_readings", ())] > 0
+    assert second[("edged_outbox_accepted_total", ())] >= second[("edged_outbox_depth_readings", ())]
+    assert second[("edged_uplink_connected", ())] == 0
+    assert second[("edged_uplink_acked_total", ())] == 0
+    assert ("edged_outbox_oldest_age_seconds", ()) in second
+    assert second[("edged_rule_firings_total", ())] >= 1
+    assert ("edged_rule_latency_seconds_count", ()) in second
+    assert status["outbox"]["depth"] > 0 and status["uplink"]["connected"] is False
+    assert status["rules"]["firings"] >= 1 and status["rules"]["recent"][0]["rule_id"] == "warm"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -45,7 +45,10 @@ function drawStatus(status) {
     cell(row, name); cell(row, a.type); cell(row, a.state, a.state);
     cell(row, `${a.online} / ${a.devices}`); cell(row, a.readings); cell(row, a.errors); cell(row, a.reconnects);
   });
-  const links = Object.entries({ ...(status.outbox || {}), ...(status.uplink || {}) });
+  const links = [
+    ...Object.entries(status.outbox || {}).map(([key, value]) => ["outbox " + key, value]),
+    ...Object.entries(status.uplink || {}).map(([key, value]) => ["uplink " + key, value]),
+  ];
   document.getElementById("uplink-section").hidden = links.length === 0;
   fill("uplink", links, (row, [key, value]) => { cell(row, key); cell(row, value, "value"); });
   const rules = status.rules;

@@ -131,3 +131,17 @@ async def test_page_shows_adapters_devices_and_live_values(start_daemon: StartDa
             ))
             assert updated == "23.5 Cel"
             assert await page.evaluate("window.notReloaded") is True
+
+
+async def test_page_asks_for_the_token_when_the_api_needs_one(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    daemon = await start_daemon("  http: {host: 127.0.0.1, port: 0, token: page-token}", interval="200ms")
+    async with browser(http_url(daemon) + "/", tmp_path / "profile") as page:
+        async with asyncio.timeout(30):
+            await page.evaluate(WAIT_FOR.format(body="return !document.getElementById('login').hidden;"))
+            assert await page.evaluate("document.querySelector('#devices tbody').rows.length") == 0
+            await page.evaluate(
+                "document.getElementById('token').value = 'page-token';"
+                "document.querySelector('#login button').click();"
+            )
+            value = await page.evaluate(WAIT_FOR.format(body=f"return {cell('sim/relay', 'relay', 3)};"))
+            assert value == "false"

@@ -3,6 +3,7 @@
 
 const POLL_MS = 2000;
 let token = localStorage.getItem("edged-token") || "";
+let timer = null;
 
 async function api(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
@@ -86,7 +87,7 @@ async function refresh() {
   } catch (error) {
     document.getElementById("summary").textContent = "not connected: " + error.message;
   } finally {
-    setTimeout(refresh, POLL_MS);
+    timer = setTimeout(refresh, POLL_MS);
   }
 }
 
@@ -95,6 +96,8 @@ document.getElementById("login").addEventListener("submit", (event) => {
   token = document.getElementById("token").value.trim();
   localStorage.setItem("edged-token", token);
   document.getElementById("login").hidden = true;
+  clearTimeout(timer);
+  refresh();
 });
 
 refresh();

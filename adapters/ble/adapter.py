@@ -52,7 +52,6 @@ class _Advertiser:
     heard: float  # loop time of the last frame
     payload: bytes = b""
     counter: int | None = None
-    problem: str | None = None  # the last decoding problem, logged once
     beacon: bool = False
     keys: set[str] = field(default_factory=set)
 
@@ -65,6 +64,7 @@ class BleAdapter(Adapter[BleConfig]):
         self._backend = backend
         self._scanner: BleakScanner | None = None
         self._advertisers: dict[str, _Advertiser] = {}
+        self._problems: dict[str, str] = {}  # native id -> the problem last logged for it
         self._links: dict[str, GattLink] = {}
         self._sightings = Sightings()
         self._pending: list[Reading] = []
@@ -198,7 +198,9 @@ class BleAdapter(Adapter[BleConfig]):
             self._bad_frame(frame.native_id, "a BTHome frame whose counter is not above the last one was "
                             "ignored as a replay (logged once)", log_only=True)
             return
-        known.heard, known.payload, known.counter, known.problem = now, frame.payload, frame.counter, None
+        known.heard, known.payload, known.counter = now, frame.payload, frame.counter
+        if self._problems:
+            self._problems.pop(frame.native_id, None)
         device = known.device
         new = [m for m in frame.measurements if m.key not in known.keys]
         if new:
@@ -230,18 +232,18 @@ class BleAdapter(Adapter[BleConfig]):
         return known
 
     def _bad_frame(self, native_id: str, problem: str, log_only: bool = False) -> None:
-        """Log a frame that cannot be used (once per problem) and flag the device's values BAD."""
+        """Log a frame that cannot be used (once per device and problem) and flag the device's values BAD."""
         self.errors_total += 1
         native_id = native_id.lower()
-        known = self._advertisers.get(native_id)
+        if self._problems.get(native_id) == problem:
+            return
+        if native_id not in self._problems and len(self._problems) >= self.config.max_devices:
+            return  # a crowd of strangers with broken frames: counted, not logged
+        self._problems[native_id] = problem
         device_id = self.device_id(native_id)
-        if known is not None and known.problem == problem:
-            return
         self.log.warning("%s: %s", device_id, problem, extra={"device": device_id})
-        if known is None:
-            return
-        known.problem = problem
-        if not log_only and known.keys:
+        known = self._advertisers.get(native_id)
+        if not log_only and known is not None and known.keys:
             ts = time.time()
             self.publish([Reading(device_id, key, None, ts, Quality.BAD) for key in sorted(known.keys)])
 

@@ -49,7 +49,7 @@ def decode(
     if "bthome" in formats and (data := adv.service_data.get(bthome.UUID)) is not None:
         try:
             packet = bthome.decode(data, address, (keys or {}).get(address))
-        except bthome.BTHomeError as exc:
+        except ValueError as exc:  # BTHomeError, or an address that is no MAC (macOS gives UUIDs)
             raise AdvertError(f"BTHome: {exc}") from exc
         measurements = tuple(Measurement(*m) for m in packet.measurements if m.key != "packet_id")
         out.append(Decoded(native, "BTHome v2", data, measurements, packet.counter))

@@ -287,3 +287,21 @@ async def test_simulated_backend_runs_the_demo(hub, watch, running, tmp_path):
     expected = ["ble/a4:c1:38:00:00:01", "ble/a4:c1:38:00:00:02", "ble/cb:b8:33:4c:88:4f", "ble/thermostat"]
     await watch.until(lambda: all(hub.devices.get(d) and hub.devices[d].online for d in expected))
     await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:02", "temperature") is not None)
+
+
+async def test_stranger_without_bind_key_is_logged_once_and_not_registered(hub, watch, running, tmp_path, caplog):
+    air = Air()
+    adapter = make(hub, tmp_path, air)
+    running(adapter)
+    await scanning(air, watch)
+    with caplog.at_level(logging.WARNING):
+        for counter in range(1, 6):
+            sealed = bthome.encrypt(bthome.encode([(0x02, 20.0)]), LOCKED, bytes.fromhex(KEY), counter=counter)
+            air.advertise(LOCKED, service_data={bthome.UUID: sealed})
+        bthome_advert(air, SENSOR, [(0x02, 4.0)])
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 4.0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "ble/54:48:e6:8f:80:a5: BTHome: the packet is encrypted and no bind key is configured for this address"
+    ]
+    assert "ble/54:48:e6:8f:80:a5" not in hub.devices
+    assert adapter.errors_total == 5

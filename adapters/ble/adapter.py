@@ -118,7 +118,7 @@ class BleAdapter(Adapter[BleConfig]):
             self.add_device(Device(device_id, self.name, spec.name or spec.id, None, "GATT device", points(spec)))
             link = GattLink(
                 spec, device_id, self._sightings, slots, self.publish, self.set_online, self.log,
-                backend.client, self.config.connect_attempts, self.config.reconnect_max,
+                backend.client, self.config.connect_attempts, self.config.reconnect_max, self._count_reconnect,
             )
             self._links[device_id] = link
             self.tasks.spawn(link.run(), name=f"{self.name} link {spec.id}")
@@ -140,9 +140,8 @@ class BleAdapter(Adapter[BleConfig]):
             raise CommandError(f"{command.device_id} takes no commands (only GATT devices do)")
         await link.write(command.key, command.value)
 
-    @property
-    def reconnects(self) -> int:
-        return sum(link.failures for link in self._links.values())
+    def _count_reconnect(self) -> None:
+        self.reconnects_total += 1
 
     def _passive_patterns(self) -> list[tuple[int, AdvertisementDataType, bytes]]:
         # BlueZ's passive scanning reports only advertisements matching one of these.

@@ -82,6 +82,7 @@ class GattLink:
         client_backend: type[BaseBleakClient] | None = None,
         connect_attempts: int = 3,
         reconnect_max: float = 60.0,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
         self.device_id = device_id
@@ -94,6 +95,7 @@ class GattLink:
         self._client_backend = client_backend
         self._attempts = connect_attempts
         self._reconnect_max = reconnect_max
+        self._on_failure = on_failure
         self._chars = {c.key: c for c in spec.characteristics}
         self._client: BleakClient | None = None
         self._lost = asyncio.Event()
@@ -113,6 +115,8 @@ class GattLink:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
+        if self._on_failure is not None:
+            self._on_failure()
 
     async def _session(self) -> None:
         device = await self._sightings.wait(self.address)

@@ -221,7 +221,7 @@ async def test_gatt_device_notifies_drops_and_reconnects(hub, watch, running, tm
     assert air.connects[THERMO] == 2
     air.notify(THERMO, TEMP_UUID, (2225).to_bytes(2, "little", signed=True))  # subscribed again
     await watch.until(lambda: value(hub, "ble/thermo", "temperature") == 22.25)
-    assert adapter.reconnects == 1
+    assert adapter.reconnects_total == 1
 
 
 async def test_write_reaches_the_characteristic(hub, watch, running, tmp_path):

@@ -42,7 +42,7 @@ def parse_point(value: Any) -> Any:
         device, dot, key = value.rpartition(".")
         if dot and device and key:
             return PointRef(device, key)
-    raise ValueError(f"expected a point as DEVICE.KEY (e.g. sim/meter.power) or {{device: ID, key: KEY}}; got {value!r}")
+    raise ValueError("expected a point as DEVICE.KEY (e.g. sim/meter.power) or {device: ID, key: KEY}")
 
 
 Point = Annotated[PointRef, BeforeValidator(parse_point)]
@@ -61,7 +61,7 @@ def _check_zone(name: str | None) -> str | None:
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"expected an IANA time zone such as Europe/Berlin; got {name!r}") from exc
+            raise ValueError("expected an IANA time zone such as Europe/Berlin") from exc
     return name
 
 
@@ -186,7 +186,7 @@ def _parse_time(value: Any) -> Any:
         return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60)
     match = _TIME.match(str(value))
     if not match:
-        raise ValueError(f"expected a time of day as HH:MM or HH:MM:SS; got {value!r}")
+        raise ValueError("expected a time of day as HH:MM or HH:MM:SS")
     return dt.time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 

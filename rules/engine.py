@@ -159,6 +159,8 @@ class RuleRuntime:
         """Remember a write so its echo from the device does not trigger this rule again."""
         self._echoes[(command.device_id, command.key)] = (command.value, self.engine.clock.now() + self.config.loop_guard)
         self._commands.append(command.id)
+        if self.engine.on_command is not None:
+            self.engine.on_command(self.id, command)
 
     def is_echo(self, reading: Reading) -> bool:
         echo = self._echoes.get((reading.device_id, reading.key))
@@ -292,6 +294,7 @@ class RulesEngine:
         self.latencies: deque[float] = deque(maxlen=10_000)
         self.stopping = False
         self.started = asyncio.Event()  # set once the rules are live (for tests and tools)
+        self.on_command: Callable[[str, Command], None] | None = None  # (rule id, command) before each write
         self._configs = [r for r in rules if r.enabled]
         self._started = False
         self._index: dict[tuple[str, str], list[Binding]] = {}

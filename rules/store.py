@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ class TimerStore:
         self.path = directory / "timers.json"
         self.entries: dict[str, dict[str, Any]] = {}
         self._dirty = asyncio.Event()
+        # A cancelled flush goes on in its thread; the lock and the sequence number keep an
+        # older snapshot from landing after a newer one.
+        self._lock = threading.Lock()
+        self._sequence = 0
+        self._written = 0
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Read the file (blocking; call it in a thread). A damaged file is logged and ignored."""
@@ -56,13 +62,24 @@ class TimerStore:
                 await self._dirty.wait()
                 await self.flush()
         finally:
-            self._write(dict(self.entries))  # at shutdown: small, once, and must not be lost
+            self._write(self._snapshot())  # at shutdown: small, once, and must not be lost
 
     async def flush(self) -> None:
         self._dirty.clear()
-        await asyncio.to_thread(self._write, dict(self.entries))
+        await asyncio.to_thread(self._write, self._snapshot())
 
-    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+    def _snapshot(self) -> tuple[int, dict[str, dict[str, Any]]]:
+        self._sequence += 1
+        return self._sequence, dict(self.entries)
+
+    def _write(self, snapshot: tuple[int, dict[str, dict[str, Any]]]) -> None:
+        sequence, entries = snapshot
+        with self._lock:
+            if sequence > self._written:
+                self._written = sequence
+                self._replace(entries)
+
+    def _replace(self, entries: dict[str, dict[str, Any]]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".timers.", delete=False) as file:

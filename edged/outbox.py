@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 READINGS = 0
 EVENT = 1
+_COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked")
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 
 
@@ -109,11 +110,19 @@ class Outbox:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
             self._executor.shutdown(wait=True)
 
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+        db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        for name, value in db.execute("SELECT name, value FROM counters"):
+            if name in _COUNTERS:
+                setattr(self, name, value)
         db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
             " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
@@ -201,13 +210,18 @@ class Outbox:
             for kind, subject, count, size, payload in records:
                 cursor = db.execute(insert, (kind, subject, now, count, size, payload))
                 rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload))
+            for row in rows:
+                self.depth += row.count
+                self.accepted += row.count
+            # The counters commit with the rows they count, so they stay exact across crashes.
+            db.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                [(name, getattr(self, name)) for name in _COUNTERS],
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for row in rows:
-            self.depth += row.count
-            self.accepted += row.count
         self.bytes += sum(r[3] for r in records)
         self.rows += len(rows)
         self._update_oldest()
@@ -292,7 +306,8 @@ class Outbox:
         while need > 0 and records:
             record = records.pop(0)
             need -= record[3]
-            dropped += record[2]  # never stored: pushed out by newer readings of the same commit
+            dropped += record[2]
+            self.accepted += record[2]  # taken in, and pushed out at once by newer readings
         self.dropped_full += dropped
         log.warning("outbox full: dropped the %d oldest readings", dropped)
         return records
@@ -322,11 +337,6 @@ class Outbox:
                 break
         cursor.close()
         return rows
-
-    def oldest_id(self) -> int:
-        """Not used on the loop: the id of the oldest stored row (0 if empty)."""
-        assert self._db is not None
-        return self._db.execute("SELECT coalesce(min(id), 0) FROM outbox").fetchone()[0]
 
     # -- metrics ---------------------------------------------------------
 

@@ -177,6 +177,10 @@ class Bus:
                 raise AdapterError(f"{self.name} is not connected")
             try:
                 response = await request()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that races the answer.
+                    raise asyncio.CancelledError
             except ConnectionException as exc:
                 raise AdapterError(f"{self.name} is not connected") from exc
             except ModbusIOException as exc:

@@ -166,19 +166,16 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         probe = Backoff(initial=interval, maximum=max(interval, 30.0))
         next_at = loop.time() + offset
         while True:
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
             self.lateness.append(max(0.0, loop.time() - next_at))
             await self._poll(poller)
             if device.online or device.failures < device.config.fail_after:
                 probe.reset()
                 next_at += interval
                 now = loop.time()
-                if next_at < now:  # the cycle took longer than its interval: skip the missed polls
-                    skipped = math.ceil((now - next_at) / interval)
-                    self.overruns_total += skipped
-                    next_at += skipped * interval
+                if next_at < now:  # the cycle took longer than its interval: poll again now, skip the rest
+                    self.overruns_total += math.ceil((now - next_at) / interval)
+                    next_at = now
             else:
                 next_at = loop.time() + probe.next_delay()  # offline: probe with backoff
 

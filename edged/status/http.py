@@ -155,6 +155,10 @@ class StatusServer:
         if key not in device.points:
             return _error(404, f"device {device_id!r} has no point {key!r}")
         result = await self.daemon.hub.execute(Command(device_id, key, body["value"], Origin.API), hold_if_offline=hold)
+        log.info(
+            "API write %s.%s=%r from %s: %s", device_id, key, body["value"], request.remote, result.status,
+            extra={"device": device_id},
+        )
         status = _RESULT_STATUS[result.status]
         if result.status is CommandStatus.REJECTED and not device.online:
             status = 409  # the request was fine; the device is not there to take it

@@ -74,7 +74,7 @@ class DaemonCollector(Collector):
             errors.add_metric([name], getattr(adapter, "errors_total", 0))
             reconnects.add_metric([name], getattr(adapter, "reconnects_total", 0))
             current = getattr(adapter, "state", "stopped")
-            for known in {*ADAPTER_STATES, current}:
+            for known in dict.fromkeys((*ADAPTER_STATES, current)):
                 state.add_metric([name, known], 1.0 if known == current else 0.0)
             known_devices = self.daemon.hub.adapter_devices(name)
             online = sum(1 for device in known_devices if device.online)

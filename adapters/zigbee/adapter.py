@@ -37,9 +37,12 @@ from edged.adapters.zigbee import clusters
 from edged.adapters.zigbee.config import ZigbeeConfig
 from edged.backoff import retry_forever
 from edged.errors import AdapterError, CommandError
+from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zigpy.application import ControllerApplication
     from zigpy.backups import NetworkBackup
     from zigpy.device import Device as ZigpyDevice
@@ -55,6 +58,9 @@ RADIOS: dict[str, str] = {
 DATABASE = "zigbee.db"
 BACKUP = "network-backup.json"
 SIMULATED_NVRAM = "simulated-radio.json"
+# zigpy's cluster events that carry a new attribute value: a report, a read
+# result, and a value changed by a quirk or by us (IAS zone notifications).
+VALUE_EVENTS = ("attribute_report", "attribute_read", "attribute_updated")
 
 
 def application_class(radio: str) -> type[ControllerApplication]:
@@ -74,15 +80,18 @@ class Binding:
 class ZigbeeAdapter(Adapter[ZigbeeConfig]):
     config_model = ZigbeeConfig
 
-    app: ControllerApplication | None = None
-
-    async def start(self) -> None:
-        self.ready = asyncio.Event()
+    def __init__(self, config: ZigbeeConfig, hub: Hub, state_dir: Path) -> None:
+        super().__init__(config, hub, state_dir)
+        self.app: ControllerApplication | None = None  # set while the network is up
+        self.ready = asyncio.Event()  # set while the network is up
         self._pending: list[Reading] = []
         self._flush_scheduled = False
         self._joined: set[t.EUI64] = set()
         self._bindings: dict[t.EUI64, dict[tuple[int, int, str], list[Binding]]] = {}
         self._unsubscribe: dict[t.EUI64, list[Any]] = {}
+        self._export_lock = asyncio.Lock()
+
+    async def start(self) -> None:
         self.tasks.spawn(retry_forever(f"{self.name}: radio", self._session, self.log, on_failure=self._failed))
         self.tasks.spawn(self._watch_silence(), name=f"{self.name} silence")
 
@@ -197,7 +206,12 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             return
         text = json.dumps(backup.as_open_coordinator_json(), indent=2)
         path = self.state_dir / BACKUP
-        await asyncio.to_thread(_write_private, path, text)
+        try:
+            async with self._export_lock:
+                await asyncio.to_thread(_write_private, path, text)
+        except OSError as exc:
+            self.errors_total += 1
+            self.log.warning("cannot write the network backup to %s: %s", path, exc)
 
     # -- devices -----------------------------------------------------------
 
@@ -238,7 +252,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                     points[key] = Point(key, pmap.type, pmap.unit, pmap.writable)
                 for extra, value_type in clusters.EXTRA_POINTS.get(cluster.cluster_id, []):
                     points[extra + suffix] = Point(extra + suffix, value_type, None, True)
-                unsubscribers.append(cluster.on_event("attribute_updated", self._attribute_updated))
+                unsubscribers.extend(cluster.on_event(name, self._attribute_updated) for name in VALUE_EVENTS)
                 if cluster.cluster_id == IasZone.cluster_id:
                     unsubscribers.append(_add_listener(cluster, _ZoneListener(cluster)))
         self._bindings[device.ieee] = bindings
@@ -291,7 +305,6 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                         "%s: configuring cluster %s failed: %s", device_id, cluster.ep_attribute, exc,
                         extra={"device": device_id},
                     )
-        self._register(device)  # the zone type read above can rename IAS points
         self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
 
     async def _configure_cluster(
@@ -301,6 +314,8 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         extra = clusters.SCALE_ATTRIBUTES.get(cluster.cluster_id, [])
         if extra:
             await cluster.read_attributes(extra)
+        if cluster.cluster_id == IasZone.cluster_id:
+            self._register(cluster.endpoint.device)  # the zone type names the points
         if cluster.cluster_id == IasZone.cluster_id and app is not None:
             await cluster.write_attributes({"cie_addr": app.state.node_info.ieee})
             await cluster.enroll_response(enroll_response_code=IasZone.EnrollResponse.Success, zone_id=0)

@@ -21,6 +21,7 @@ import collections
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edged.adapter import Adapter
 from edged.adapters.modbus.bus import WRITE, Bus
@@ -29,6 +30,7 @@ from edged.adapters.modbus.config import DeviceConfig, ModbusConfig, PointConfig
 from edged.adapters.modbus.plan import Read, plan
 from edged.backoff import Backoff
 from edged.errors import AdapterError, CommandError
+from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading, Value
 
 _new = tuple.__new__  # builds a Reading without NamedTuple.__new__'s keyword handling
@@ -115,14 +117,19 @@ class Poller:
 class ModbusAdapter(Adapter[ModbusConfig]):
     config_model = ModbusConfig
 
-    async def start(self) -> None:
+    def __init__(self, config: ModbusConfig, hub: Hub, state_dir: Path) -> None:
+        super().__init__(config, hub, state_dir)
         self.devices: dict[str, DeviceRuntime] = {}
         self.buses: list[Bus] = []
         self.polls_total = 0
-        self.overruns_total = 0
+        self.overruns_total = 0  # polls skipped because a poll cycle took longer than its interval
         self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)  # seconds each poll started late
+
+    async def start(self) -> None:
+        self.devices.clear()
+        self.buses.clear()
         for connection in self.config.connections:
-            bus = Bus(connection, self.log)
+            bus = Bus(connection, self.log, on_lost=self._connection_lost)
             self.buses.append(bus)
             pollers: list[Poller] = []
             for spec in connection.devices:
@@ -152,8 +159,11 @@ class ModbusAdapter(Adapter[ModbusConfig]):
             pollers.append(Poller(device, interval, blocks))
         return pollers
 
+    def _connection_lost(self) -> None:
+        self.reconnects_total += 1
+
     async def stop(self) -> None:
-        for bus in getattr(self, "buses", []):
+        for bus in self.buses:
             bus.close()
 
     # -- polling ---------------------------------------------------------

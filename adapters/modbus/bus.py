@@ -46,8 +46,11 @@ def describe(connection: TcpConnection | RtuConnection) -> str:
 
 
 class Bus:
-    def __init__(self, connection: TcpConnection | RtuConnection, log: logging.Logger) -> None:
+    def __init__(
+        self, connection: TcpConnection | RtuConnection, log: logging.Logger, on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.connection = connection
+        self.on_lost = on_lost  # called when an established connection is lost
         self.name = describe(connection)
         self.log = log
         self.reconnects = 0
@@ -106,6 +109,8 @@ class Bus:
         finally:
             self._up.clear()
         self.reconnects += 1
+        if self.on_lost is not None:
+            self.on_lost()
         self._client.close()
         raise AdapterError(f"connection to {self.name} lost")
 

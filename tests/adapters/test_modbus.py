@@ -225,7 +225,7 @@ async def test_stopped_server_then_recovery(server, hub, watch, running, tmp_pat
     try:
         await revived.set(1, "holding", 5, [43])
         await watch.until(lambda: good(hub, "mb/d", "x", 43) and online(hub, "mb/d"), timeout=15)
-        assert a.buses[0].reconnects >= 1
+        assert a.reconnects_total >= 1
     finally:
         await revived.stop()
 

@@ -23,6 +23,8 @@ EXIT_CONFIG = 2
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edged.demo", "run the gateway on simulated devices"),
+    "status": ("edged.status.cli", "show the running gateway's status"),
+    "provision": ("edged.provision", "create the gateway key and CSR"),
 }
 
 

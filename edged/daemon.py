@@ -77,6 +77,8 @@ class Daemon:
             plan["rules"] = (config.rules, self._make_rules)
         if config.status.http.enabled:
             plan["status:http"] = (config.status.http, self._make_status)
+        if config.status.coap.enabled:
+            plan["status:coap"] = (config.status.coap, self._make_coap_status)
         return plan
 
     def _make_uplink(self) -> Part:
@@ -103,6 +105,11 @@ class Daemon:
 
         self.status = StatusServer(self)
         return self.status
+
+    def _make_coap_status(self) -> Part:
+        from edged.status.coap import CoapStatusServer
+
+        return CoapStatusServer(self)
 
     # -- running -------------------------------------------------------------
 

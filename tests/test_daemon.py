@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,27 @@ async def test_invalid_config_exits_2_before_starting(tmp_path, port):
         assert await proc.wait_exit() == 2
         line = path.read_text().splitlines().index("bogus: 1") + 1
         assert f"{path}:{line}: bogus: unknown key" in proc.lines
+
+
+async def test_coap_status_is_served_when_enabled(tmp_path, port):
+    import aiocoap
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        coap_port = udp.getsockname()[1]
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.format(port=port, extra="").replace(
+        "  http: {host: 127.0.0.1, port: " + str(port) + "}",
+        "  http: {host: 127.0.0.1, port: " + str(port) + "}\n  coap: {enabled: true, host: 127.0.0.1, port: " + str(coap_port) + "}",
+    ))
+    async with daemon(path, port) as proc:
+        await proc.wait_notification("READY=1")
+        await proc.wait_line("sim/meter")
+        context = await aiocoap.Context.create_client_context()
+        try:
+            request = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{coap_port}/api/devices/sim/meter")
+            response = await asyncio.wait_for(context.request(request).response, 10)
+        finally:
+            await context.shutdown()
+        assert response.code == aiocoap.CONTENT
+        assert json.loads(response.payload)["id"] == "sim/meter"

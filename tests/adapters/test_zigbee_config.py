@@ -1,0 +1,69 @@
+"""The Zigbee configuration model: what it accepts, what it refuses and why,
+and that validating it never imports zigpy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from edged.adapters.zigbee.config import ZigbeeConfig
+
+
+def validate(**fields) -> ZigbeeConfig:
+    return ZigbeeConfig.model_validate({"type": "zigbee", **fields})
+
+
+def test_real_radio_with_serial_port_and_defaults():
+    config = validate(radio="znp", serial={"path": "/dev/ttyACM0"})
+    assert config.serial.baudrate == 115200
+    assert (config.silence.mains, config.silence.battery) == (7200.0, 21600.0)
+    assert config.permit_join.default == 60 and config.permit_join.on_start == 0
+
+
+def test_durations_and_network_settings():
+    config = validate(
+        radio="ezsp", serial={"path": "/dev/ttyUSB0", "baudrate": 460800, "flow_control": "hardware"},
+        network={"channel": 15, "pan_id": 0x1A62, "extended_pan_id": "dd:dd:dd:dd:dd:dd:dd:dd",
+                 "key": "01:03:05:07:09:0B:0D:0F:00:02:04:06:08:0A:0C:0D"},
+        silence={"mains": "15m", "battery": "8h"},
+    )
+    assert (config.silence.mains, config.silence.battery) == (900.0, 28800.0)
+    assert config.network.key.get_secret_value().startswith("01:03")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"radio": "znp"}, "radio 'znp' needs serial"),
+        ({"radio": "simulated", "serial": {"path": "/dev/ttyACM0"}}, "takes no serial port"),
+        ({"radio": "cc2531", "serial": {"path": "/dev/ttyACM0"}}, "'znp', 'ezsp', 'deconz', 'xbee', 'zigate' or 'simulated'"),
+        ({"radio": "znp", "serial": {"path": "/dev/x"}, "network": {"channel": 27}}, "less than or equal to 26"),
+        ({"radio": "znp", "serial": {"path": "/dev/x"}, "network": {"channels": [11, 30]}}, "between 11 and 26"),
+        ({"radio": "znp", "serial": {"path": "/dev/x"}, "network": {"key": "abc"}}, "32 hex digits"),
+        ({"radio": "znp", "serial": {"path": "/dev/x"}, "permit_join": {"default": 300}}, "less than or equal to 254"),
+        ({"radio": "znp", "serial": {"path": "/dev/x"}, "silence": {"mains": "soon"}}, "expected a duration"),
+        ({"radio": "simulated", "simulated": {"devices": [{"kind": "toaster"}]}}, "'climate', 'motion'"),
+        ({"radio": "simulated", "simulated": {"devices": [{"kind": "lamp", "ieee": "12:34"}]}}, "IEEE address"),
+    ],
+)
+def test_bad_settings_say_what_was_expected(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        validate(**fields)
+
+
+def test_simulated_radio_defaults_to_the_demo_devices():
+    config = validate(radio="simulated")
+    assert [d.kind for d in config.simulation.devices] == ["motion", "lamp", "plug"]
+
+
+def test_validating_imports_no_zigpy():
+    code = (
+        "import sys\n"
+        "from edged.adapters.zigbee.config import ZigbeeConfig\n"
+        "ZigbeeConfig.model_validate({'type': 'zigbee', 'radio': 'znp', 'serial': {'path': '/dev/ttyACM0'}})\n"
+        "assert not [m for m in sys.modules if m.startswith(('zigpy', 'bellows'))], 'zigpy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
 from edged.model import Command, CommandResult, Event, Reading, RuleEvent
@@ -281,8 +281,12 @@ class RulesEngine:
                  clock: Clock | None = None) -> None:  # fmt: skip
         self.hub = hub
         self.state_dir = Path(state_dir)
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.error("unknown time zone %r (gateway.timezone); rules use UTC", timezone)
+            timezone, self.zone = "UTC", ZoneInfo("UTC")
         self.timezone = timezone
-        self.zone = ZoneInfo(timezone)
         self.clock: Clock = clock or RealClock()
         self.store = TimerStore(self.state_dir)
         self.tasks = TaskSet()

@@ -180,6 +180,7 @@ class SimulatedNode:
         self.values[(Basic.cluster_id, "model")] = spec.model
         self.values[(Basic.cluster_id, "power_source")] = MAINS if mains else BATTERY
         self.clusters = {c.cluster_id: c for c in spec.clusters}
+        self._energy_wh = float(self.values.get((Metering.cluster_id, "current_summ_delivered"), 0))
 
     # -- what tests and the report loop do with a node ---------------------
 
@@ -230,11 +231,18 @@ class SimulatedNode:
             v[key] = max(1500, min(3000, v[key] + rng.randint(-15, 15)))
             key = (RelativeHumidity.cluster_id, "measured_value")
             v[key] = max(2000, min(8000, v[key] + rng.randint(-40, 40)))
+        elif self.kind == "motion":
+            if rng.random() < 0.2:  # someone walks by, or leaves
+                moving = not v[(OccupancySensing.cluster_id, "occupancy")]
+                v[(OccupancySensing.cluster_id, "occupancy")] = int(moving)
+                v[(IasZone.cluster_id, "zone_status")] = int(IasZone.ZoneStatus.Alarm_1) if moving else 0
+            key = (IlluminanceMeasurement.cluster_id, "measured_value")
+            v[key] = max(1, min(40000, v[key] + rng.randint(-300, 300)))
         elif self.kind == "plug":
             self._plug_load()
             power_w = v[(ElectricalMeasurement.cluster_id, "active_power")] / 10
-            key = (Metering.cluster_id, "current_summ_delivered")
-            v[key] += round(power_w * dt / 3600)  # Wh, the meter's divisor is 1000
+            self._energy_wh += power_w * dt / 3600
+            v[(Metering.cluster_id, "current_summ_delivered")] = round(self._energy_wh)  # Wh: the divisor is 1000
 
     # -- the radio side ----------------------------------------------------
 

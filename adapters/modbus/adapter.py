@@ -128,10 +128,10 @@ class ModbusAdapter(Adapter[ModbusConfig]):
     async def start(self) -> None:
         self.devices.clear()
         self.buses.clear()
+        pollers: list[Poller] = []
         for connection in self.config.connections:
             bus = Bus(connection, self.log, on_lost=self._connection_lost)
             self.buses.append(bus)
-            pollers: list[Poller] = []
             for spec in connection.devices:
                 device = DeviceRuntime(self.device_id(spec.id), spec, bus)
                 self.devices[device.id] = device
@@ -139,9 +139,11 @@ class ModbusAdapter(Adapter[ModbusConfig]):
                 points = {p.key: Point(p.key, value_type(p), p.unit, p.writable, p.name) for p in spec.points}
                 self.add_device(Device(device.id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
             self.tasks.spawn(bus.run(), name=f"{self.name} {bus.name}")
-            for index, poller in enumerate(pollers):
-                offset = poller.interval * index / len(pollers)  # stagger the polls of one line
-                self.tasks.spawn(self._poll_loop(poller, offset), name=f"{self.name} poll {poller.device.id}")
+        for index, poller in enumerate(pollers):
+            # Stagger all polls over their interval (at most 1 s, so every value arrives soon after start):
+            # neither one line nor the gateway's CPU sees every device polled at the same instant.
+            offset = min(poller.interval, 1.0) * index / len(pollers)
+            self.tasks.spawn(self._poll_loop(poller, offset), name=f"{self.name} poll {poller.device.id}")
 
     def _pollers(self, device: DeviceRuntime) -> list[Poller]:
         spec = device.config

@@ -185,6 +185,24 @@ async def test_report_on_change_with_deadband(server, hub, watch, running, tmp_p
     assert ("level", 3) not in seen
 
 
+async def test_unchanged_values_are_reported_again_after_max_interval(server, hub, watch, running, tmp_path):
+    points = [{"key": "x", "address": 0, "max_interval": 0.1}]
+    running(adapter(hub, tmp_path, server.port, [{"id": "d", "unit_id": 1, "interval": 0.02, "points": points}]))
+    await watch.until(lambda: good(hub, "mb/d", "x", 0))
+    first = hub.value("mb/d", "x").ts
+    await watch.until(lambda: hub.value("mb/d", "x").ts >= first + 0.1)
+    assert hub.value("mb/d", "x").value == 0
+
+
+async def test_groups_poll_at_their_own_interval(server, hub, watch, running, tmp_path):
+    devices = [{"id": "d", "unit_id": 1, "interval": 10, "groups": {"fast": 0.02},
+                "points": [{"key": "fast", "address": 0, "group": "fast"}, {"key": "slow", "address": 50}]}]
+    running(adapter(hub, tmp_path, server.port, devices))
+    server.on_request = watch.poke
+    await watch.until(lambda: sum(r.address == 0 for r in server.reads(1)) >= 30 and good(hub, "mb/d", "slow", 0))
+    assert sum(r.address == 50 for r in server.reads(1)) == 1  # polled once at start, next in 10 s
+
+
 async def test_exception_responses_mark_bad_then_offline_then_recover(server, hub, watch, running, tmp_path):
     devices = [
         {"id": "bad", "unit_id": 1, "interval": 0.02, "fail_after": 3, "points": [{"key": "x", "address": 0}]},

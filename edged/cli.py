@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edged.demo", "run the gateway on simulated devices"),
     "status": ("edged.status.cli", "show the running gateway's status"),
     "provision": ("edged.provision", "create the gateway key and CSR"),
+    "rules": ("edged.rules.cli", "check rules or replay recorded readings against them"),
 }
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import glob
 import ipaddress
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edged import adapters
 from edged.adapter import AdapterConfig
@@ -32,9 +33,18 @@ class GatewayConfig(Model):
     # systemd the default is $STATE_DIRECTORY.
     state_dir: Path = Field(default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "state")))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    timezone: str = "UTC"
+    timezone: str = "UTC"  # an IANA name such as Europe/Berlin
     command_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("expected an IANA time zone such as UTC or Europe/Berlin") from exc
+        return value
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +121,7 @@ def load_config(path: str | Path) -> Config:
     except ValidationError as exc:
         problems.extend(_problems(exc, (), path, sources, data))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line or 0)))
     return _resolve_paths(config, path)
 
 

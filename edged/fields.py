@@ -35,7 +35,7 @@ def parse_duration(value: Any) -> Any:
         match = _DURATION.match(value)
         if match:
             return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"expected a duration such as 500ms, 5s, 2m or 1h; got {value!r}")
+    raise ValueError("expected a duration such as 500ms, 5s, 2m or 1h")
 
 
 def resolve_secret(value: Any) -> Any:

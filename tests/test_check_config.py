@@ -100,3 +100,10 @@ def test_state_dir_is_relative_to_the_config_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(GOOD)
     assert load_config(path).gateway.state_dir == tmp_path / "state"
+
+
+def test_unknown_timezone_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("  id: test", "  id: test\n  timezone: Europe/Atlantis"))
+    with pytest.raises(ConfigError, match=r"c.yaml:3: gateway.timezone: expected an IANA time zone .*; got 'Europe/Atlantis'"):
+        load_config(path)

@@ -198,6 +198,23 @@ async def test_leave_marks_device_offline(hub, watch, running, tmp_path):
     assert result.status is CommandStatus.REJECTED
 
 
+async def test_device_rejoins_under_the_same_id(hub, watch, running, tmp_path):
+    adapter = make(hub, tmp_path)
+    running(adapter)
+    ids = await pair_all(adapter, hub, watch)
+    plug = adapter.app.node("plug")
+    old_nwk = plug.nwk
+    plug.leave()
+    await watch.until(lambda: not hub.devices[ids["plug"]].online)
+    await adapter.permit_join(30)  # the plug joins again, with a new network address
+    await watch.until(lambda: hub.devices[ids["plug"]].online)
+    assert plug.nwk != old_nwk
+    assert len(hub.adapter_devices("zb")) == len(KINDS)
+    result = await hub.execute(Command(ids["plug"], "on", True, Origin.API))
+    assert result.status is CommandStatus.OK, result.reason
+    await watch.until(lambda: value(hub, ids["plug"], "power") == 60.0)
+
+
 async def test_silent_device_goes_offline_and_back(hub, watch, running, tmp_path):
     adapter = make(hub, tmp_path, silence={"mains": "300ms", "battery": "10m"})
     running(adapter)

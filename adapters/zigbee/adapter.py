@@ -23,6 +23,7 @@ import asyncio
 import importlib
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -288,44 +289,50 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
     async def _configure(self, device: ZigpyDevice) -> None:
         """Bind, configure reporting and read initial values, cluster by cluster.
 
-        A device that refuses one step keeps the rest; each failure is logged."""
+        Each step is tried on its own: a device that refuses one keeps the
+        rest, and every refusal is logged with the device id. Requests go at
+        normal priority, queued behind the radio's concurrency limit (the
+        interview that triggered this ran at critical priority)."""
+        app = self.app
+        if app is None:
+            return
         device_id = self.device_id(str(device.ieee))
         report = self.config.reporting
-        app = self.app
-        for endpoint in device.non_zdo_endpoints:
-            for cluster in endpoint.in_clusters.values():
-                maps = clusters.point_maps(cluster)
-                if not maps:
-                    continue
-                try:
-                    await self._configure_cluster(app, cluster, maps, report.min_interval, report.max_interval)
-                except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
-                    self.errors_total += 1
-                    self.log.warning(
-                        "%s: configuring cluster %s failed: %s", device_id, cluster.ep_attribute, exc,
-                        extra={"device": device_id},
-                    )
+        async with app.request_priority(t.PacketPriority.NORMAL):
+            for endpoint in device.non_zdo_endpoints:
+                for cluster in endpoint.in_clusters.values():
+                    maps = clusters.point_maps(cluster)
+                    if maps:
+                        await self._configure_cluster(app, device_id, cluster, maps, report.min_interval, report.max_interval)
         self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
 
     async def _configure_cluster(
-        self, app: ControllerApplication | None, cluster: Cluster, maps: list[clusters.PointMap], low: int, high: int
+        self, app: ControllerApplication, device_id: str, cluster: Cluster, maps: list[clusters.PointMap],
+        low: int, high: int,
     ) -> None:
-        await cluster.bind()
+        async def step(what: str, request: Awaitable[Any]) -> None:
+            try:
+                await request
+            except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+                self.errors_total += 1
+                self.log.warning("%s: %s on %s failed: %s", device_id, what, cluster.ep_attribute, exc,
+                                 extra={"device": device_id})
+
+        await step("bind", cluster.bind())
         extra = clusters.SCALE_ATTRIBUTES.get(cluster.cluster_id, [])
         if extra:
-            await cluster.read_attributes(extra)
+            await step("reading scale attributes", cluster.read_attributes(extra))
         if cluster.cluster_id == IasZone.cluster_id:
             self._register(cluster.endpoint.device)  # the zone type names the points
-        if cluster.cluster_id == IasZone.cluster_id and app is not None:
-            await cluster.write_attributes({"cie_addr": app.state.node_info.ieee})
-            await cluster.enroll_response(enroll_response_code=IasZone.EnrollResponse.Success, zone_id=0)
+            await step("writing the CIE address", cluster.write_attributes({"cie_addr": app.state.node_info.ieee}))
+            await step("zone enrollment", cluster.enroll_response(enroll_response_code=IasZone.EnrollResponse.Success, zone_id=0))
         attributes = sorted({m.attribute for m in maps})
         config = {
-            cluster.find_attribute(name): ReportingConfig(low, high, max((m.change for m in maps if m.attribute == name), default=1))
+            cluster.find_attribute(name): ReportingConfig(low, high, max(m.change for m in maps if m.attribute == name))
             for name in attributes
         }
-        await cluster.configure_reporting_multiple(config)
-        await cluster.read_attributes(attributes)
+        await step("configuring reporting", cluster.configure_reporting_multiple(config))
+        await step("reading values", cluster.read_attributes(attributes))
 
     # -- readings ----------------------------------------------------------
 

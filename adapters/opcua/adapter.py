@@ -41,6 +41,7 @@ from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
 from edged.backoff import Backoff, retry_forever
 from edged.errors import AdapterError, CommandError
 from edged.model import Command, Device, Point, Quality, Reading, Value, ValueType
+from edged.tasks import TaskSet
 
 _QUALITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)  # by StatusCode bits 31..30
 _POLICIES = {
@@ -135,15 +136,18 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             self._client = client
             for device_id in {b.device_id for b in self._bindings.values()}:
                 self.set_online(device_id, True)
+            # A TaskSet, not a TaskGroup: on 3.11 a TaskGroup whose child fails leaves its
+            # parent task marked as cancelling, which would read as a stop request below.
+            session = TaskSet()
             try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._watch(client))
-                    for feed in feeds:
-                        group.create_task(self._consume(feed))
-                    for interval, bindings in self._poll_groups().items():
-                        group.create_task(self._poll(client, interval, bindings))
-            except ExceptionGroup as group_error:
-                raise group_error.exceptions[0] from None
+                session.spawn(self._watch(client), name=f"{self.name} watchdog")
+                for feed in feeds:
+                    session.spawn(self._consume(feed), name=f"{self.name} subscription")
+                for interval, bindings in self._poll_groups().items():
+                    session.spawn(self._poll(client, interval, bindings), name=f"{self.name} poll {interval:g}s")
+                await session.wait_failure()
+            finally:
+                await session.close()
         finally:
             self._client = None
             for binding in self._bindings.values():
@@ -184,6 +188,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         except Exception as exc:  # noqa: BLE001 - closing must not fail the caller
             self.log.debug("disconnect from %s: %r", self.config.endpoint, exc)
             client.disconnect_socket()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # asyncua's task clean-up swallows a CancelledError that hits it; honour the cancel.
+            raise asyncio.CancelledError
 
     async def _watch(self, client: Client) -> None:
         """Return (by raising) when asyncua's watchdog or the socket reports the session dead."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncua import Node, Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
@@ -29,6 +33,7 @@ class PlantServer:
     security: bool = False
     cert_dir: Path | None = None
     trusted_client: Path | None = None  # client certificate the server trusts
+    users: dict[str, str] | None = None  # username -> password; None: anonymous sessions
     server: Server | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     types: dict[str, ua.VariantType] = field(default_factory=dict)
@@ -38,8 +43,10 @@ class PlantServer:
         return f"opc.tcp://127.0.0.1:{self.port}/edged/"
 
     async def start(self) -> None:
-        server = Server()
+        server = Server(user_manager=_Users(self.users) if self.users is not None else None)
         await server.init()
+        if self.users is not None:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
         server.set_endpoint(self.endpoint)
         server.set_server_name("edged test plant")
         if self.security:
@@ -47,7 +54,14 @@ class PlantServer:
             files = self.server_files()
             await server.load_certificate(str(files.certificate))
             await server.load_private_key(str(files.private_key))
-            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            server.set_security_policy(
+                [
+                    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                    ua.SecurityPolicyType.Basic256Sha256_Sign,
+                    ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+                    ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+                ]
+            )
             trusted = self.cert_dir / "trusted"  # certificates only: the store reads every .der/.pem
             trusted.mkdir(exist_ok=True)
             (trusted / "client.der").write_bytes(self.trusted_client.read_bytes())
@@ -94,3 +108,96 @@ class PlantServer:
 
     async def get(self, name: str) -> object:
         return await self.nodes[name].read_value()
+
+
+class _Users:
+    """Accepts only the configured username/password pairs (asyncua's UserManager seam)."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(self, iserver, username=None, password=None, certificate=None) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+class FreezableProxy:
+    """A loopback TCP relay in front of a server. ``freeze()`` makes the
+    connections open so far a black hole (bytes are read and dropped, sockets
+    stay open), as when a server hangs or a network path dies silently; new
+    connections relay normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._frozen: set[int] = set()
+        self._next_id = 0
+        self._open: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        self._frozen |= self._open
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        self._next_id += 1
+        conn = self._next_id
+        self._open.add(conn)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(conn, source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, conn: int, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if conn not in self._frozen:
+                    sink.write(data)
+                    await sink.drain()
+        if conn not in self._frozen:
+            sink.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class RetryLog(logging.Handler):
+    """Collects an adapter's warnings; ``await wait(n)`` returns once it has
+    logged ``n`` "retrying" lines (an event per line, no polling)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logging.WARNING)
+        self.logger = logger
+        self.messages: list[str] = []
+        self._changed = asyncio.Event()
+
+    def __enter__(self) -> RetryLog:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self._changed.set()
+
+    async def wait(self, retries: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while sum("retrying" in m for m in self.messages) < retries:
+                self._changed.clear()
+                await self._changed.wait()

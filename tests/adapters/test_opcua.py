@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ from edged.adapters.opcua.adapter import OpcuaAdapter
 from edged.adapters.opcua.config import OpcuaConfig
 from edged.model import Command, CommandStatus, Origin, Quality
 from tests.adapters import conformance
-from tests.adapters.opcua_server import NAMESPACE, PlantServer, free_port
+from tests.adapters.opcua_server import NAMESPACE, FreezableProxy, PlantServer, RetryLog, free_port
 
 NS = 2  # the first namespace a server registers after its own
 
@@ -177,3 +178,49 @@ async def test_values_flow_again_after_server_restart(plant, adapter, hub, watch
     await watch.until(lambda: hub.value("plc/boiler", "temperature").value == 33.0, timeout=10)
     await watch.until(lambda: hub.value("plc/boiler", "counter").value == 9, timeout=10)
     assert adapter.reconnects_total >= 1
+
+
+async def test_silently_dead_session_is_noticed_within_the_keepalive_bound(plant, hub, watch, running, tmp_path):
+    proxy = FreezableProxy(plant.port)
+    await proxy.start()
+    try:
+        endpoint = f"opc.tcp://127.0.0.1:{proxy.port}/edged/"
+        running(OpcuaAdapter(make_config(endpoint, keepalive=0.5, timeout=1), hub, tmp_path))
+        await watch.until(lambda: (d := hub.devices.get("plc/boiler")) is not None and d.online)
+        loop = asyncio.get_running_loop()
+        frozen_at = loop.time()
+        proxy.freeze()  # no FIN, no RST: only the keep-alive probe can tell
+        await watch.until(lambda: not hub.devices["plc/boiler"].online, timeout=5)
+        assert loop.time() - frozen_at < 0.5 + 1 + 1  # keepalive + timeout, plus scheduling slack
+        # The adapter reconnects through a fresh connection and recreates its subscription.
+        await watch.until(lambda: hub.devices["plc/boiler"].online, timeout=10)
+        await plant.set("Temperature", 55.0)
+        await watch.until(lambda: hub.value("plc/boiler", "temperature").value == 55.0)
+    finally:
+        await proxy.stop()
+
+
+@pytest.fixture
+async def guarded_plant() -> AsyncIterator[PlantServer]:
+    server = PlantServer(free_port(), users={"operator": "s3cret"})
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_username_and_password_from_the_environment(guarded_plant, hub, watch, running, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLC_PASSWORD", "s3cret")
+    config = make_config(guarded_plant.endpoint, username="operator", password={"env": "PLC_PASSWORD"})
+    running(OpcuaAdapter(config, hub, tmp_path))
+    await guarded_plant.set("Temperature", 61.0)
+    await watch.until(lambda: (r := hub.value("plc/boiler", "temperature")) and r.value == 61.0)
+
+
+async def test_wrong_password_is_refused(guarded_plant, hub, running, tmp_path):
+    adapter = OpcuaAdapter(make_config(guarded_plant.endpoint, username="operator", password="guess"), hub, tmp_path)
+    retries = RetryLog(adapter.log)
+    with retries:
+        running(adapter)
+        await retries.wait(2)
+    assert any("BadUserAccessDenied" in m or "BadIdentityTokenRejected" in m for m in retries.messages), retries.messages
+    assert not hub.devices["plc/boiler"].online

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from edged.adapters.opcua.adapter import OpcuaAdapter
 from edged.adapters.opcua.certs import CERT_FILE, KEY_FILE, make_certificate
 from edged.adapters.opcua.config import OpcuaConfig
 from edged.model import Quality
-from tests.adapters.opcua_server import PlantServer, free_port
+from tests.adapters.opcua_server import PlantServer, RetryLog, free_port
 
 CLIENT_URI = "urn:edged:test:gateway"
 
@@ -82,39 +80,25 @@ def test_application_uri_must_be_a_uri():
         make_certificate("edged")
 
 
-async def test_basic256sha256_sign_and_encrypt_connects(secure_plant, hub, watch, running, tmp_path):
-    running(OpcuaAdapter(secure_config(secure_plant, tmp_path / "client"), hub, tmp_path))
+@pytest.mark.parametrize(
+    ("policy", "mode"),
+    [("Basic256Sha256", "SignAndEncrypt"), ("Basic256Sha256", "Sign"), ("Aes128_Sha256_RsaOaep", "SignAndEncrypt")],
+)
+async def test_secure_session_with_generated_certificate(secure_plant, hub, watch, running, tmp_path, policy, mode):
+    config = secure_config(secure_plant, tmp_path / "client", policy=policy, mode=mode)
+    running(OpcuaAdapter(config, hub, tmp_path))
     await watch.until(lambda: (r := hub.value("secure/boiler", "temperature")) and r.quality is Quality.GOOD)
     await secure_plant.set("Temperature", 64.0)
     await watch.until(lambda: hub.value("secure/boiler", "temperature").value == 64.0)
 
 
-class _Retries(logging.Handler):
-    """Counts the adapter's "retrying" log lines and wakes a waiter on each."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.changed.set()
-
-
 async def test_untrusted_client_certificate_is_refused(secure_plant, hub, running, tmp_path):
     stranger = make_cert(tmp_path / "stranger")
     adapter = OpcuaAdapter(secure_config(secure_plant, stranger), hub, tmp_path)
-    retries = _Retries()
-    adapter.log.addHandler(retries)
-    try:
+    retries = RetryLog(adapter.log)
+    with retries:
         running(adapter)
-        async with asyncio.timeout(10):
-            while sum("retrying" in m for m in retries.messages) < 2:
-                retries.changed.clear()
-                await retries.changed.wait()
-    finally:
-        adapter.log.removeHandler(retries)
+        await retries.wait(2)
     assert any("Bad" in m for m in retries.messages), retries.messages
     assert not hub.devices["secure/boiler"].online
     assert hub.value("secure/boiler", "temperature") is None

@@ -141,7 +141,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
 
     async def _session(self) -> None:
         """Start the network, serve it until the radio is lost, always shut down."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the database holds the network key
         cls = application_class(self.config.radio)
         try:
             app = await cls.new(self.zigpy_config(), auto_form=True, start_radio=True)

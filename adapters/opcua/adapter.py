@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -91,6 +92,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
     config_model = OpcuaConfig
 
     async def start(self) -> None:
+        library_log = logging.getLogger("asyncua")
+        if library_log.level == logging.NOTSET:
+            # asyncua logs every Publish response (with its payload) at INFO; keep its warnings only.
+            library_log.setLevel(logging.WARNING)
         self._bindings: dict[tuple[str, str], _Binding] = {}
         self._client: Client | None = None
         self._warned: set[tuple[str, str]] = set()

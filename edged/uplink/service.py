@@ -76,7 +76,7 @@ class UplinkService:
         else:
             from edged.uplink import coap
 
-            async with coap.connect(self.config) as link:
+            async with coap.connect(self.config, self.gateway_id) as link:
                 await self._serve(link.send, None)
 
     async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:

@@ -1,0 +1,133 @@
+"""CoAP uplink against libcoap's coap-server-openssl with a DTLS pre-shared key.
+
+The server is started with ``-d`` so that the first POST to an unknown path
+creates a resource holding the payload; a GET afterwards proves what the
+server stored (``-L 3``: libcoap reassembles block-wise bodies). DTLS listens
+on port+1 of ``-p``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiocoap
+import cbor2
+import pytest
+from pydantic import TypeAdapter
+
+from edged.backoff import Backoff
+from edged.hub import Hub
+from edged.model import Quality, Reading
+from edged.outbox import OutboxConfig
+from edged.uplink import senml
+from edged.uplink.coap import credentials
+from edged.uplink.config import CoapUplinkConfig, UplinkConfig
+from edged.uplink.service import UplinkService
+
+PSK = "edged-test-key"
+
+
+def free_udp_pair() -> int:
+    """A port p such that p and p + 1 are both free for UDP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free UDP port pair")
+
+
+@pytest.fixture
+async def coap_server(tmp_path: Path) -> AsyncIterator[int]:
+    """coap-server-openssl with PSK; yields its DTLS port."""
+    port = free_udp_pair()
+    with (tmp_path / "coap-server.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            "coap-server-openssl", "-A", "127.0.0.1", "-p", str(port), "-k", PSK, "-d", "50", "-L", "3", "-v", "4",
+            stdout=log, stderr=log,
+        )
+    try:
+        context = await aiocoap.Context.create_client_context()
+        try:
+            async with asyncio.timeout(10):  # ready once it answers plain CoAP
+                while True:
+                    with contextlib.suppress(aiocoap.error.Error, TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            request = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{port}/")
+                            await context.request(request).response
+                            break
+        finally:
+            await context.shutdown()
+        yield port + 1
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def uplink_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
+    config = TypeAdapter(UplinkConfig).validate_python(
+        {"type": "coap", "uri": f"coaps://127.0.0.1:{port}/gw/readings", "identity": "gw1", "psk": psk,
+         "event_uri": f"coaps://127.0.0.1:{port}/gw/events", "timeout": 2, **extra}
+    )
+    assert isinstance(config, CoapUplinkConfig)
+    return config
+
+
+async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payload: bytes = b"") -> bytes:
+    context = await aiocoap.Context.create_client_context()
+    try:
+        context.client_credentials.load_from_dict(credentials(config))
+        response = await context.request(aiocoap.Message(code=code, uri=uri, payload=payload)).response
+        assert response.code.is_successful(), response.code
+        return response.payload
+    finally:
+        await context.shutdown()
+
+
+async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
+    tmp_path: Path, hub: Hub, coap_server: int, running: Any
+) -> None:
+    config = uplink_config(coap_server, inflight=1)  # one at a time, so the server keeps the last row
+    # Create the resources first: the example server's handler for unknown paths takes no block-wise bodies.
+    await request(config, aiocoap.PUT, config.uri, b"-")
+    uplink = UplinkService(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.connected, 10)
+    hub.publish([Reading("sim/a", "temperature", 20.0 + i, 1000.0 + i) for i in range(120)])
+    last = [Reading("sim/b", "power", float(i), 1999.0) for i in range(48)]
+    last += [Reading("sim/b", "on", True, 2000.0), Reading("sim/b", "mode", "eco", 2000.5, Quality.UNCERTAIN)]
+    hub.publish(last)
+    await uplink.wait_for(lambda: uplink.outbox.acked == 170, 20)
+    assert uplink.outbox.depth == 0
+
+    payload = await request(config, aiocoap.GET, config.uri)  # the last pack the server kept
+    assert len(payload) > 1024, "large enough to need block-wise transfer"
+    stored = cbor2.loads(payload)
+    assert len(stored) == 50
+    assert senml.resolve(stored)[-2:] == [("gw1/sim/b/on", True, 2000.0), ("gw1/sim/b/mode", "eco", 2000.5)]
+    assert stored[-1]["q"] == Quality.UNCERTAIN
+    assert stored[0]["seq"] > 0
+
+
+async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
+    tmp_path: Path, hub: Hub, coap_server: int, running: Any
+) -> None:
+    uplink = UplinkService(
+        OutboxConfig(), uplink_config(coap_server, psk="not-the-key"), hub, tmp_path / "state", "gw1",
+        backoff=Backoff(initial=0.05, maximum=0.2),
+    )
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.outbox.is_open, 10)
+    hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])
+    await uplink.wait_for(lambda: uplink.reconnects >= 1, 20)
+    assert uplink.stats()["uplink_acked"] == 0
+    assert uplink.outbox.depth == 1

@@ -53,7 +53,6 @@ class Bus:
         self.on_lost = on_lost  # called when an established connection is lost
         self.name = describe(connection)
         self.log = log
-        self.reconnects = 0
         self.on_queue: Callable[[], None] | None = None  # called when a request has to wait its turn
         self._lost = asyncio.Event()
         self._up = asyncio.Event()
@@ -108,7 +107,6 @@ class Bus:
             await self._lost.wait()
         finally:
             self._up.clear()
-        self.reconnects += 1
         if self.on_lost is not None:
             self.on_lost()
         self._client.close()

@@ -46,11 +46,11 @@ async def rtu_server(ptys):
     await server.stop()
 
 
-def rtu_adapter(hub, tmp_path, port: str, devices: list[dict]) -> ModbusAdapter:
+def rtu_adapter(hub, tmp_path, port: str, devices: list[dict], **connection) -> ModbusAdapter:
     config = ModbusConfig.model_validate(
         {"type": "modbus", "name": "rtu", "connections": [
             {"transport": "rtu", "port": port, "baudrate": BAUD, "parity": "N",  # a pty refuses parity settings
-             "timeout": 0.3, "devices": devices},
+             "timeout": 0.3, "devices": devices, **connection},
         ]}
     )
     return ModbusAdapter(config, hub, tmp_path)
@@ -93,3 +93,13 @@ async def test_silent_unit_goes_offline_while_the_line_keeps_working(rtu_server,
     await server.set(2, "input", 0, [6])
     await watch.until(lambda: good(hub, "rtu/alive", "v", 6))
     assert online(hub, "rtu/alive")
+
+
+async def test_port_without_rs485_mode_is_reported_not_fatal(rtu_server, hub, watch, running, tmp_path, caplog):
+    _, port = rtu_server
+    devices = [{"id": "d", "unit_id": 1, "interval": 0.05, "points": [{"key": "v", "address": 0}]}]
+    task = running(rtu_adapter(hub, tmp_path, port, devices, rs485={"enabled": True}))
+    # a pty has no RS-485 mode: the connection is refused with the reason, retried, and the point is bad
+    await watch.until(lambda: (r := hub.value("rtu/d", "v")) is not None and r.quality is Quality.BAD)
+    assert any("cannot enable RS-485 mode" in r.getMessage() for r in caplog.records)
+    assert not task.done()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from edged.fields import Duration, Model, Secret
 
@@ -41,12 +41,11 @@ class TlsConfig(Model):
     key: Path | None = None
     insecure: bool = False  # skip the host name check (never in production)
 
-    @field_validator("key")
-    @classmethod
-    def _pair(cls, value: Path | None, info: Any) -> Path | None:
-        if (value is None) != (info.data.get("cert") is None):
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key go together: give both or neither")
-        return value
+        return self
 
 
 class _Lanes(Model):

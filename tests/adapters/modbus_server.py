@@ -4,8 +4,9 @@
 ``ModbusSerialServer`` (on one end of a socat pty pair) with a few unit ids,
 each with its four tables, records every request it receives (unit,
 function code, address, count) through pymodbus's ``trace_pdu`` hook, and
-can be told to answer one unit with an exception response or to hold a
-request until released (a slow device).
+can be told to answer one unit with an exception response, to hold a
+request until released (a slow device), or (RTU) to break the CRC of its
+answers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Server:
         self.units = units
         self.requests: list[Request] = []
         self.failing: dict[int, ExcCodes] = {}  # unit -> exception code to answer every request with
+        self.corrupt = False  # RTU: send every answer with a broken CRC
         self.hold: asyncio.Event | None = None  # when set: reads wait here until the event is set
         self.holding_now = asyncio.Event()  # set while a read is held
         self.on_request: Callable[[], None] = lambda: None  # e.g. ``watch.poke``, to wait on requests
@@ -59,6 +61,11 @@ class Server:
             SimDevice(id=unit, use_bit_addressing=True, simdata=tables(), action=functools.partial(self._action, unit))
             for unit in self.units
         ]
+
+    def _packet(self, sending: bool, data: bytes) -> bytes:
+        if sending and self.corrupt:
+            return data[:-1] + bytes([data[-1] ^ 0xFF])
+        return data
 
     def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
@@ -84,6 +91,7 @@ class Server:
     async def start_rtu(self, port: str, baudrate: int = 115200) -> None:
         self._server = ModbusSerialServer(
             self._devices(), framer=FramerType.RTU, port=port, baudrate=baudrate, parity="N", trace_pdu=self._trace,
+            trace_packet=self._packet,
         )
         await self._server.serve_forever(background=True)
 

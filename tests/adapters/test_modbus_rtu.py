@@ -103,3 +103,17 @@ async def test_port_without_rs485_mode_is_reported_not_fatal(rtu_server, hub, wa
     await watch.until(lambda: (r := hub.value("rtu/d", "v")) is not None and r.quality is Quality.BAD)
     assert any("cannot enable RS-485 mode" in r.getMessage() for r in caplog.records)
     assert not task.done()
+
+
+async def test_crc_errors_mark_bad_then_offline_then_recover(rtu_server, hub, watch, running, tmp_path):
+    server, port = rtu_server
+    await server.set(1, "holding", 0, [21])
+    devices = [{"id": "d", "unit_id": 1, "interval": 0.05, "fail_after": 2, "points": [{"key": "v", "address": 0}]}]
+    running(rtu_adapter(hub, tmp_path, port, devices))
+    await watch.until(lambda: good(hub, "rtu/d", "v", 21) and online(hub, "rtu/d"))
+    server.corrupt = True  # frames arrive, but with a wrong CRC: pymodbus drops them; the request times out
+    await watch.until(lambda: hub.value("rtu/d", "v").quality is Quality.BAD)
+    await watch.until(lambda: not online(hub, "rtu/d"))
+    server.corrupt = False
+    await server.set(1, "holding", 0, [22])
+    await watch.until(lambda: good(hub, "rtu/d", "v", 22) and online(hub, "rtu/d"))

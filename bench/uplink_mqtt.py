@@ -105,7 +105,7 @@ async def draining(state: Path, port: int, backlog: int) -> tuple[float, list[fl
     """Drain ``backlog`` stored readings while live ones keep coming; return the rate and live delays (s)."""
     outbox = Outbox(OutboxConfig(max_bytes=8 * 2**30), state)
     await outbox.open()
-    for start in range(0, backlog, DEVICES * BATCH):
+    for _ in range(0, backlog, DEVICES * BATCH):
         for batch in batches():
             outbox.put(batch)
         await asyncio.sleep(0)

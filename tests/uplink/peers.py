@@ -49,13 +49,14 @@ class Broker:
     workdir: Path
     port: int = field(default_factory=free_port)
     tls: dict[str, Path] | None = None
+    users: dict[str, str] | None = None  # when set, only these may connect
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {self.workdir}/",
             "max_queued_messages 0",
@@ -70,6 +71,12 @@ class Broker:
                 f"keyfile {self.tls['server_key']}",
                 "require_certificate true",
             ]
+        if self.users:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            lines.append(f"password_file {passwords}")
         conf.write_text("\n".join(lines) + "\n")
         with (self.workdir / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)

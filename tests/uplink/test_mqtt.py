@@ -113,6 +113,27 @@ async def test_tls_with_client_certificate_delivers_and_a_stranger_is_refused(
     assert stranger.outbox.depth == 10, "what cannot be sent stays in the outbox"
 
 
+async def test_username_and_password_from_a_file_are_required_and_used(
+    tmp_path: Path, hub: Hub, running: Any
+) -> None:
+    (tmp_path / "auth-broker").mkdir()
+    broker = Broker(tmp_path / "auth-broker", users={"gw1": "right horse"})
+    broker.start()
+    try:
+        (tmp_path / "password").write_text("right horse\n")
+        (tmp_path / "wrong").write_text("wrong horse\n")
+        good = service(tmp_path / "good", hub, broker.port, username="gw1", password={"file": str(tmp_path / "password")})
+        bad = service(tmp_path / "bad", hub, broker.port, username="gw1", password={"file": str(tmp_path / "wrong")},
+                      client_id="bad")
+        running(good)
+        running(bad)
+        await good.wait_for(lambda: good.connected, 10)
+        await bad.wait_for(lambda: bad.reconnects >= 2, 10)
+        assert not bad.connected
+    finally:
+        broker.stop()
+
+
 async def cloud_command(port: int, payload: str | bytes) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
         await client.publish("edged/gw1/commands", payload, qos=1)

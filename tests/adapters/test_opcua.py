@@ -224,3 +224,14 @@ async def test_wrong_password_is_refused(guarded_plant, hub, running, tmp_path):
         await retries.wait(2)
     assert any("BadUserAccessDenied" in m or "BadIdentityTokenRejected" in m for m in retries.messages), retries.messages
     assert not hub.devices["plc/boiler"].online
+
+
+async def test_value_that_does_not_fit_the_point_type_is_bad(plant, hub, watch, running, tmp_path, caplog):
+    config = make_config(plant.endpoint)
+    devices = [d.model_dump() for d in config.devices]
+    devices[0]["nodes"].append({"key": "mode_as_number", "node": f"ns={NS};s=Boiler.Mode", "type": "float"})
+    running(OpcuaAdapter(make_config(plant.endpoint, devices=devices), hub, tmp_path))
+    reading = await watch.until(lambda: hub.value("plc/boiler", "mode_as_number"))
+    assert reading.quality is Quality.BAD and reading.value is None
+    assert hub.value("plc/boiler", "mode").value == "auto"  # the same node on a str point is fine
+    assert any(r.device == "plc/boiler" and "expected float" in r.getMessage() for r in caplog.records)

@@ -277,12 +277,12 @@ class Outbox:
             return records
         if self.config.policy == "reject_newest":
             kept, total = [], self.bytes
-            for record in records:
-                if total + record[3] <= limit:
-                    kept.append(record)
-                    total += record[3]
-                else:
-                    self.rejected += record[2]
+            for index, record in enumerate(records):
+                if total + record[3] > limit:
+                    self.rejected += sum(r[2] for r in records[index:])  # no gaps: all later ones too
+                    break
+                kept.append(record)
+                total += record[3]
             log.warning("outbox full: %d readings rejected", sum(r[2] for r in records) - sum(r[2] for r in kept))
             return kept
         # drop_oldest: stored rows go first, then the oldest of the incoming ones.

@@ -110,6 +110,9 @@ async def draining(state: Path, port: int, backlog: int) -> tuple[float, list[fl
             outbox.put(batch)
         await asyncio.sleep(0)
     await outbox.close()
+    files = [outbox.path, outbox.path.with_name(outbox.path.name + "-wal")]
+    on_disk = sum(f.stat().st_size for f in files if f.exists())
+    print(f"backlog_bytes_on_disk_per_reading: {on_disk / backlog:.1f} bytes")
     hub = Hub()
     service = make_service(state, port, hub)
     delays: list[float] = []

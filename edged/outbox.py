@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ByteSize, Field, field_validator
 
@@ -34,6 +34,7 @@ from edged.model import Reading
 from edged.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READINGS = 0
 EVENT = 1
@@ -76,7 +77,7 @@ class Outbox:
         self.config = config
         self.path = config.path if config.path.is_absolute() else state_dir / config.path
         self.clock = clock
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        self._executor: ThreadPoolExecutor | None = None  # the one thread that touches the database
         self._db: sqlite3.Connection | None = None
         self._pending: list[Sequence[Reading]] = []
         self._pending_events: list[tuple[str, bytes]] = []
@@ -99,7 +100,8 @@ class Outbox:
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        await self._in_thread(self._open)
 
     async def close(self) -> None:
         """Commit everything handed over, then close the database."""
@@ -107,8 +109,14 @@ class Outbox:
             await self.flush()
         finally:
             await self._tasks.close()
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-            self._executor.shutdown(wait=True)
+            if self._executor is not None:
+                await self._in_thread(self._close)
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None, "outbox is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     @property
     def is_open(self) -> bool:
@@ -173,14 +181,13 @@ class Outbox:
             self._writer = self._tasks.spawn(self._drain(), name="outbox writer")
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._pending or self._pending_events or self._acked:
                 batches, self._pending = self._pending, []
                 events, self._pending_events = self._pending_events, []
                 acked, self._acked = self._acked, []
                 try:
-                    rows = await loop.run_in_executor(self._executor, self._commit, batches, events, acked)
+                    rows = await self._in_thread(self._commit, batches, events, acked)
                 except sqlite3.Error:
                     log.exception("outbox commit failed; %d batches lost", len(batches))
                     self.rejected += sum(len(b) for b in batches) + len(events)
@@ -321,7 +328,7 @@ class Outbox:
 
     async def fetch(self, after: int, upto: int, limit: int) -> list[Row]:
         """Rows with ``after < id <= upto`` in id order, at most ``limit`` readings' worth (at least one row)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._fetch, after, upto, limit)
+        return await self._in_thread(self._fetch, after, upto, limit)
 
     def _fetch(self, after: int, upto: int, limit: int) -> list[Row]:
         assert self._db is not None, "outbox is not open"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from edged.uplink.config import MqttUplinkConfig, UplinkConfig
 from edged.uplink.sender import Send, Sender
 
 log = logging.getLogger(__name__)
+
+HEALTH_FULL = 0.9  # outbox fill that counts as a problem
+HEALTH_DOWN = 300.0  # seconds without a cloud connection that count as a problem
 
 
 class UplinkService:
@@ -48,8 +52,10 @@ class UplinkService:
         self.connected = False
         self.reconnects = 0
         self._changed = asyncio.Event()
+        self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
 
     async def run(self) -> None:
+        self._down_since = time.monotonic()
         await self.outbox.open()
         unsubscribe = [
             self.hub.subscribe(self.outbox.put),
@@ -83,12 +89,14 @@ class UplinkService:
         sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate)
         self._sender = sender
         self.connected = True
+        self._down_since = None
         self._changed.set()
         self.backoff.reset()
         try:
             await _first_failure([sender.run(), *([commands] if commands else [])])
         finally:
             self.connected = False
+            self._down_since = time.monotonic()
             self._changed.set()
             self._sender = None
             self._sent[0] += sender.sent_live
@@ -141,6 +149,16 @@ class UplinkService:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
+
+    def health_problems(self) -> list[str]:
+        """Why the store-and-forward path needs attention (for the daemon's health view)."""
+        problems = []
+        full = self.outbox.bytes / self.outbox.config.max_bytes
+        if full >= HEALTH_FULL:
+            problems.append(f"outbox is {full:.0%} full")
+        if self._down_since is not None and time.monotonic() - self._down_since >= HEALTH_DOWN:
+            problems.append(f"uplink down for {time.monotonic() - self._down_since:.0f} s")
+        return problems
 
     # -- metrics ---------------------------------------------------------
 

@@ -225,3 +225,19 @@ async def test_broker_outage_loses_nothing_and_fresh_readings_overtake_the_backl
         assert [r[1] for r in unique] == list(range(5100))
         assert uplink.reconnects >= 1
         await uplink.wait_for(lambda: uplink.outbox.depth == 0, 10)
+
+
+async def test_health_reports_a_long_outage_and_a_nearly_full_outbox(
+    tmp_path: Path, hub: Hub, running: Any, monkeypatch: Any
+) -> None:
+    from edged.uplink import service as service_module
+    from tests.uplink.peers import free_port
+
+    monkeypatch.setattr(service_module, "HEALTH_DOWN", 0.0)
+    uplink = service(tmp_path, hub, free_port(), outbox={"max_bytes": 3000})  # nothing listens there
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.reconnects >= 1, 10)
+    assert uplink.health_problems()[0].startswith("uplink down for")
+    hub.publish(batch("sim/a", 0, 100))
+    await uplink.wait_for(lambda: uplink.outbox.accepted == 100, 10)
+    assert any(p.startswith("outbox is") and p.endswith("% full") for p in uplink.health_problems())

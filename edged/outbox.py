@@ -39,6 +39,7 @@ T = TypeVar("T")
 READINGS = 0
 EVENT = 1
 _COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked")
+MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 
 
@@ -80,6 +81,8 @@ class Outbox:
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches the database
         self._db: sqlite3.Connection | None = None
         self._pending: list[Sequence[Reading]] = []
+        self._pending_count = 0
+        self._stalled = False
         self._pending_events: list[tuple[str, bytes]] = []
         self._acked: list[int] = []
         self._tasks = TaskSet()
@@ -151,10 +154,22 @@ class Outbox:
     # -- input (from the loop) -------------------------------------------
 
     def put(self, readings: Sequence[Reading]) -> None:
-        """Queue one batch for the next commit (a Hub reading listener)."""
-        if readings:
-            self._pending.append(readings)
-            self._wake()
+        """Queue one batch for the next commit (a Hub reading listener).
+
+        If the disk stalls so long that ``MAX_PENDING`` readings wait in
+        memory, further batches are refused (counted as rejected) rather than
+        growing memory until the process is killed and loses them all."""
+        if not readings:
+            return
+        if self._pending_count >= MAX_PENDING:
+            if not self._stalled:
+                log.error("outbox: %d readings wait for the disk; refusing more until it catches up", MAX_PENDING)
+                self._stalled = True
+            self.rejected += len(readings)
+            return
+        self._pending.append(readings)
+        self._pending_count += len(readings)
+        self._wake()
 
     def put_event(self, subject: str, data: dict[str, Any]) -> None:
         """Queue one event (a JSON object) for the next commit."""
@@ -184,6 +199,7 @@ class Outbox:
         try:
             while self._pending or self._pending_events or self._acked:
                 batches, self._pending = self._pending, []
+                self._pending_count, self._stalled = 0, False
                 events, self._pending_events = self._pending_events, []
                 acked, self._acked = self._acked, []
                 try:

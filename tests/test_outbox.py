@@ -141,3 +141,20 @@ def test_config_takes_sizes_and_any_case_and_says_what_is_wrong() -> None:
         OutboxConfig.model_validate({"policy": "drop_newest"})
     with pytest.raises(ValidationError, match="max_bytes"):
         OutboxConfig.model_validate({"max_bytes": "lots"})
+
+
+async def test_a_stalled_disk_bounds_memory_and_counts_what_it_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edged.outbox
+
+    monkeypatch.setattr(edged.outbox, "MAX_PENDING", 150)
+    outbox = await opened(tmp_path)
+    for start in range(0, 300, 100):
+        outbox.put(readings("a", start, 100))  # the writer has had no chance to run
+    await outbox.flush()
+    assert (outbox.accepted, outbox.rejected) == (200, 100)
+    outbox.put(readings("a", 300, 100))
+    await outbox.flush()
+    assert outbox.accepted == 300, "accepted again once the writer caught up"
+    await outbox.close()

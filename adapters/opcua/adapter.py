@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
@@ -34,6 +35,8 @@ from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 from asyncua.crypto import security_policies
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorMethod, CertificateValidatorOptions
 from asyncua.observer import Observer
 
 from edged.adapter import Adapter
@@ -184,6 +187,8 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 )
             except (ua.UaError, ValueError, OSError) as exc:
                 raise AdapterError(f"cannot set up {security.policy} {security.mode}: {exc}") from exc
+            if security.trusted_certificates is not None:
+                client.certificate_validator = await _server_validator(security.trusted_certificates)
         return client
 
     async def _disconnect(self, client: Client) -> None:
@@ -393,6 +398,19 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         if not status.is_good():
             raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
+
+
+async def _server_validator(folder: Path) -> CertificateValidatorMethod:
+    """Accept a server certificate only if it is valid now, names the server's
+    ApplicationUri, is meant for a server, and is in (or signed by a
+    certificate in) ``folder``; read again at every connect."""
+    try:
+        store = TrustStore([folder], [])
+        await store.load()
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"cannot load the trusted certificates in {folder}: {exc}") from exc
+    options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_SERVER
+    return CertificateValidator(options, store).validate
 
 
 def _epoch(stamp: datetime.datetime) -> float:

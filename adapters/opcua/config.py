@@ -126,8 +126,10 @@ class SecurityConfig(Model):
     private_key: Path | None = None
     private_key_password: Secret | None = None
     application_uri: str = "urn:edged:client"
-    # Trust: pin the server's certificate, or accept whatever it presents.
+    # Trust: pin the server's certificate, and/or check it against a folder of trusted
+    # certificates (the server's own or its CA's), or accept whatever it presents.
     server_certificate: Path | None = None
+    trusted_certificates: Path | None = None
     trust_any_server: bool = False
 
     @model_validator(mode="after")
@@ -142,10 +144,10 @@ class SecurityConfig(Model):
             raise ValueError(
                 f"policy {self.policy} needs certificate and private_key (make them with `edged opcua cert`):"
             )
-        if self.server_certificate is None and not self.trust_any_server:
+        if self.server_certificate is None and self.trusted_certificates is None and not self.trust_any_server:
             raise ValueError(
-                "name the server's certificate in server_certificate, or set trust_any_server: true "
-                "to accept the one it presents:"
+                "name the server's certificate in server_certificate or a folder of trusted certificates in "
+                "trusted_certificates, or set trust_any_server: true to accept the one it presents:"
             )
         return self
 

@@ -17,6 +17,7 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from edged.adapters.opcua.certs import CERT_FILE, KEY_FILE, CertificateFiles, write_certificate
 
 NAMESPACE = "urn:edged:test:plant"
+SERVER_URI = "urn:edged:test:server"
 
 
 def free_port() -> int:
@@ -54,6 +55,7 @@ class PlantServer:
             files = self.server_files()
             await server.load_certificate(str(files.certificate))
             await server.load_private_key(str(files.private_key))
+            await server.set_application_uri(SERVER_URI)
             server.set_security_policy(
                 [
                     ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
@@ -94,7 +96,7 @@ class PlantServer:
         assert self.cert_dir is not None
         directory = self.cert_dir / "server"
         if not (directory / CERT_FILE).exists():
-            return write_certificate(directory, "urn:edged:test:server", host_name="localhost")
+            return write_certificate(directory, SERVER_URI, host_name="localhost")
         return CertificateFiles(directory / CERT_FILE, directory / KEY_FILE)
 
     async def stop(self) -> None:

@@ -102,3 +102,26 @@ async def test_untrusted_client_certificate_is_refused(secure_plant, hub, runnin
     assert any("Bad" in m for m in retries.messages), retries.messages
     assert not hub.devices["secure/boiler"].online
     assert hub.value("secure/boiler", "temperature") is None
+
+
+async def test_server_trusted_through_a_certificate_folder(secure_plant, hub, watch, running, tmp_path):
+    trusted = tmp_path / "trusted-servers"
+    trusted.mkdir()
+    (trusted / "plant.der").write_bytes(secure_plant.server_files().certificate.read_bytes())
+    config = secure_config(secure_plant, tmp_path / "client", server_certificate=None, trusted_certificates=str(trusted))
+    running(OpcuaAdapter(config, hub, tmp_path))
+    await watch.until(lambda: (r := hub.value("secure/boiler", "temperature")) and r.quality is Quality.GOOD)
+
+
+async def test_server_missing_from_the_certificate_folder_is_refused(secure_plant, hub, running, tmp_path):
+    trusted = tmp_path / "trusted-servers"
+    trusted.mkdir()
+    (trusted / "other.der").write_bytes(make_cert(tmp_path / "other", "urn:other:server").joinpath(CERT_FILE).read_bytes())
+    config = secure_config(secure_plant, tmp_path / "client", server_certificate=None, trusted_certificates=str(trusted))
+    adapter = OpcuaAdapter(config, hub, tmp_path)
+    retries = RetryLog(adapter.log)
+    with retries:
+        running(adapter)
+        await retries.wait(2)
+    assert any("BadCertificateUntrusted" in m for m in retries.messages), retries.messages
+    assert not hub.devices["secure/boiler"].online

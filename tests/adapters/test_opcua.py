@@ -235,3 +235,19 @@ async def test_value_that_does_not_fit_the_point_type_is_bad(plant, hub, watch, 
     assert reading.quality is Quality.BAD and reading.value is None
     assert hub.value("plc/boiler", "mode").value == "auto"  # the same node on a str point is fine
     assert any(r.device == "plc/boiler" and "expected float" in r.getMessage() for r in caplog.records)
+
+
+async def test_deadband_suppresses_small_changes(plant, hub, watch, running, tmp_path):
+    config = make_config(plant.endpoint)
+    devices = [d.model_dump() for d in config.devices]
+    devices[0]["nodes"][0]["deadband"] = {"type": "absolute", "value": 1.0}
+    running(OpcuaAdapter(make_config(plant.endpoint, devices=devices), hub, tmp_path))
+    await watch.until(lambda: (r := hub.value("plc/boiler", "pump")) and r.value is False)
+    seen: list[object] = []
+    hub.subscribe(lambda batch: seen.extend(r.value for r in batch if r.key == "temperature"))
+    await plant.set("Temperature", 20.5)  # within the deadband of 20.0
+    await plant.set("Pump", True)  # a marker: the publish that carries it would carry 20.5 too
+    await watch.until(lambda: hub.value("plc/boiler", "pump").value is True)
+    await plant.set("Temperature", 22.0)
+    await watch.until(lambda: hub.value("plc/boiler", "temperature").value == 22.0)
+    assert 20.5 not in seen

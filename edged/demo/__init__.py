@@ -114,7 +114,8 @@ async def _print_tables(daemon: object, every: float) -> None:
                 values.append(f"{key}={value}{(' ' + point.unit) if point.unit else ''}")
             state = "online " if device.online else "OFFLINE"
             lines.append(f"  {device.id:<36} {state} {', '.join(values[:6])}")
-        outbox = getattr(daemon.uplink, "outbox", None)
-        depth = outbox.stats().get("depth") if outbox is not None and hasattr(outbox, "stats") else None
-        footer = f"  outbox: {depth} readings waiting" if depth is not None else ""
-        print("\n".join(["-- live values --", *lines, footer]), flush=True)
+        if daemon.uplink is not None:
+            stats = daemon.uplink.stats()
+            state = "connected" if stats["uplink_connected"] else "not connected"
+            lines.append(f"  uplink {state}; outbox: {stats['outbox_depth']} readings waiting, {stats['uplink_acked']} delivered")
+        print("\n".join(["-- live values --", *lines]), flush=True)

@@ -44,6 +44,7 @@ from edged.adapters.opcua import variant
 from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
 from edged.backoff import Backoff, retry_forever
 from edged.errors import AdapterError, CommandError
+from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading, Value, ValueType
 from edged.tasks import TaskSet
 
@@ -94,15 +95,19 @@ class _PublishObserver(Observer):
 class OpcuaAdapter(Adapter[OpcuaConfig]):
     config_model = OpcuaConfig
 
+    def __init__(self, config: OpcuaConfig, hub: Hub, state_dir: Path) -> None:
+        super().__init__(config, hub, state_dir)
+        self._bindings: dict[tuple[str, str], _Binding] = {}
+        self._client: Client | None = None  # while a session is up
+        self._warned: set[tuple[str, str]] = set()
+        self._sessions = 0
+
     async def start(self) -> None:
         library_log = logging.getLogger("asyncua")
         if library_log.level == logging.NOTSET:
             # asyncua logs every Publish response (with its payload) at INFO; keep its warnings only.
             library_log.setLevel(logging.WARNING)
-        self._bindings: dict[tuple[str, str], _Binding] = {}
-        self._client: Client | None = None
-        self._warned: set[tuple[str, str]] = set()
-        self._sessions = 0
+        self._bindings.clear()
         for spec in self.config.devices:
             device_id = self.device_id(spec.id)
             points = {}

@@ -96,8 +96,8 @@ class MqttLink:
 
     async def commands(self, handle: Callable[[Command | None, str | None, Any], None]) -> None:
         """Hand every command message to ``handle(command, error, raw_id)``; raise when disconnected."""
-        await self.client.subscribe(self.command_topic, qos=1)
         try:
+            await self.client.subscribe(self.command_topic, qos=1)
             async for message in self.client.messages:
                 command, error, raw_id = parse_command(message.payload)
                 handle(command, error, raw_id)

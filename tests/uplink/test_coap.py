@@ -76,7 +76,7 @@ async def coap_server(tmp_path: Path) -> AsyncIterator[int]:
 def uplink_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
     config = TypeAdapter(UplinkConfig).validate_python(
         {"type": "coap", "uri": f"coaps://127.0.0.1:{port}/gw/readings", "identity": "gw1", "psk": psk,
-         "event_uri": f"coaps://127.0.0.1:{port}/gw/events", "timeout": 2, **extra}
+         "event_uri": f"coaps://127.0.0.1:{port}/gw/events", "timeout": 2} | extra
     )
     assert isinstance(config, CoapUplinkConfig)
     return config
@@ -96,7 +96,8 @@ async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payloa
 async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
     tmp_path: Path, hub: Hub, coap_server: int, running: Any
 ) -> None:
-    config = uplink_config(coap_server, inflight=1)  # one at a time, so the server keeps the last row
+    # One POST at a time, so the server keeps the last row; a timeout with room for a busy machine.
+    config = uplink_config(coap_server, inflight=1, timeout=10)
     # Create the resources first: the example server's handler for unknown paths takes no block-wise bodies.
     await request(config, aiocoap.PUT, config.uri, b"-")
     uplink = UplinkService(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")

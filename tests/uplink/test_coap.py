@@ -46,31 +46,45 @@ def free_udp_pair() -> int:
     raise RuntimeError("no free UDP port pair")
 
 
-@pytest.fixture
-async def coap_server(tmp_path: Path) -> AsyncIterator[int]:
-    """coap-server-openssl with PSK; yields its DTLS port."""
-    port = free_udp_pair()
-    with (tmp_path / "coap-server.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            "coap-server-openssl", "-A", "127.0.0.1", "-p", str(port), "-k", PSK, "-d", "50", "-L", "3", "-v", "4",
-            stdout=log, stderr=log,
-        )
-    try:
+class CoapServer:
+    """coap-server-openssl with a PSK on a free port pair; ``port`` is its DTLS port."""
+
+    def __init__(self, log: Path) -> None:
+        self.plain_port = free_udp_pair()
+        self.port = self.plain_port + 1
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                "coap-server-openssl", "-A", "127.0.0.1", "-p", str(self.plain_port), "-k", PSK,
+                "-d", "50", "-L", "3", "-v", "4", stdout=log, stderr=log,
+            )
         context = await aiocoap.Context.create_client_context()
         try:
             async with asyncio.timeout(10):  # ready once it answers plain CoAP
                 while True:
                     with contextlib.suppress(aiocoap.error.Error, TimeoutError):
                         async with asyncio.timeout(0.5):
-                            request = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{port}/")
-                            await context.request(request).response
-                            break
+                            probe = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{self.plain_port}/")
+                            await context.request(probe).response
+                            return
         finally:
             await context.shutdown()
-        yield port + 1
-    finally:
-        proc.terminate()
-        await proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def coap_server(tmp_path: Path) -> AsyncIterator[CoapServer]:
+    server = CoapServer(tmp_path / "coap-server.log")
+    await server.start()
+    yield server
+    await server.stop()
 
 
 def uplink_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
@@ -94,10 +108,10 @@ async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payloa
 
 
 async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
-    tmp_path: Path, hub: Hub, coap_server: int, running: Any
+    tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     # One POST at a time, so the server keeps the last row; a timeout with room for a busy machine.
-    config = uplink_config(coap_server, inflight=1, timeout=10)
+    config = uplink_config(coap_server.port, inflight=1, timeout=10)
     # Create the resources first: the example server's handler for unknown paths takes no block-wise bodies.
     await request(config, aiocoap.PUT, config.uri, b"-")
     uplink = UplinkService(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")
@@ -120,10 +134,10 @@ async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
 
 
 async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
-    tmp_path: Path, hub: Hub, coap_server: int, running: Any
+    tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     uplink = UplinkService(
-        OutboxConfig(), uplink_config(coap_server, psk="not-the-key"), hub, tmp_path / "state", "gw1",
+        OutboxConfig(), uplink_config(coap_server.port, psk="not-the-key"), hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.2),
     )
     running(uplink)
@@ -132,3 +146,22 @@ async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
     await uplink.wait_for(lambda: uplink.reconnects >= 1, 20)
     assert uplink.stats()["uplink_acked"] == 0
     assert uplink.outbox.depth == 1
+
+
+async def test_a_server_outage_loses_nothing(tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any) -> None:
+    # Small rows: after its restart the server's handler for new paths takes no block-wise bodies.
+    uplink = UplinkService(
+        OutboxConfig(row_readings=20), uplink_config(coap_server.port), hub, tmp_path / "state", "gw1",
+        backoff=Backoff(initial=0.05, maximum=0.3),
+    )
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.connected, 10)
+    hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(20)])
+    await uplink.wait_for(lambda: uplink.outbox.acked == 20, 10)
+    await coap_server.stop()
+    hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(20, 100)])
+    await uplink.wait_for(lambda: uplink.reconnects >= 1, 20)
+    assert uplink.outbox.depth == 80
+    await coap_server.start()
+    await uplink.wait_for(lambda: uplink.outbox.depth == 0, 30)
+    assert uplink.outbox.acked == 100

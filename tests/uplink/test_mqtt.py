@@ -241,3 +241,20 @@ async def test_health_reports_a_long_outage_and_a_nearly_full_outbox(
     hub.publish(batch("sim/a", 0, 100))
     await uplink.wait_for(lambda: uplink.outbox.accepted == 100, 10)
     assert any(p.startswith("outbox is") and p.endswith("% full") for p in uplink.health_problems())
+
+
+async def test_cancelling_the_service_commits_every_reading_handed_over(tmp_path: Path, hub: Hub) -> None:
+    from edged.outbox import Outbox
+    from tests.uplink.peers import free_port
+
+    uplink = service(tmp_path, hub, free_port())
+    task = asyncio.create_task(uplink.run())
+    await uplink.wait_for(lambda: uplink.outbox.is_open, 10)
+    for start in range(0, 5000, 100):
+        hub.publish(batch("sim/a", start, 100))  # all still in memory when the stop comes
+    task.cancel()  # what the daemon does on SIGTERM
+    await asyncio.gather(task, return_exceptions=True)
+    outbox = Outbox(OutboxConfig(), tmp_path / "state")
+    await outbox.open()
+    assert outbox.depth == 5000
+    await outbox.close()

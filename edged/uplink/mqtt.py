@@ -33,6 +33,8 @@ from typing import Any
 
 import aiomqtt
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.errors import UplinkError
 from edged.model import Command, Origin
@@ -42,6 +44,7 @@ from edged.uplink.config import MqttUplinkConfig
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 60.0  # a message not acknowledged within this fails the connection
+SESSION_EXPIRY = 7 * 86400  # seconds the broker keeps a persistent MQTT 5 session (clean_session: false)
 
 
 class MqttLink:
@@ -160,6 +163,11 @@ async def connect(config: MqttUplinkConfig, gateway_id: str) -> AsyncIterator[Mq
     prefix = config.prefix.format(gateway=gateway_id)
     status_topic = config.status_topic.format(prefix=prefix, gateway=gateway_id)
     v5 = config.protocol == "5"
+    properties = None
+    if v5 and not config.clean_session:
+        # MQTT 5 ends a session at disconnect unless it is given an expiry: keep it (and its queued commands).
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY
     client = aiomqtt.Client(
         config.host,
         config.port,
@@ -174,6 +182,7 @@ async def connect(config: MqttUplinkConfig, gateway_id: str) -> AsyncIterator[Mq
         timeout=config.connect_timeout,
         max_inflight_messages=config.inflight,
         tls_context=await _tls_context(config),
+        properties=properties,
         logger=log,
     )
     client.pending_calls_threshold = config.inflight + 16

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from pydantic import TypeAdapter
 
 from edged.backoff import Backoff
@@ -258,3 +259,35 @@ async def test_cancelling_the_service_commits_every_reading_handed_over(tmp_path
     await outbox.open()
     assert outbox.depth == 5000
     await outbox.close()
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_with_a_persistent_session_commands_sent_while_offline_arrive_after_reconnect(
+    tmp_path: Path, hub: Hub, broker: Broker, protocol: str
+) -> None:
+    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
+    writes: list[Command] = []
+
+    async def write(command: Command) -> None:
+        writes.append(command)
+
+    hub.attach_writer("sim", write)
+    async with collecting(broker.port, "edged/gw1/commands/result") as cloud:
+        first = service(tmp_path, hub, broker.port, clean_session=False, protocol=protocol)
+        task = asyncio.create_task(first.run())
+        await first.wait_for(lambda: first.connected, 10)
+        await cloud_command(broker.port, json.dumps({"id": "a", "device": "sim/relay", "point": "on", "value": True}))
+        await cloud.until(lambda: any(m.get("id") == "a" for m in cloud.json))  # so it is subscribed
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+        # Nobody is connected to take this one now; the broker keeps it for the gateway's session.
+        await cloud_command(broker.port, json.dumps({"id": "b", "device": "sim/relay", "point": "on", "value": False}))
+        second = service(tmp_path, hub, broker.port, clean_session=False, protocol=protocol)
+        task = asyncio.create_task(second.run())
+        try:
+            await cloud.until(lambda: any(m.get("id") == "b" for m in cloud.json))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert [c.value for c in writes] == [True, False]

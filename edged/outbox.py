@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -260,11 +261,10 @@ class Outbox:
                 group.append(reading[1:])
         per_row = self.config.row_readings
         records: list[tuple[Any, ...]] = []
-        dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
         for device, group in groups.items():
             for start in range(0, len(group), per_row):
                 chunk = group[start : start + per_row]
-                payload = dumps(chunk).encode()
+                payload = _encode(chunk)
                 records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload))
         for subject, payload in events:
             records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload))
@@ -380,6 +380,17 @@ class Outbox:
             "outbox_expired": self.expired,
             "outbox_acked": self.acked,
         }
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
+
+
+def _encode(chunk: list[tuple[Any, ...]]) -> bytes:
+    """JSON for ``[key, value, ts, quality]`` tuples; NaN and infinities (not JSON) become null."""
+    try:
+        return _dumps(chunk).encode()
+    except ValueError:
+        return _dumps([(k, None if isinstance(v, float) and not math.isfinite(v) else v, t, q) for k, v, t, q in chunk]).encode()
 
 
 def _ranges(ids: list[int]) -> list[tuple[int, int]]:

@@ -158,3 +158,11 @@ async def test_a_stalled_disk_bounds_memory_and_counts_what_it_refuses(
     await outbox.flush()
     assert outbox.accepted == 300, "accepted again once the writer caught up"
     await outbox.close()
+
+
+async def test_values_that_json_cannot_carry_are_stored_as_null(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path)
+    outbox.put([Reading("a", "v", float("nan"), 1.0), Reading("a", "w", float("inf"), 1.0), Reading("a", "x", 2.5, 1.0)])
+    await outbox.flush()
+    assert [v for _, v in stored(outbox)] == [None, None, 2.5]
+    await outbox.close()

@@ -132,20 +132,24 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
         db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        for name, value in db.execute("SELECT name, value FROM counters"):
-            if name in _COUNTERS:
-                setattr(self, name, value)
         db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
             " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
             " payload BLOB NOT NULL)"
         )
-        depth, size, rows = db.execute("SELECT total(count), total(size), count(*) FROM outbox").fetchone()
-        self.depth, self.bytes, self.rows = int(depth), int(size), rows
+        self._recount(db)
         (self.last_id,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name='outbox'").fetchone()
         self._db = db
         self._update_oldest()
         log.info("outbox %s: %d readings waiting (%d bytes)", self.path, self.depth, self.bytes)
+
+    def _recount(self, db: sqlite3.Connection) -> None:
+        """Set the figures from what is committed."""
+        for name, value in db.execute("SELECT name, value FROM counters"):
+            if name in _COUNTERS:
+                setattr(self, name, value)
+        depth, size, rows = db.execute("SELECT total(count), total(size), count(*) FROM outbox").fetchone()
+        self.depth, self.bytes, self.rows = int(depth), int(size), rows
 
     def _close(self) -> None:
         if self._db is not None:
@@ -245,6 +249,7 @@ class Outbox:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._recount(db)  # undo what this transaction had counted
             raise
         self.bytes += sum(r[3] for r in records)
         self.rows += len(rows)

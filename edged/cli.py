@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("edged.status.cli", "show the running gateway's status"),
     "provision": ("edged.provision", "create the gateway key and CSR"),
     "rules": ("edged.rules.cli", "check rules or replay recorded readings against them"),
+    "opcua": ("edged.adapters.opcua.cli", "OPC UA client certificates"),
     "zigbee": ("edged.adapters.zigbee.cli", "Zigbee network operations (permit joining)"),
 }
 

@@ -68,18 +68,8 @@ class Document(resource.Resource):
         return encode(request, self.view())
 
 
-class ObservableDocument(resource.ObservableResource):
+class ObservableDocument(Document, resource.ObservableResource):
     """Like ``Document``, and observers are told when ``changed()`` is called."""
-
-    ct = FORMATS
-
-    def __init__(self, view: Callable[[], Any], rt: str) -> None:
-        super().__init__()
-        self.view = view
-        self.rt = rt
-
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        return encode(request, self.view())
 
     def changed(self) -> None:
         self.updated_state()

@@ -205,6 +205,7 @@ async def main() -> None:
     faults = sorted([("kill", rng.uniform(0.1, 0.9) * duration) for _ in range(args.kills)]
                     + [("outage", rng.uniform(0.1, 0.9) * duration) for _ in range(args.outages)], key=lambda f: f[1])
     rss_1min = rss_end = 0.0
+    done = {"kill": 0, "outage": 0}
     p99s: list[float] = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -228,9 +229,11 @@ async def main() -> None:
                             p99s.append(p99)
                         edged.end(signal.SIGKILL)
                         edged.start()
+                        done["kill"] += 1
                         print(f"{elapsed:6.0f} s: edged killed with SIGKILL and restarted", flush=True)
                     elif broker_back_at is None:
                         broker.stop()
+                        done["outage"] += 1
                         broker_back_at = elapsed + rng.uniform(5, 30)
                         print(f"{elapsed:6.0f} s: broker stopped", flush=True)
                 await asyncio.sleep(1.0)
@@ -263,7 +266,7 @@ async def main() -> None:
                 proc.wait(30)
         broker.stop()
     delivered = subscriber.delivered
-    print(f"minutes: {args.minutes:g}; SIGKILLs: {args.kills}; broker outages: {args.outages}; state in {folder}")
+    print(f"minutes: {args.minutes:g}; SIGKILLs: {done['kill']}; broker outages: {done['outage']}; state in {folder}")
     print(f"accepted: {accepted} readings (outbox drops: {dropped})")
     print(f"delivered: {delivered} readings")
     print(f"duplicated: {subscriber.messages - len(subscriber.rows)} messages")

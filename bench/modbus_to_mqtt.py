@@ -196,11 +196,14 @@ async def one_rate(rate: float, args: argparse.Namespace, folder: Path, broker: 
     }
 
 
+CPUS = sorted(os.sched_getaffinity(0))  # taken before this process pins itself
+
+
 def pin(pid: int, cpu: int) -> None:
-    with contextlib.suppress(AttributeError, OSError):
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) > 1:
-            os.sched_setaffinity(pid, {cpus[cpu % len(cpus)]})
+    """Pin ``pid`` to the ``cpu``-th core this script may use (nothing on a single core)."""
+    with contextlib.suppress(OSError):
+        if len(CPUS) > 1:
+            os.sched_setaffinity(pid, {CPUS[cpu % len(CPUS)]})
 
 
 async def main() -> None:

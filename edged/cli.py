@@ -15,8 +15,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged import __version__
+
+if TYPE_CHECKING:
+    from edged.config import Config
 
 EXIT_CONFIG = 2
 
@@ -57,14 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.handler(args) or 0)
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
+def read_config(path: Path) -> Config | None:
+    """The configuration at ``path``; ``None`` after printing its problems to stderr."""
     from edged.config import load_config
     from edged.errors import ConfigError
 
     try:
-        config = load_config(args.file)
+        return load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = read_config(args.file)
+    if config is None:
         return EXIT_CONFIG
     print(f"{args.file}: ok ({len(config.adapters)} adapter(s), {len(config.rules)} rule(s))")
     return 0
@@ -72,13 +83,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edged import adapters, logs
-    from edged.config import load_config
-    from edged.errors import ConfigError
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = read_config(args.config)
+    if config is None:
         return EXIT_CONFIG
     logs.setup(args.log_level or config.gateway.log_level, args.log_format)
     for adapter in config.adapters:

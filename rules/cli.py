@@ -38,13 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edged.config import load_config
-    from edged.errors import ConfigError
+    from edged.cli import read_config
 
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = read_config(args.file)
+    if config is None:
         return EXIT_CONFIG
     if args.rules_command == "check":
         return _check(args.file, config)

@@ -3,8 +3,9 @@
 It holds the device registry, the last reading of every point (the reported
 state of the device shadow), desired values waiting for offline devices, and
 fans out reading batches and events to subscribers. Listeners are plain
-callables called synchronously with a whole batch; they must only hand the
-batch on (append to a queue, wake a task), never block.
+callables called synchronously with a whole batch; they must be quick and
+never block (the outbox queues the batch for its writer thread; the rules
+engine looks up the rules that read each point and starts their runs).
 """
 
 from __future__ import annotations

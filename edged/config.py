@@ -115,7 +115,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError([ConfigProblem(str(path), 1, "", f"expected a mapping at the top level; got {type(data).__name__}")])
     data = _merge_includes(path, data, sources)
     problems: list[ConfigProblem] = []
-    data["adapters"] = _validate_adapters(data.get("adapters", []), path, sources, problems)
+    data["adapters"] = _validate_adapters(data, path, sources, problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -156,8 +156,9 @@ def _merge_includes(path: Path, data: dict[str, Any], sources: SourceMap) -> dic
     return data
 
 
-def _validate_adapters(raw: Any, path: Path, sources: SourceMap, problems: list[ConfigProblem]) -> Any:
-    """Validate each adapter entry with the model its ``type:`` picks."""
+def _validate_adapters(data: dict[str, Any], path: Path, sources: SourceMap, problems: list[ConfigProblem]) -> Any:
+    """Validate each entry of ``data["adapters"]`` with the model its ``type:`` picks."""
+    raw = data.get("adapters", [])
     if not isinstance(raw, list):
         return raw
     validated = []
@@ -173,7 +174,7 @@ def _validate_adapters(raw: Any, path: Path, sources: SourceMap, problems: list[
         try:
             validated.append(adapters.config_model(type_).model_validate(entry))
         except ValidationError as exc:
-            problems.extend(_problems(exc, where, path, sources))
+            problems.extend(_problems(exc, where, path, sources, data))
     return validated
 
 

@@ -64,6 +64,10 @@ class DaemonCollector(Collector):
     def _adapters(self) -> Iterator[Metric]:
         labels = ["adapter"]
         readings = CounterMetricFamily("edged_adapter_readings", "Readings an adapter published", labels=labels)
+        delivered = CounterMetricFamily(
+            "edged_adapter_readings_delivered", "Readings of an adapter the cloud acknowledged", labels=labels
+        )
+        acked = getattr(self.daemon.uplink, "delivered", {})
         errors = CounterMetricFamily("edged_adapter_errors", "Errors talking to devices", labels=labels)
         reconnects = CounterMetricFamily("edged_adapter_reconnects", "Reconnection attempts", labels=labels)
         state = GaugeMetricFamily("edged_adapter_state", "1 for the adapter's current state", labels=["adapter", "state"])
@@ -71,6 +75,7 @@ class DaemonCollector(Collector):
                                     labels=["adapter", "online"])
         for name, adapter in list(self.daemon.adapters.items()):
             readings.add_metric([name], getattr(adapter, "readings_total", 0))
+            delivered.add_metric([name], acked.get(name, 0))
             errors.add_metric([name], getattr(adapter, "errors_total", 0))
             reconnects.add_metric([name], getattr(adapter, "reconnects_total", 0))
             current = getattr(adapter, "state", "stopped")
@@ -80,7 +85,7 @@ class DaemonCollector(Collector):
             online = sum(1 for device in known_devices if device.online)
             devices.add_metric([name, "true"], online)
             devices.add_metric([name, "false"], len(known_devices) - online)
-        yield from (readings, errors, reconnects, state, devices)
+        yield from (readings, delivered, errors, reconnects, state, devices)
 
     def _rules(self) -> Iterator[Metric]:
         rules = getattr(self.daemon, "rules", None)

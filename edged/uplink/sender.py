@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 
-from edged.outbox import Outbox, Row
+from edged.outbox import READINGS, Outbox, Row
 from edged.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ LIVE_LIMIT = 200_000  # live readings kept in memory; beyond, they go to the bac
 
 
 class Sender:
-    def __init__(self, outbox: Outbox, send: Send, inflight: int, backfill_rate: int) -> None:
+    def __init__(self, outbox: Outbox, send: Send, inflight: int, backfill_rate: int,
+                 delivered: Counter[str] | None = None) -> None:
         self.outbox = outbox
         self._send = send
         self._window = asyncio.Semaphore(inflight)
@@ -43,6 +44,7 @@ class Sender:
         # Figures for metrics.
         self.sent_live = 0  # readings acknowledged, by lane
         self.sent_backlog = 0
+        self.delivered = Counter() if delivered is None else delivered  # readings acknowledged, by adapter
 
     async def run(self) -> None:
         """Send until the link fails (raised); cancel to stop."""
@@ -123,6 +125,8 @@ class Sender:
         finally:
             self._window.release()
         self.outbox.ack((row.id,))
+        if row.kind == READINGS:
+            self.delivered[row.subject.partition("/")[0]] += row.count
         if live:
             self.sent_live += row.count
         else:

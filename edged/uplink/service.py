@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class UplinkService:
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._sent = [0, 0]  # live, backlog readings of past connections
+        self.delivered: Counter[str] = Counter()  # readings the cloud acknowledged, by adapter
         # Figures for metrics (see also ``stats()``).
         self.connected = False
         self.reconnects = 0
@@ -86,7 +88,7 @@ class UplinkService:
                 await self._serve(link.send, None)
 
     async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
-        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate)
+        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered)
         self._sender = sender
         self.connected = True
         self._down_since = None

@@ -119,3 +119,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def test_readings_delivered_are_counted_per_adapter(start_daemon: StartDaemon, tmp_path) -> None:
+    from tests.uplink.peers import Broker
+
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        daemon = await start_daemon(extra=UPLINK_AND_RULES.format(port=broker.port))
+        watch = Watch(daemon.hub)
+        await watch.until(lambda: daemon.uplink is not None and daemon.uplink.delivered["sim"] > 0)
+        async with aiohttp.ClientSession() as session:
+            metrics = await scrape(session, http_url(daemon))
+    finally:
+        broker.stop()
+    delivered = metrics[("edged_adapter_readings_delivered_total", (("adapter", "sim"),))]
+    assert 0 < delivered <= metrics[("edged_adapter_readings_total", (("adapter", "sim"),))]

@@ -58,6 +58,7 @@ async def test_readings_arrive_once_per_device_batch_in_order_and_leave_the_outb
         await uplink.wait_for(lambda: uplink.outbox.depth == 0, 10)
         stats = uplink.stats()
         assert (stats["outbox_accepted"], stats["uplink_acked"], stats["uplink_connected"]) == (6000, 6000, True)
+        assert uplink.delivered == {"sim": 6000}
 
 
 async def test_point_template_sends_one_message_per_reading_over_mqtt5(

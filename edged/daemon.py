@@ -27,7 +27,7 @@ from edged import adapters
 from edged.adapter import Adapter, AdapterConfig
 from edged.backoff import Backoff, retry_forever
 from edged.config import Config, load_config
-from edged.errors import ConfigError
+from edged.errors import ConfigError, EdgedError
 from edged.hub import Hub
 from edged.sdnotify import Notifier
 
@@ -163,7 +163,10 @@ class Daemon:
             await factory().run()
 
         def crashed(exc: BaseException) -> None:
-            log.error("%s crashed", name, exc_info=exc)
+            if isinstance(exc, EdgedError):  # a failure we understand and have already described
+                log.error("%s failed: %s", name, exc)
+            else:
+                log.error("%s crashed", name, exc_info=exc)
 
         task = self._group.create_task(
             retry_forever(name, attempt, log, Backoff(initial=1.0, maximum=60.0), on_failure=crashed), name=name

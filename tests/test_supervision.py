@@ -11,6 +11,7 @@ from edged import adapters
 from edged.adapter import Adapter, AdapterConfig
 from edged.config import load_config
 from edged.daemon import Daemon
+from edged.errors import AdapterError
 from edged.model import Command, Device, Point, Reading
 from tests.conftest import Watch
 
@@ -65,6 +66,35 @@ async def test_crashing_adapter_is_restarted_and_others_keep_running(tmp_path, f
         assert "ConnectionResetError: the device hung up" in caplog.text
         assert daemon.hub.devices["sim/m"].online
         assert daemon.health_problems() == []
+    finally:
+        daemon.stop()
+        await running
+
+
+class NoRadioAdapter(FlakyAdapter):
+    """Fails to start with an error it has already explained (no hardware)."""
+
+    restarted: asyncio.Event
+
+    async def start(self) -> None:
+        type(self).starts += 1
+        if type(self).starts == 2:
+            type(self).restarted.set()
+        raise AdapterError("no radio at /dev/ttyACM0")
+
+
+async def test_an_explained_failure_is_one_line_and_retried(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:NoRadioAdapter"))
+    NoRadioAdapter.starts = 0
+    NoRadioAdapter.restarted = asyncio.Event()
+    (tmp_path / "c.yaml").write_text("status: {http: {enabled: false}}\nadapters:\n  - {type: flaky, name: radio}\n")
+    daemon = Daemon(load_config(tmp_path / "c.yaml"), tmp_path / "c.yaml")
+    running = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(10):
+            await NoRadioAdapter.restarted.wait()  # after the first backoff delay (1 s)
+        failures = [r for r in caplog.records if "adapter:radio failed: no radio at /dev/ttyACM0" in r.getMessage()]
+        assert failures and all(r.exc_info is None for r in failures)
     finally:
         daemon.stop()
         await running

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="status API and page port (default 8080)")
     parser.add_argument("--mqtt-port", type=int, default=1883, help="local MQTT broker port (default 1883)")
     parser.add_argument("--state-dir", type=Path, help="default: a new temporary folder")
-    parser.add_argument("--table-every", type=float, default=10.0, help="seconds between tables of values; 0: none")
+    parser.add_argument("--table-every", type=float, default=5.0, help="seconds between tables of values; 0: none")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
 
 

@@ -40,10 +40,14 @@ async def check_write_round_trip(hub: Hub, watch, device_id: str, key: str, valu
 
 
 async def check_stop_marks_offline(adapter: Adapter, hub: Hub, task: asyncio.Task[None]) -> None:
-    """Cancelling ``run()`` stops the adapter cleanly and marks its devices offline."""
+    """Cancelling ``run()`` stops the adapter cleanly, marks its devices offline,
+    and commands for them are refused instead of reaching a stopped adapter."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert adapter.state == "stopped"
     assert all(not d.online for d in hub.adapter_devices(adapter.name))
-    result = await hub.execute(Command(hub.adapter_devices(adapter.name)[0].id, "x", 1, Origin.API))
-    assert result.status is not CommandStatus.OK
+    writable = [(d.id, p) for d in hub.adapter_devices(adapter.name) for p in d.points.values() if p.writable]
+    for device_id, point in writable[:1]:
+        value = {"bool": True, "int": 1, "float": 1.0, "str": "x"}[point.type.value]
+        result = await hub.execute(Command(device_id, point.key, value, Origin.API))
+        assert (result.status, result.reason) == (CommandStatus.REJECTED, "device offline")

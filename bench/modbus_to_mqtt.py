@@ -44,33 +44,45 @@ from tests.uplink.peers import Broker  # noqa: E402
 UNITS, REGISTERS = 10, 100  # per connection: 1,000 points
 
 
+def load_adapter(port: int, connections: int, interval: float) -> dict:
+    """A Modbus adapter polling ``connections`` x 10 units x 100 registers of the responder at ``port``."""
+    points = [{"key": f"r{a}", "address": a} for a in range(REGISTERS)]
+    return {
+        "type": "modbus",
+        "name": "load",
+        "connections": [
+            {
+                "transport": "tcp", "host": "127.0.0.1", "port": port,
+                "devices": [
+                    {"id": f"c{c}u{u}", "unit_id": u, "interval": interval, "max_interval": "1h", "points": points}
+                    for u in range(1, UNITS + 1)
+                ],
+            }
+            for c in range(connections)
+        ],
+    }
+
+
 def config_text(state: Path, http_port: int, modbus_port: int, mqtt_port: int, connections: int,
                 interval: float, rules: int) -> str:
-    points = "\n".join(f"                - {{key: r{a}, address: {a}}}" for a in range(REGISTERS))
-    connection_blocks = []
-    for c in range(connections):
-        unit_blocks = "\n".join(
-            f"          - id: c{c}u{u}\n            unit_id: {u}\n            interval: {interval}\n"
-            f"            max_interval: 1h\n            points:\n{points}"
-            for u in range(1, UNITS + 1)
-        )
-        connection_blocks.append(
-            f"  - transport: tcp\n    host: 127.0.0.1\n    port: {modbus_port}\n    devices:\n{unit_blocks}"
-        )
-    rule_blocks = "\n".join(
-        f"  - id: r{i}\n    triggers: [{{type: threshold, point: load/c{i % connections}u{1 + i % UNITS}.r{i % REGISTERS}, "
-        "above: 70000}]\n"
-        f"    actions: [{{type: log, message: never}}]"
-        for i in range(rules)
-    )
-    return (
-        f"gateway: {{id: bench, state_dir: {state}}}\n"
-        f"status: {{http: {{host: 127.0.0.1, port: {http_port}}}}}\n"
-        "adapters:\n  - type: modbus\n    name: load\n    connections:\n"
-        + "\n".join("  " + line for block in connection_blocks for line in block.splitlines())
-        + ("\nrules:\n" + rule_blocks if rules else "")
-        + f"\noutbox: {{max_bytes: 4GiB}}\nuplink: {{type: mqtt, host: 127.0.0.1, port: {mqtt_port}, inflight: 256}}\n"
-    )
+    """The bench's configuration, as JSON (which is YAML)."""
+    config = {
+        "gateway": {"id": "bench", "state_dir": str(state)},
+        "status": {"http": {"host": "127.0.0.1", "port": http_port}},
+        "adapters": [load_adapter(modbus_port, connections, interval)],
+        "rules": [
+            {
+                "id": f"r{i}",
+                "triggers": [{"type": "threshold", "point": f"load/c{i % connections}u{1 + i % UNITS}.r{i % REGISTERS}",
+                              "above": 70000}],
+                "actions": [{"type": "log", "message": "never"}],
+            }
+            for i in range(rules)
+        ],
+        "outbox": {"max_bytes": "4GiB"},
+        "uplink": {"type": "mqtt", "host": "127.0.0.1", "port": mqtt_port, "inflight": 256},
+    }
+    return json.dumps(config, indent=1)
 
 
 class Counter:

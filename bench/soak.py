@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from tests.daemon_process import free_port  # noqa: E402
 from tests.uplink.peers import Broker  # noqa: E402
 
-UNITS, REGISTERS = 10, 100
+sys.path.insert(0, str(ROOT / "bench"))
+from modbus_to_mqtt import REGISTERS, UNITS, load_adapter  # noqa: E402
 
 
 def soak_config(folder: Path, http_port: int, mqtt_port: int, modbus_port: int, opcua_port: int, load_port: int,
@@ -56,16 +57,7 @@ def soak_config(folder: Path, http_port: int, mqtt_port: int, modbus_port: int, 
     )
     demo = demo.replace("id: edged-demo", "id: soak").replace("max_bytes: 64MiB", "max_bytes: 4GiB")
     connections = max(1, round(load_rate / (UNITS * REGISTERS * 2)))  # each polled twice a second
-    points = "".join(f"\n              - {{key: r{a}, address: {a}}}" for a in range(REGISTERS))
-    blocks = []
-    for c in range(connections):
-        units = "".join(
-            f"\n          - id: c{c}u{u}\n            unit_id: {u}\n            interval: 500ms\n"
-            f"            max_interval: 1h\n            points:{points}"
-            for u in range(1, UNITS + 1)
-        )
-        blocks.append(f"\n      - transport: tcp\n        host: 127.0.0.1\n        port: {load_port}\n        devices:{units}")
-    load = f"\n  - type: modbus\n    name: load\n    connections:{''.join(blocks)}\n"
+    load = "\n  - " + json.dumps(load_adapter(load_port, connections, 0.5)) + "\n"
     fast_rule = (
         "\n  - id: fast-toggle\n    description: fires on every poll of one load point (rule latency)\n"
         "    mode: queued\n    triggers: [{type: change, point: load/c0u1.r0}]\n"

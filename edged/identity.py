@@ -67,7 +67,7 @@ def provision(
     name = _subject(gateway_id, organization)
     fingerprint = public_key_fingerprint(key)
     if self_signed:
-        cert = _self_signed(key, name, days)
+        cert = self_signed_certificate(key, name, days, [(_client_auth(), False)])
         cert_path = directory / CERT_FILE
         write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return Identity(gateway_id, key_path, key_created, fingerprint, cert_path=cert_path)
@@ -139,9 +139,13 @@ def _client_auth() -> x509.ExtendedKeyUsage:
     return x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
 
 
-def _self_signed(key: PrivateKey, name: x509.Name, days: int) -> x509.Certificate:
+def self_signed_certificate(
+    key: PrivateKey, name: x509.Name, days: int, extensions: list[tuple[x509.ExtensionType, bool]]
+) -> x509.Certificate:
+    """A self-signed end-entity certificate for ``key``, valid from five minutes ago
+    for ``days``, with ``extensions`` as (extension, critical) pairs."""
     now = datetime.datetime.now(datetime.UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -150,6 +154,7 @@ def _self_signed(key: PrivateKey, name: x509.Name, days: int) -> x509.Certificat
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_client_auth(), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(key, hashes.SHA256())

@@ -35,6 +35,9 @@ class CoapLink:
         self.config = config
         self.gateway_id = gateway_id
         self.context = context
+        # aiocoap pools DTLS sessions weakly: hold each server's session so
+        # it is reused between POSTs and closed in order by context.shutdown().
+        self.sessions: dict[str, object] = {}
 
     async def send(self, row: Row) -> None:
         if row.kind == EVENT:
@@ -52,6 +55,8 @@ class CoapLink:
             raise UplinkError(f"no answer from {uri} within {self.config.timeout:g} s") from exc
         except aiocoap.error.Error as exc:
             raise UplinkError(f"POST {uri} failed: {exc}") from exc
+        finally:
+            self.sessions[urlsplit(uri).netloc] = request.remote  # set by aiocoap: the DTLS session used
         if not response.code.is_successful():
             raise UplinkError(f"POST {uri} answered {response.code}")
 

@@ -2,19 +2,21 @@
 
 A ``Run`` walks the rule's action lists. Every list has a path
 (``actions``, ``actions.2.then``, ``actions.3.choices.0.actions``, ...) so
-the place after a delay can be saved as a list of ``(path, next index)``
-frames, innermost first; after a restart the run goes on from there. Delays
-inside ``parallel`` branches and waits are not saved (a restart abandons
-them); everything else resumes.
+the place after a delay or a wait can be saved as a list of
+``(path, next index)`` frames, innermost first; after a restart the run
+waits out what is left of the delay (or waits again, until the saved
+deadline) and goes on from there. Delays and waits inside ``parallel``
+branches are not saved (a restart abandons them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,13 @@ class Firing:
     value: Value
     ts: float
     received: float | None = None  # perf_counter() when the reading reached the Hub
+
+    def saved(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "value": self.value, "ts": self.ts}
+
+    @classmethod
+    def restore(cls, entry: dict[str, Any]) -> Firing:
+        return cls(str(entry["trigger"]), entry["value"], float(entry["ts"]))
 
 
 class StopRun(Exception):
@@ -88,10 +97,16 @@ class Run:
     def scope(self) -> Scope:
         return Scope(self.engine.hub, self.engine.clock.now(), self.engine.zone, self.firing.value)
 
-    async def execute(self, frames: Frames = (("actions", 0),), resume_at: float | None = None) -> None:
-        """Run from ``frames``; with ``resume_at``, first wait for a saved delay to end."""
-        if resume_at is not None:
-            await self._delay(resume_at, frames)
+    async def execute(self, frames: Frames = (("actions", 0),), saved: dict[str, Any] | None = None) -> None:
+        """Run from ``frames``; with a ``saved`` delay or wait, first finish that."""
+        if saved is not None:
+            due = saved["due"]
+            if saved["kind"] == "wait":
+                at = str(saved["at"])
+                path, _, index = at.rpartition(".")
+                await self._wait(self.program.lists[path][int(index)], at, None if due is None else float(due), frames)
+            else:
+                await self._delay(float(due), frames)
         for depth, (path, index) in enumerate(frames):
             await self._list(path, index, frames[depth + 1 :])
 
@@ -109,9 +124,8 @@ class Run:
             await self._delay(self.engine.clock.now() + action.for_, resume)
         elif isinstance(action, cfg.WaitAction):
             self.immediate = False
-            fired = await self.engine.wait_for(action.trigger, action.timeout)
-            if fired is None and action.on_timeout == "stop":
-                raise StopRun(f"wait for {action.trigger.type} timed out")
+            due = None if action.timeout is None else self.engine.clock.now() + action.timeout
+            await self._wait(action, here, due, resume)
         elif isinstance(action, cfg.IfAction):
             branch = "then" if self.program.checks[id(action)](self.scope()) else "else"
             await self._list(f"{here}.{branch}", 0, resume)
@@ -151,17 +165,34 @@ class Run:
 
     async def _delay(self, due: float, resume: Frames | None) -> None:
         """Sleep until ``due``; saved in the timer store so a restart resumes it."""
+        with self._saved(resume, kind="delay", due=due):
+            await self.engine.clock.sleep_until(due)
+
+    async def _wait(self, action: cfg.WaitAction, at: str, due: float | None, resume: Frames | None) -> None:
+        """Wait for the trigger of the wait action at path ``at`` until ``due``; saved like a delay."""
+        with self._saved(resume, kind="wait", due=due, at=at):
+            timeout = None if due is None else max(0.0, due - self.engine.clock.now())
+            fired = await self.engine.wait_for(action.trigger, timeout)
+        if fired is None and action.on_timeout == "stop":
+            raise StopRun(f"wait for {action.trigger.type} timed out")
+
+    @contextlib.contextmanager
+    def _saved(self, resume: Frames | None, **pending: Any) -> Iterator[None]:
+        """Keep this run's place in the timer store while the body waits.
+
+        ``resume`` is None inside ``parallel`` branches: nothing is saved.
+        A shutdown keeps the entry for the next start; anything else
+        (the wait is over, the run was cancelled) removes it."""
         store = self.engine.store
         if resume is not None:
-            firing = self.firing
             store.put(self.key, {
-                "kind": "delay", "rule": self.rule.id, "fingerprint": self.rule.fingerprint, "due": due,
-                "frames": [list(frame) for frame in resume], "trigger": firing.trigger, "value": firing.value, "ts": firing.ts,
+                **pending, "rule": self.rule.id, "fingerprint": self.rule.fingerprint,
+                "frames": [list(frame) for frame in resume], **self.firing.saved(),
             })  # fmt: skip
         try:
-            await self.engine.clock.sleep_until(due)
+            yield
         finally:
-            if not self.engine.stopping:  # a shutdown keeps the timer for the next start
+            if resume is not None and not self.engine.stopping:
                 store.remove(self.key)
 
 

@@ -187,16 +187,35 @@ class RuleRuntime:
 
     def fire(self, firing: Firing) -> None:
         if self.config.debounce:
-            if self.debouncer is not None:
-                self.debouncer.cancel()
-            self.debouncer = self.engine.tasks.spawn(self._debounce(firing), name=f"debounce {self.id}")
+            self.debounce(self.engine.clock.now() + self.config.debounce, firing)
         else:
             self.dispatch(firing)
 
-    async def _debounce(self, firing: Firing) -> None:
-        await self.engine.clock.sleep_until(self.engine.clock.now() + self.config.debounce)
+    def debounce(self, due: float, firing: Firing) -> None:
+        """Dispatch ``firing`` at ``due`` unless another firing comes first (saved across restarts)."""
+        if self.debouncer is not None:
+            self.debouncer.cancel()
+        self.engine.store.put(f"debounce/{self.id}", {
+            "kind": "debounce", "rule": self.id, "fingerprint": self.fingerprint, "due": due, **firing.saved(),
+        })  # fmt: skip
+        self.debouncer = self.engine.tasks.spawn(self._debounce(due, firing), name=f"debounce {self.id}")
+
+    async def _debounce(self, due: float, firing: Firing) -> None:
+        await self.engine.clock.sleep_until(due)
         self.debouncer = None
+        self.engine.store.remove(f"debounce/{self.id}")
         self.dispatch(firing)
+
+    def save_queue(self) -> None:
+        """Keep the queued firings in the timer store, so a restart still runs them."""
+        key = f"queue/{self.id}"
+        if self.queue:
+            self.engine.store.put(key, {
+                "kind": "queue", "rule": self.id, "fingerprint": self.fingerprint,
+                "firings": [firing.saved() for firing in self.queue],
+            })  # fmt: skip
+        else:
+            self.engine.store.remove(key)
 
     def dispatch(self, firing: Firing) -> None:
         engine, config = self.engine, self.config
@@ -226,6 +245,7 @@ class RuleRuntime:
                     engine.record(self.id, firing, "dropped: queue full")
                 else:
                     self.queue.append(firing)
+                    self.save_queue()
                     engine.record(self.id, firing, "queued")
                 return
             elif len(self.runs) >= config.max:
@@ -233,7 +253,7 @@ class RuleRuntime:
                 return
         self.start(firing)
 
-    def start(self, firing: Firing, frames: Any = None, resume_at: float | None = None, key: str | None = None) -> None:
+    def start(self, firing: Firing, frames: Any = None, saved: dict[str, Any] | None = None, key: str | None = None) -> None:
         engine = self.engine
         self.last_started = engine.clock.now()
         engine.firings_total += 1
@@ -241,7 +261,7 @@ class RuleRuntime:
         run = Run(self, firing)
         if key is not None:
             run.key = key
-        args = (frames, resume_at) if frames is not None else ()
+        args = (frames, saved) if frames is not None else ()
         task = engine.tasks.spawn(self._run(run, entry, args), name=f"rule {self.id}")
         self.runs[task] = entry
 
@@ -264,12 +284,15 @@ class RuleRuntime:
             self.runs.pop(task, None)  # type: ignore[arg-type]
             if self.queue and not self.runs and not self.engine.stopping:
                 self.start(self.queue.popleft())
+                self.save_queue()
 
     def stop(self) -> None:
         """Stop everything this rule has going (reload or removal; not shutdown)."""
         self.queue.clear()
+        self.engine.store.remove(f"queue/{self.id}")
         if self.debouncer is not None:
             self.debouncer.cancel()
+            self.engine.store.remove(f"debounce/{self.id}")
         for task in list(self.runs):
             task.cancel()
         for binding in self.bindings:
@@ -369,20 +392,32 @@ class RulesEngine:
         binding.start()
 
     def _resume(self, saved: dict[str, dict[str, Any]]) -> None:
-        """Take up the timers saved by the previous run of the engine."""
-        for key, entry in saved.items():
+        """Take up the timers, runs and queues saved by the previous run of the engine.
+
+        Queues go last: a queue waits behind its rule's resumed run, or starts
+        its first firing when no run was resumed."""
+        for key, entry in sorted(saved.items(), key=lambda item: item[1].get("kind") == "queue"):
             runtime = self.rules.get(str(entry.get("rule")))
             try:
                 if runtime is None or entry.get("fingerprint") != runtime.fingerprint:
                     raise LookupError("its rule was changed or removed")
-                if entry.get("kind") == "delay":
-                    firing = Firing(entry["trigger"], entry["value"], entry["ts"])
-                    runtime.start(firing, resume_frames(entry), float(entry["due"]), key)
-                    continue
-                binding = runtime.bindings[int(entry["trigger"])]
-                if not isinstance(binding.trigger, ThresholdState) or not binding.trigger.resume_armed():
-                    raise LookupError("the point is no longer past its threshold")
-                binding.arm(float(entry["due"]), Firing(entry["label"], entry["value"], self.clock.now()))
+                kind = entry.get("kind")
+                if kind in ("delay", "wait"):
+                    runtime.start(Firing.restore(entry), resume_frames(entry), entry, key)
+                elif kind == "debounce":
+                    runtime.debounce(float(entry["due"]), Firing.restore(entry))
+                elif kind == "queue":
+                    runtime.queue.extend(Firing.restore(firing) for firing in entry["firings"])
+                    if not runtime.runs:
+                        runtime.start(runtime.queue.popleft())
+                    runtime.save_queue()
+                elif kind == "for":
+                    binding = runtime.bindings[int(entry["trigger"])]
+                    if not isinstance(binding.trigger, ThresholdState) or not binding.trigger.resume_armed():
+                        raise LookupError("the point is no longer past its threshold")
+                    binding.arm(float(entry["due"]), Firing(entry["label"], entry["value"], self.clock.now()))
+                else:
+                    raise ValueError(f"unknown kind {kind!r}")
             except (LookupError, KeyError, TypeError, ValueError) as exc:
                 log.info("saved rule timer %s dropped: %s", key, exc)
                 self.store.remove(key)

@@ -1,5 +1,6 @@
 """Pending timers of the rules engine, kept in ``timers.json`` in the state
-directory so that a delay or a ``for:`` duration survives a restart.
+directory so that delays, waits, ``for:`` durations, debounce timers and
+queued firings survive a restart.
 
 Entries are small JSON objects by key. Changes mark the store dirty; the
 engine's ``flush`` task writes the latest snapshot in a worker thread

@@ -9,6 +9,29 @@ import json
 from edged.rules.engine import RulesEngine
 from tests.rules.conftest import parse_rules
 
+
+class Gateway:
+    """The rules engine of a gateway that is stopped and started again on one state directory."""
+
+    def __init__(self, text, hub, clock, state):
+        self.text, self.hub, self.clock, self.state = text, hub, clock, state
+        self.engine: RulesEngine | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> RulesEngine:
+        self.engine = RulesEngine(parse_rules(self.text), self.hub, self.state, "UTC", self.clock)
+        self.task = asyncio.create_task(self.engine.run())
+        await self.engine.started.wait()
+        return self.engine
+
+    async def stop(self) -> dict:
+        """Stop the engine as a shutdown would; return the timers it saved."""
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        return json.loads((self.state / "timers.json").read_text())["timers"]
+
+
 RELAY_FOR_5_MIN = """
 - id: pump-run
   triggers: [{type: change, point: dev/motion.occupancy, to: true}]
@@ -23,71 +46,51 @@ RELAY_FOR_5_MIN = """
 """
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
 async def test_a_delay_survives_a_restart(hub, devices, clock, tmp_path):
-    state = tmp_path / "rules"
-    first = RulesEngine(parse_rules(RELAY_FOR_5_MIN), hub, state, "UTC", clock)
-    task = asyncio.create_task(first.run())
-    await first.started.wait()
+    gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
+    await gateway.start()
     devices.publish("dev/motion.occupancy", False)
     devices.publish("dev/motion.occupancy", True)
     await clock.advance(60)
     assert devices.writes == [("dev/relay.relay", True)]
-    await stop(task)  # the gateway goes down with the relay on
-
-    saved = json.loads((state / "timers.json").read_text())["timers"]
+    saved = await gateway.stop()  # the gateway goes down with the relay on
     assert [e["kind"] for e in saved.values()] == ["delay"]
 
     await clock.advance(600)  # down for 10 minutes: the delay ended meanwhile
     assert devices.writes == [("dev/relay.relay", True)]
-    second = RulesEngine(parse_rules(RELAY_FOR_5_MIN), hub, state, "UTC", clock)
-    task = asyncio.create_task(second.run())
-    await second.started.wait()
+    await gateway.start()
     await clock.settle()
     # The relay goes off, and the run finishes the rest of the rule (outside the if).
     assert devices.writes == [("dev/relay.relay", True), ("dev/relay.relay", False), ("dev/lamp.on", False)]
-    await stop(task)
-    assert json.loads((state / "timers.json").read_text())["timers"] == {}
+    assert await gateway.stop() == {}
 
 
 async def test_a_delay_resumes_at_its_due_time(hub, devices, clock, tmp_path):
-    state = tmp_path / "rules"
-    first = RulesEngine(parse_rules(RELAY_FOR_5_MIN), hub, state, "UTC", clock)
-    task = asyncio.create_task(first.run())
-    await first.started.wait()
+    gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
+    await gateway.start()
     devices.publish("dev/motion.occupancy", False)
     devices.publish("dev/motion.occupancy", True)
     await clock.advance(60)
-    await stop(task)
-    second = RulesEngine(parse_rules(RELAY_FOR_5_MIN), hub, state, "UTC", clock)
-    task = asyncio.create_task(second.run())
-    await second.started.wait()
+    await gateway.stop()
+    await gateway.start()
     await clock.advance(239)
     assert devices.writes == [("dev/relay.relay", True)]
     await clock.advance(1)
     assert devices.writes[1] == ("dev/relay.relay", False)
-    await stop(task)
 
 
 async def test_a_changed_rule_drops_its_saved_delay(hub, devices, clock, tmp_path):
-    state = tmp_path / "rules"
-    first = RulesEngine(parse_rules(RELAY_FOR_5_MIN), hub, state, "UTC", clock)
-    task = asyncio.create_task(first.run())
-    await first.started.wait()
+    gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
+    await gateway.start()
     devices.publish("dev/motion.occupancy", False)
     devices.publish("dev/motion.occupancy", True)
     await clock.settle()
-    await stop(task)
-    second = RulesEngine(parse_rules(RELAY_FOR_5_MIN.replace("5m", "6m")), hub, state, "UTC", clock)
-    task = asyncio.create_task(second.run())
-    await second.started.wait()
+    await gateway.stop()
+    gateway.text = RELAY_FOR_5_MIN.replace("5m", "6m")
+    await gateway.start()
     await clock.advance(3600)
     assert devices.writes == [("dev/relay.relay", True)]
-    await stop(task)
+    assert await gateway.stop() == {}
 
 
 FOR_RULE = """
@@ -98,23 +101,19 @@ FOR_RULE = """
 
 
 async def test_a_for_timer_survives_a_restart(hub, devices, clock, tmp_path):
-    state = tmp_path / "rules"
+    gateway = Gateway(FOR_RULE, hub, clock, tmp_path / "rules")
     devices.publish("dev/meter.power", 100.0)
-    first = RulesEngine(parse_rules(FOR_RULE), hub, state, "UTC", clock)
-    task = asyncio.create_task(first.run())
-    await first.started.wait()
+    await gateway.start()
     devices.publish("dev/meter.power", 2000.0)
     await clock.advance(300)
-    await stop(task)
+    assert [e["kind"] for e in (await gateway.stop()).values()] == ["for"]
     hub.values.clear()  # after a real restart the Hub knows nothing yet
-    second = RulesEngine(parse_rules(FOR_RULE), hub, state, "UTC", clock)
-    task = asyncio.create_task(second.run())
-    await second.started.wait()
+    await gateway.start()
     await clock.advance(299)
     assert devices.writes == []
     await clock.advance(1)
     assert devices.writes == [("dev/relay.relay", False)]
-    await stop(task)
+    assert await gateway.stop() == {}
 
 
 async def test_reload_keeps_unchanged_rules_running_and_restarts_changed_ones(start_engine, devices, clock):
@@ -148,3 +147,105 @@ async def test_reload_removes_a_rule_and_its_timers(start_engine, devices, clock
     assert devices.writes == [("dev/relay.relay", True)]
     assert engine.store.entries == {}
     assert engine.recent[-1]["outcome"] == "cancelled"
+
+
+LIGHT_UNTIL_QUIET = """
+- id: stair-light
+  triggers: [{type: change, point: dev/motion.occupancy, to: true}]
+  actions:
+    - {type: write, point: dev/lamp.on, value: true}
+    - type: wait
+      trigger: {type: change, point: dev/motion.occupancy, to: false}
+      timeout: 5m
+    - {type: write, point: dev/lamp.on, value: false}
+"""
+
+
+async def test_a_wait_survives_a_restart_and_ends_when_its_trigger_fires(hub, devices, clock, tmp_path):
+    gateway = Gateway(LIGHT_UNTIL_QUIET, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    devices.publish("dev/motion.occupancy", False)
+    devices.publish("dev/motion.occupancy", True)
+    await clock.advance(60)
+    assert [e["kind"] for e in (await gateway.stop()).values()] == ["wait"]
+
+    await gateway.start()
+    await clock.advance(10)
+    assert devices.writes == [("dev/lamp.on", True)]
+    devices.publish("dev/motion.occupancy", False)
+    await clock.settle()
+    assert devices.writes == [("dev/lamp.on", True), ("dev/lamp.on", False)]
+    assert await gateway.stop() == {}
+
+
+async def test_a_resumed_wait_times_out_at_its_saved_deadline(hub, devices, clock, tmp_path):
+    gateway = Gateway(LIGHT_UNTIL_QUIET, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    devices.publish("dev/motion.occupancy", False)
+    devices.publish("dev/motion.occupancy", True)
+    await clock.advance(60)
+    await gateway.stop()
+    await clock.advance(120)  # down for 2 minutes: 2 of the 5 are left
+
+    await gateway.start()
+    await clock.advance(119)
+    assert devices.writes == [("dev/lamp.on", True)]
+    await clock.advance(1)
+    assert devices.writes == [("dev/lamp.on", True), ("dev/lamp.on", False)]
+
+
+DEBOUNCED = """
+- id: settle
+  debounce: 30s
+  triggers: [{type: change, point: dev/thermo.temperature}]
+  actions: [{type: write, point: dev/thermo.setpoint, expression: "trigger + 1"}]
+"""
+
+
+async def test_a_pending_debounce_survives_a_restart(hub, devices, clock, tmp_path):
+    gateway = Gateway(DEBOUNCED, hub, clock, tmp_path / "rules")
+    devices.publish("dev/thermo.temperature", 20.0)
+    await gateway.start()
+    devices.publish("dev/thermo.temperature", 21.0)
+    await clock.advance(10)
+    assert [e["kind"] for e in (await gateway.stop()).values()] == ["debounce"]
+
+    await gateway.start()
+    await clock.advance(19)
+    assert devices.writes == []
+    await clock.advance(1)
+    assert devices.writes == [("dev/thermo.setpoint", 22.0)]  # the saved firing's value
+    assert await gateway.stop() == {}
+
+
+QUEUED = """
+- id: batch
+  mode: queued
+  max: 5
+  triggers: [{type: change, point: dev/meter.power}]
+  actions:
+    - {type: write, point: dev/lamp.level, expression: "int(trigger)"}
+    - {type: delay, for: 10s}
+    - {type: write, point: dev/lamp.on, value: false}
+"""
+
+
+async def test_queued_firings_survive_a_restart_in_order(hub, devices, clock, tmp_path):
+    gateway = Gateway(QUEUED, hub, clock, tmp_path / "rules")
+    devices.publish("dev/meter.power", 0.0)
+    await gateway.start()
+    for value in (1.0, 2.0, 3.0):  # 1 runs (in its delay), 2 and 3 wait in the queue
+        devices.publish("dev/meter.power", value)
+    await clock.advance(5)
+    saved = await gateway.stop()
+    assert sorted(e["kind"] for e in saved.values()) == ["delay", "queue"]
+
+    await gateway.start()
+    for _ in range(3):
+        await clock.advance(10)
+    assert devices.writes == [
+        ("dev/lamp.level", 1), ("dev/lamp.on", False),
+        ("dev/lamp.level", 2), ("dev/lamp.on", False),
+        ("dev/lamp.level", 3), ("dev/lamp.on", False),
+    ]  # fmt: skip
+    assert await gateway.stop() == {}

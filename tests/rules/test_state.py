@@ -32,6 +32,11 @@ class Gateway:
         return json.loads((self.state / "timers.json").read_text())["timers"]
 
 
+def motion_detected(devices) -> None:
+    devices.publish("dev/motion.occupancy", False)
+    devices.publish("dev/motion.occupancy", True)
+
+
 RELAY_FOR_5_MIN = """
 - id: pump-run
   triggers: [{type: change, point: dev/motion.occupancy, to: true}]
@@ -49,8 +54,7 @@ RELAY_FOR_5_MIN = """
 async def test_a_delay_survives_a_restart(hub, devices, clock, tmp_path):
     gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
     await gateway.start()
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.advance(60)
     assert devices.writes == [("dev/relay.relay", True)]
     saved = await gateway.stop()  # the gateway goes down with the relay on
@@ -68,8 +72,7 @@ async def test_a_delay_survives_a_restart(hub, devices, clock, tmp_path):
 async def test_a_delay_resumes_at_its_due_time(hub, devices, clock, tmp_path):
     gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
     await gateway.start()
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.advance(60)
     await gateway.stop()
     await gateway.start()
@@ -82,8 +85,7 @@ async def test_a_delay_resumes_at_its_due_time(hub, devices, clock, tmp_path):
 async def test_a_changed_rule_drops_its_saved_delay(hub, devices, clock, tmp_path):
     gateway = Gateway(RELAY_FOR_5_MIN, hub, clock, tmp_path / "rules")
     await gateway.start()
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.settle()
     await gateway.stop()
     gateway.text = RELAY_FOR_5_MIN.replace("5m", "6m")
@@ -119,8 +121,7 @@ async def test_a_for_timer_survives_a_restart(hub, devices, clock, tmp_path):
 async def test_reload_keeps_unchanged_rules_running_and_restarts_changed_ones(start_engine, devices, clock):
     engine = await start_engine(RELAY_FOR_5_MIN + FOR_RULE)
     devices.publish("dev/meter.power", 100.0)
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     devices.publish("dev/meter.power", 2000.0)  # arms overload's 10-minute timer
     await clock.advance(60)
     kept = engine.rules["pump-run"]
@@ -138,8 +139,7 @@ async def test_reload_keeps_unchanged_rules_running_and_restarts_changed_ones(st
 
 async def test_reload_removes_a_rule_and_its_timers(start_engine, devices, clock):
     engine = await start_engine(RELAY_FOR_5_MIN)
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.settle()
     assert engine.store.entries
     engine.reload([])
@@ -164,8 +164,7 @@ LIGHT_UNTIL_QUIET = """
 async def test_a_wait_survives_a_restart_and_ends_when_its_trigger_fires(hub, devices, clock, tmp_path):
     gateway = Gateway(LIGHT_UNTIL_QUIET, hub, clock, tmp_path / "rules")
     await gateway.start()
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.advance(60)
     assert [e["kind"] for e in (await gateway.stop()).values()] == ["wait"]
 
@@ -181,8 +180,7 @@ async def test_a_wait_survives_a_restart_and_ends_when_its_trigger_fires(hub, de
 async def test_a_resumed_wait_times_out_at_its_saved_deadline(hub, devices, clock, tmp_path):
     gateway = Gateway(LIGHT_UNTIL_QUIET, hub, clock, tmp_path / "rules")
     await gateway.start()
-    devices.publish("dev/motion.occupancy", False)
-    devices.publish("dev/motion.occupancy", True)
+    motion_detected(devices)
     await clock.advance(60)
     await gateway.stop()
     await clock.advance(120)  # down for 2 minutes: 2 of the 5 are left

@@ -5,8 +5,12 @@ A ``Run`` walks the rule's action lists. Every list has a path
 the place after a delay or a wait can be saved as a list of
 ``(path, next index)`` frames, innermost first; after a restart the run
 waits out what is left of the delay (or waits again, until the saved
-deadline) and goes on from there. Delays and waits inside ``parallel``
-branches are not saved (a restart abandons them).
+deadline) and goes on from there.
+
+A ``parallel`` block saves an entry of its own (where the run goes on once
+every branch is done) and each branch saves its place under its own key,
+naming the block's entry as its ``parent``; a restart runs the branches
+that had not finished, each from its place, then goes on after the block.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edged.rules")
 
 Frames = tuple[tuple[str, int], ...]
+Saved = dict[str, dict[str, Any]]  # timer store entries by key
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -93,30 +98,40 @@ class Run:
         self.firing = firing
         self.key = f"run/{rule.id}/{uuid.uuid4().hex[:12]}"
         self.immediate = True  # no delay or wait yet: writes count towards latency
+        # Where each task of this run saves its place: (key, parent key). The run's
+        # own task uses ``key``; every parallel branch is a task with a key of its own.
+        self._slots: dict[asyncio.Task[Any] | None, tuple[str, str | None]] = {}
 
     def scope(self) -> Scope:
         return Scope(self.engine.hub, self.engine.clock.now(), self.engine.zone, self.firing.value)
 
-    async def execute(self, frames: Frames = (("actions", 0),), saved: dict[str, Any] | None = None) -> None:
-        """Run from ``frames``; with a ``saved`` delay or wait, first finish that."""
+    async def execute(self, frames: Frames = (("actions", 0),), saved: dict[str, Any] | None = None,
+                      children: Saved | None = None) -> None:  # fmt: skip
+        """Run from ``frames``; with a ``saved`` entry, first finish what it was doing.
+
+        ``children`` are the saved entries of the branches below a saved
+        ``parallel`` block (and below theirs)."""
         if saved is not None:
-            due = saved["due"]
-            if saved["kind"] == "wait":
-                at = str(saved["at"])
-                path, _, index = at.rpartition(".")
-                await self._wait(self.program.lists[path][int(index)], at, None if due is None else float(due), frames)
+            kind, at, due = saved["kind"], saved.get("at"), saved.get("due")
+            if kind == "wait":
+                await self._wait(self._action_at(at), at, None if due is None else float(due), frames)
+            elif kind == "parallel":
+                await self._parallel(self._action_at(at), at, frames, children or {})
             else:
                 await self._delay(float(due), frames)
         for depth, (path, index) in enumerate(frames):
             await self._list(path, index, frames[depth + 1 :])
 
-    async def _list(self, path: str, start: int, outer: Frames | None) -> None:
+    def _action_at(self, at: str) -> Any:
+        path, _, index = at.rpartition(".")
+        return self.program.lists[path][int(index)]
+
+    async def _list(self, path: str, start: int, outer: Frames) -> None:
         actions = self.program.lists[path]
         for index in range(start, len(actions)):
-            resume = None if outer is None else ((path, index + 1), *outer)
-            await self._action(actions[index], f"{path}.{index}", resume)
+            await self._action(actions[index], f"{path}.{index}", ((path, index + 1), *outer))
 
-    async def _action(self, action: Any, here: str, resume: Frames | None) -> None:
+    async def _action(self, action: Any, here: str, resume: Frames) -> None:
         if isinstance(action, cfg.WriteAction):
             await self._write(action)
         elif isinstance(action, cfg.DelayAction):
@@ -139,9 +154,7 @@ class Run:
         elif isinstance(action, cfg.SequenceAction):
             await self._list(f"{here}.actions", 0, resume)
         elif isinstance(action, cfg.ParallelAction):
-            async with asyncio.TaskGroup() as group:
-                for number, branch in enumerate(action.actions):
-                    group.create_task(self._action(branch, f"{here}.actions.{number}", None))
+            await self._parallel(action, here, resume)
         elif isinstance(action, cfg.EventAction):
             self.engine.hub.emit(RuleEvent(self.rule.id, action.name, dict(action.data), self.engine.clock.now()))
         elif isinstance(action, cfg.LogAction):
@@ -163,12 +176,38 @@ class Run:
             log.warning("rule %s: write %s.%s=%r %s: %s", self.rule.id, device, key, value, result.status, result.reason,
                         extra={"device": device, "rule": self.rule.id})  # fmt: skip
 
-    async def _delay(self, due: float, resume: Frames | None) -> None:
+    async def _parallel(self, action: cfg.ParallelAction, here: str, resume: Frames, saved: Saved | None = None) -> None:
+        """Run every branch at once (after a restart: the saved ones, from their places); then go on.
+
+        A branch whose wait times out with ``on_timeout: stop`` stops the whole run."""
+        with self._saved(resume, kind="parallel", at=here) as key:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    if saved is None:
+                        for number, branch in enumerate(action.actions):
+                            at = f"{here}.actions.{number}"
+                            group.create_task(self._branch(f"{key}/{at}", key, self._action(branch, at, ())))
+                    else:
+                        for child, entry in saved.items():
+                            if entry.get("parent") == key:
+                                group.create_task(self._branch(child, key, self.execute(resume_frames(entry), entry, saved)))
+            except* StopRun as stopped:
+                raise stopped.exceptions[0] from None
+
+    async def _branch(self, key: str, parent: str, body: Awaitable[None]) -> None:
+        task = asyncio.current_task()
+        self._slots[task] = (key, parent)
+        try:
+            await body
+        finally:
+            del self._slots[task]
+
+    async def _delay(self, due: float, resume: Frames) -> None:
         """Sleep until ``due``; saved in the timer store so a restart resumes it."""
         with self._saved(resume, kind="delay", due=due):
             await self.engine.clock.sleep_until(due)
 
-    async def _wait(self, action: cfg.WaitAction, at: str, due: float | None, resume: Frames | None) -> None:
+    async def _wait(self, action: cfg.WaitAction, at: str, due: float | None, resume: Frames) -> None:
         """Wait for the trigger of the wait action at path ``at`` until ``due``; saved like a delay."""
         with self._saved(resume, kind="wait", due=due, at=at):
             timeout = None if due is None else max(0.0, due - self.engine.clock.now())
@@ -177,23 +216,22 @@ class Run:
             raise StopRun(f"wait for {action.trigger.type} timed out")
 
     @contextlib.contextmanager
-    def _saved(self, resume: Frames | None, **pending: Any) -> Iterator[None]:
-        """Keep this run's place in the timer store while the body waits.
+    def _saved(self, resume: Frames, **pending: Any) -> Iterator[str]:
+        """Keep this task's place in the timer store while the body waits; yield its key.
 
-        ``resume`` is None inside ``parallel`` branches: nothing is saved.
         A shutdown keeps the entry for the next start; anything else
         (the wait is over, the run was cancelled) removes it."""
         store = self.engine.store
-        if resume is not None:
-            store.put(self.key, {
-                **pending, "rule": self.rule.id, "fingerprint": self.rule.fingerprint,
-                "frames": [list(frame) for frame in resume], **self.firing.saved(),
-            })  # fmt: skip
+        key, parent = self._slots.get(asyncio.current_task(), (self.key, None))
+        store.put(key, {
+            **pending, "parent": parent, "rule": self.rule.id, "fingerprint": self.rule.fingerprint,
+            "frames": [list(frame) for frame in resume], **self.firing.saved(),
+        })  # fmt: skip
         try:
-            yield
+            yield key
         finally:
-            if resume is not None and not self.engine.stopping:
-                store.remove(self.key)
+            if not self.engine.stopping:
+                store.remove(key)
 
 
 def resume_frames(entry: dict[str, Any]) -> Frames:

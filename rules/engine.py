@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
 from edged.model import Command, CommandResult, Event, Reading, RuleEvent
-from edged.rules.action import Firing, Program, Run, StopRun, resume_frames
+from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_frames
 from edged.rules.clock import Clock, RealClock
 from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
 from edged.rules.config import Rule
@@ -253,7 +253,8 @@ class RuleRuntime:
                 return
         self.start(firing)
 
-    def start(self, firing: Firing, frames: Any = None, saved: dict[str, Any] | None = None, key: str | None = None) -> None:
+    def start(self, firing: Firing, frames: Any = None, saved: dict[str, Any] | None = None, key: str | None = None,
+              children: Saved | None = None) -> None:  # fmt: skip
         engine = self.engine
         self.last_started = engine.clock.now()
         engine.firings_total += 1
@@ -261,7 +262,7 @@ class RuleRuntime:
         run = Run(self, firing)
         if key is not None:
             run.key = key
-        args = (frames, saved) if frames is not None else ()
+        args = (frames, saved, children) if frames is not None else ()
         task = engine.tasks.spawn(self._run(run, entry, args), name=f"rule {self.id}")
         self.runs[task] = entry
 
@@ -395,15 +396,19 @@ class RulesEngine:
         """Take up the timers, runs and queues saved by the previous run of the engine.
 
         Queues go last: a queue waits behind its rule's resumed run, or starts
-        its first firing when no run was resumed."""
+        its first firing when no run was resumed. The branches of a saved
+        ``parallel`` block are resumed by their run (they name it as ``parent``)."""
+        branches = {key: entry for key, entry in saved.items() if entry.get("parent") is not None}
         for key, entry in sorted(saved.items(), key=lambda item: item[1].get("kind") == "queue"):
+            if key in branches:
+                continue
             runtime = self.rules.get(str(entry.get("rule")))
             try:
                 if runtime is None or entry.get("fingerprint") != runtime.fingerprint:
                     raise LookupError("its rule was changed or removed")
                 kind = entry.get("kind")
-                if kind in ("delay", "wait"):
-                    runtime.start(Firing.restore(entry), resume_frames(entry), entry, key)
+                if kind in ("delay", "wait", "parallel"):
+                    runtime.start(Firing.restore(entry), resume_frames(entry), entry, key, branches)
                 elif kind == "debounce":
                     runtime.debounce(float(entry["due"]), Firing.restore(entry))
                 elif kind == "queue":
@@ -420,6 +425,14 @@ class RulesEngine:
                     raise ValueError(f"unknown kind {kind!r}")
             except (LookupError, KeyError, TypeError, ValueError) as exc:
                 log.info("saved rule timer %s dropped: %s", key, exc)
+                self.store.remove(key)
+        for key in branches:  # a branch whose run was not resumed goes with it
+            root, seen = key, set()
+            while root in branches and root not in seen:
+                seen.add(root)
+                root = str(branches[root]["parent"])
+            if root in seen or root not in self.store.entries:
+                log.info("saved rule timer %s dropped: its run was not resumed", key)
                 self.store.remove(key)
 
     # -- inputs from the Hub ---------------------------------------------

@@ -158,6 +158,28 @@ async def test_sequence_and_parallel(start_engine, devices, clock, watch):
     assert devices.writes == [("dev/relay.relay", True), ("dev/lamp.on", True), ("dev/lamp.level", 1)]
 
 
+
+async def test_a_wait_that_stops_inside_a_branch_stops_the_whole_run(start_engine, devices, clock):
+    devices.publish("dev/relay.power", 0.0)
+    engine = await start_engine(rule("""
+    - type: parallel
+      actions:
+        - type: wait
+          trigger: {type: threshold, point: dev/relay.power, above: 10}
+          timeout: 5s
+          on_timeout: stop
+        - type: sequence
+          actions:
+            - {type: delay, for: 10s}
+            - {type: write, point: dev/lamp.on, value: true}
+    - {type: write, point: dev/lamp.level, value: 1}
+"""))
+    motion(devices)
+    await clock.advance(60)
+    assert devices.writes == []  # the other branch was cancelled, and nothing after the block ran
+    assert engine.recent[-1]["outcome"] == "stopped: wait for threshold timed out"
+
+
 async def test_event_goes_to_the_hub(start_engine, devices, watch):
     await start_engine(rule("    - {type: event, name: motion, data: {room: hall, level: 3}}"))
     motion(devices)

@@ -247,3 +247,87 @@ async def test_queued_firings_survive_a_restart_in_order(hub, devices, clock, tm
         ("dev/lamp.level", 3), ("dev/lamp.on", False),
     ]  # fmt: skip
     assert await gateway.stop() == {}
+
+
+IN_PARALLEL = """
+- id: shutdown-sequence
+  triggers: [{type: change, point: dev/motion.occupancy, to: true}]
+  actions:
+    - type: parallel
+      actions:
+        - type: sequence
+          actions:
+            - {type: delay, for: 1m}
+            - {type: write, point: dev/lamp.on, value: false}
+        - type: sequence
+          actions:
+            - {type: delay, for: 5m}
+            - {type: write, point: dev/relay.relay, value: false}
+    - {type: write, point: dev/thermo.setpoint, value: 18.0}
+"""
+
+
+async def test_the_unfinished_branches_of_a_parallel_block_survive_a_restart(hub, devices, clock, tmp_path):
+    gateway = Gateway(IN_PARALLEL, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    motion_detected(devices)
+    await clock.advance(120)
+    assert devices.writes == [("dev/lamp.on", False)]  # the first branch is done; the second is in its delay
+    saved = await gateway.stop()
+    assert sorted(e["kind"] for e in saved.values()) == ["delay", "parallel"]
+
+    await gateway.start()
+    await clock.advance(179)
+    assert devices.writes == [("dev/lamp.on", False)]
+    await clock.advance(1)
+    # Only the unfinished branch goes on; then the run goes on after the block.
+    assert devices.writes == [("dev/lamp.on", False), ("dev/relay.relay", False), ("dev/thermo.setpoint", 18.0)]
+    assert await gateway.stop() == {}
+
+
+async def test_saved_branches_go_with_their_changed_rule(hub, devices, clock, tmp_path):
+    gateway = Gateway(IN_PARALLEL, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    motion_detected(devices)
+    await clock.advance(10)
+    assert len(await gateway.stop()) == 3  # the block and both branches
+
+    gateway.text = IN_PARALLEL.replace("18.0", "17.0")
+    await gateway.start()
+    await clock.advance(3600)
+    assert devices.writes == []
+    assert await gateway.stop() == {}
+
+
+NESTED = """
+- id: nested
+  triggers: [{type: change, point: dev/motion.occupancy, to: true}]
+  actions:
+    - type: parallel
+      actions:
+        - type: parallel
+          actions:
+            - {type: delay, for: 2m}
+            - type: sequence
+              actions:
+                - {type: delay, for: 4m}
+                - {type: write, point: dev/lamp.level, value: 10}
+        - {type: write, point: dev/lamp.on, value: true}
+    - {type: write, point: dev/relay.relay, value: false}
+"""
+
+
+async def test_a_parallel_block_inside_a_branch_resumes_too(hub, devices, clock, tmp_path):
+    gateway = Gateway(NESTED, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    motion_detected(devices)
+    await clock.advance(60)
+    saved = await gateway.stop()
+    assert sorted(e["kind"] for e in saved.values()) == ["delay", "delay", "parallel", "parallel"]
+
+    await gateway.start()
+    await clock.advance(120)
+    assert devices.writes == [("dev/lamp.on", True)]
+    await clock.advance(60)
+    assert devices.writes == [("dev/lamp.on", True), ("dev/lamp.level", 10), ("dev/relay.relay", False)]
+    assert await gateway.stop() == {}

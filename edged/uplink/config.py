@@ -102,12 +102,14 @@ class CoapUplinkConfig(_Lanes):
     type: Literal["coap"]
     uri: str  # coaps://host:port/path; readings are POSTed here as SenML CBOR
     event_uri: str | None = None  # events go here (default: uri)
+    command_uri: str | None = None  # observed: each representation is a cloud command (CBOR or JSON)
+    result_uri: str | None = None  # command results go here (default: event_uri, else uri)
     identity: Secret  # DTLS PSK identity
     psk: Secret  # DTLS pre-shared key
     timeout: Duration = 30.0  # a POST not answered within this is retried
     inflight: int = Field(4, ge=1, le=256)
 
-    @field_validator("uri", "event_uri")
+    @field_validator("uri", "event_uri", "command_uri", "result_uri")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         if value is None:

@@ -37,8 +37,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.errors import UplinkError
-from edged.model import Command, Origin
+from edged.model import Command
 from edged.outbox import EVENT, Row
+from edged.uplink.commands import parse_command
 from edged.uplink.config import MqttUplinkConfig
 
 log = logging.getLogger(__name__)
@@ -106,31 +107,6 @@ class MqttLink:
                 handle(command, error, raw_id)
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
-
-
-def parse_command(payload: Any) -> tuple[Command | None, str | None, Any]:
-    """Return ``(command, None, id)`` or ``(None, reason, id)`` for a command message."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, TypeError) as exc:
-        return None, f"bad JSON: {exc}", None
-    if not isinstance(data, dict):
-        return None, "expected a JSON object with device, point and value", None
-    raw_id = data.get("id")
-    missing = [k for k in ("device", "point", "value") if k not in data]
-    if missing:
-        return None, f"missing {', '.join(missing)}", raw_id
-    unknown = set(data) - {"id", "device", "point", "value"}
-    if unknown:
-        return None, f"unknown key {sorted(unknown)[0]!r}", raw_id
-    if not isinstance(data["device"], str) or not isinstance(data["point"], str):
-        return None, "device and point must be strings", raw_id
-    if isinstance(data["value"], (dict, list)):
-        return None, "value must be a bool, number, string or null", raw_id
-    fields: dict[str, Any] = {"origin": Origin.CLOUD}
-    if raw_id is not None:
-        fields["id"] = str(raw_id)
-    return Command(data["device"], data["point"], data["value"], **fields), None, raw_id
 
 
 def _level(name: str) -> str:

@@ -22,6 +22,7 @@ from edged.hub import Hub
 from edged.model import Command, CommandResult, DeviceStatus, Event, Origin, RuleEvent
 from edged.outbox import Outbox, OutboxConfig
 from edged.tasks import TaskSet
+from edged.uplink.commands import Parsed, SeenCommands
 from edged.uplink.config import MqttUplinkConfig, UplinkConfig
 from edged.uplink.sender import Send, Sender
 
@@ -46,6 +47,8 @@ class UplinkService:
         self.gateway_id = gateway_id
         self.outbox = Outbox(outbox_config, state_dir)
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
+        # Commands read from a resource come again after a reconnect or a restart: remember them.
+        self.seen = SeenCommands(state_dir / "cloud-commands.json")
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._sent = [0, 0]  # live, backlog readings of past connections
@@ -53,12 +56,14 @@ class UplinkService:
         # Figures for metrics (see also ``stats()``).
         self.connected = False
         self.reconnects = 0
+        self.commands_repeated = 0  # commands a resource showed again and that were not run twice
         self._changed = asyncio.Event()
         self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
 
     async def run(self) -> None:
         self._down_since = time.monotonic()
         await self.outbox.open()
+        await asyncio.to_thread(self.seen.load)
         unsubscribe = [
             self.hub.subscribe(self.outbox.put),
             self.hub.subscribe_events(self._on_event),
@@ -85,7 +90,8 @@ class UplinkService:
             from edged.uplink import coap
 
             async with coap.connect(self.config, self.gateway_id) as link:
-                await self._serve(link.send, None)
+                commands = link.commands(self._on_shown_command) if self.config.command_uri else None
+                await self._serve(link.send, commands)
 
     async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
         sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered)
@@ -118,6 +124,15 @@ class UplinkService:
             )
             return
         self._commands.spawn(self.hub.execute(command, hold_if_offline=True), name=f"command {command.id}")
+
+    async def _on_shown_command(self, payload: bytes, parsed: Parsed) -> None:
+        """A command read from a resource: taken once, however often the resource shows it."""
+        if not self.seen.take(payload, parsed[2]):
+            self.commands_repeated += 1
+            self._changed.set()
+            return
+        await asyncio.to_thread(self.seen.save)
+        self._on_command(*parsed)
 
     # -- events ----------------------------------------------------------
 
@@ -177,6 +192,7 @@ class UplinkService:
             "uplink_acked_live": live,
             "uplink_acked_backlog": backlog,
             "uplink_reconnects": self.reconnects,
+            "uplink_commands_repeated": self.commands_repeated,
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydantic import TypeAdapter
 
 from edged.backoff import Backoff
 from edged.hub import Hub
-from edged.model import Quality, Reading
+from edged.model import Command, Device, Point, Quality, Reading, ValueType
 from edged.outbox import OutboxConfig
 from edged.uplink import senml
 from edged.uplink.coap import credentials
@@ -96,15 +97,22 @@ def uplink_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
     return config
 
 
-async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payload: bytes = b"") -> bytes:
+@contextlib.asynccontextmanager
+async def cloud(config: CoapUplinkConfig) -> AsyncIterator[aiocoap.Context]:
+    """A client context with the gateway's PSK: the cloud side of a test."""
     context = await aiocoap.Context.create_client_context()
     try:
         context.client_credentials.load_from_dict(credentials(config))
-        response = await context.request(aiocoap.Message(code=code, uri=uri, payload=payload)).response
-        assert response.code.is_successful(), response.code
-        return response.payload
+        yield context
     finally:
         await context.shutdown()
+
+
+async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payload: bytes = b"", **options: Any) -> bytes:
+    async with cloud(config) as context:
+        response = await context.request(aiocoap.Message(code=code, uri=uri, payload=payload, **options)).response
+        assert response.code.is_successful(), response.code
+        return response.payload
 
 
 async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
@@ -165,3 +173,89 @@ async def test_a_server_outage_loses_nothing(tmp_path: Path, hub: Hub, coap_serv
     await coap_server.start()
     await uplink.wait_for(lambda: uplink.outbox.depth == 0, 30)
     assert uplink.outbox.acked == 100
+
+
+async def test_cloud_commands_are_observed_executed_once_and_answered(
+    tmp_path: Path, hub: Hub, watch: Any, coap_server: CoapServer, running: Any
+) -> None:
+    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
+    writes: list[Command] = []
+
+    async def write(command: Command) -> None:
+        writes.append(command)
+
+    hub.attach_writer("sim", write)
+    base = f"coaps://127.0.0.1:{coap_server.port}/gw"
+    config = uplink_config(coap_server.port, inflight=1, command_uri=f"{base}/commands", result_uri=f"{base}/results")
+    command_uri, result_uri = f"{base}/commands", f"{base}/results"
+
+    # Waiting on the server before the gateway connects: a command in CBOR.
+    c1 = {"id": "c1", "device": "sim/relay", "point": "on", "value": True}
+    await request(config, aiocoap.PUT, command_uri, cbor2.dumps(c1), content_format=60)
+    await request(config, aiocoap.PUT, result_uri, b"")
+    async with cloud(config) as context:
+        observed = context.request(aiocoap.Message(code=aiocoap.GET, uri=result_uri, observe=0))
+        await observed.response
+        results = aiter(observed.observation)
+
+        async def next_result() -> dict[str, Any]:
+            async with asyncio.timeout(20):
+                return cbor2.loads((await anext(results)).payload)
+
+        running(UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
+        result = await next_result()
+        assert (result["type"], result["id"], result["status"]) == ("command_result", "c1", "ok")
+        assert [(c.id, c.value, c.origin) for c in writes] == [("c1", True, "cloud")]
+
+        # Then one in JSON, a message that is not a command, and one for a device that does not exist.
+        c2 = {"id": "c2", "device": "sim/relay", "point": "on", "value": False}
+        await request(config, aiocoap.PUT, command_uri, json.dumps(c2).encode(), content_format=50)
+        assert (await next_result())["id"] == "c2"
+        await request(config, aiocoap.PUT, command_uri, b"{not json")
+        rejected = await next_result()
+        assert (rejected["id"], rejected["status"]) == (None, "rejected")
+        assert "bad JSON" in rejected["reason"]
+        c3 = {"id": "c3", "device": "sim/nothing", "point": "on", "value": True}
+        await request(config, aiocoap.PUT, command_uri, json.dumps(c3).encode())
+        rejected = await next_result()
+        assert (rejected["id"], rejected["status"]) == ("c3", "rejected")
+        assert "unknown device" in rejected["reason"]
+        observed.observation.cancel()
+    assert [(c.id, c.value) for c in writes] == [("c1", True), ("c2", False)]
+
+
+async def test_a_command_already_taken_is_not_run_again_after_a_restart(
+    tmp_path: Path, hub: Hub, watch: Any, coap_server: CoapServer, running: Any
+) -> None:
+    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
+    writes: list[Command] = []
+
+    async def write(command: Command) -> None:
+        writes.append(command)
+
+    hub.attach_writer("sim", write)
+    command_uri = f"coaps://127.0.0.1:{coap_server.port}/gw/commands"
+    config = uplink_config(coap_server.port, command_uri=command_uri)
+    toggle = {"id": "t1", "device": "sim/relay", "point": "on", "value": True}
+    await request(config, aiocoap.PUT, command_uri, json.dumps(toggle).encode())
+
+    first = running(UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
+    await watch.until(lambda: writes)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+    # The resource still shows t1 to the restarted gateway: recognised, not run again.
+    second = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
+    running(second)
+    await second.wait_for(lambda: second.commands_repeated == 1, 20)
+    toggle2 = {"id": "t2", "device": "sim/relay", "point": "on", "value": False}
+    await request(config, aiocoap.PUT, command_uri, json.dumps(toggle2).encode())
+    await watch.until(lambda: len(writes) == 2)
+    assert [c.id for c in writes] == ["t1", "t2"]
+
+
+def test_the_psk_is_offered_to_every_configured_server() -> None:
+    config = uplink_config(5684, command_uri="coaps://127.0.0.2:5700/cmd", result_uri="coaps://127.0.0.3/res")
+    assert set(credentials(config)) == {
+        "coaps://127.0.0.1:5684/*", "coaps://127.0.0.2:5700/*", "coaps://127.0.0.3/*",
+    }  # fmt: skip

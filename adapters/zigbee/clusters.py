@@ -119,7 +119,7 @@ MAPS: dict[int, list[PointMap]] = {
         PointMap(OccupancySensing.cluster_id, "occupancy", "occupancy", BOOL, None, flag(0x01), change=0)
     ],
     PowerConfiguration.cluster_id: [
-        PointMap(PowerConfiguration.cluster_id, "battery_percentage_remaining", "battery", FLOAT, "%", scaled(2, 1), change=2)
+        PointMap(PowerConfiguration.cluster_id, "battery_percentage_remaining", "battery", FLOAT, "%EL", scaled(2, 1), change=2)
     ],
     EM: [
         PointMap(EM, "active_power", "power", FLOAT, "W", electrical("ac_power_multiplier", "ac_power_divisor")),

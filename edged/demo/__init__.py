@@ -66,6 +66,7 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
     simulators = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edged.demo.simulators", "--modbus-port", str(modbus_port), "--opcua-port", str(opcua_port),
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # Ctrl-C reaches edged only: the daemon stops before its peers do
     )
     try:
         assert simulators.stdout is not None

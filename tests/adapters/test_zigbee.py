@@ -83,11 +83,11 @@ async def test_join_produces_points_with_units_and_values(hub, watch, running, t
         return {key: (p.unit, value(hub, device.id, key)) for key, p in device.points.items()}
 
     assert points("climate") == {
-        "temperature": ("Cel", 21.5), "humidity": ("%RH", 45.2), "pressure": ("hPa", 1013.0), "battery": ("%", 90.0),
+        "temperature": ("Cel", 21.5), "humidity": ("%RH", 45.2), "pressure": ("hPa", 1013.0), "battery": ("%EL", 90.0),
     }
     assert points("motion") == {
         "occupancy": (None, False), "illuminance": ("lx", 120.0), "motion": (None, False),
-        "tamper": (None, False), "battery": ("%", 100.0),
+        "tamper": (None, False), "battery": ("%EL", 100.0),
     }
     # the plug scales by its own multiplier/divisor attributes: V /10, A /1000, kWh /1000
     assert points("plug") == {

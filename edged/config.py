@@ -242,6 +242,8 @@ def _describe(error: Any) -> str:
     message = message.replace("Input should be", "expected")
     if message.endswith(":"):
         return message[:-1]
+    if "; got " in message:  # the validator said what it found
+        return message
     found = error.get("input")
     if isinstance(found, (dict, list)):
         return f"{message}; got a {type(found).__name__}"

@@ -148,6 +148,8 @@ class BleAdapter(Adapter[BleConfig]):
         patterns = []
         if "bthome" in self.config.formats:
             patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc"))
+        if "atc" in self.config.formats:
+            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\x1a\x18"))
         if "ruuvi" in self.config.formats:
             patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, ruuvi.COMPANY_ID.to_bytes(2, "little")))
         if "ibeacon" in self.config.formats:

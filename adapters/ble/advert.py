@@ -1,6 +1,6 @@
 """Advertisements to measurements: which known format an advertisement
-carries (BTHome v2 service data, RuuviTag format 5 or iBeacon manufacturer
-data) and what it says. Pure functions, no I/O: the adapter adds filtering,
+carries (BTHome v2 or ATC_MiThermometer service data, RuuviTag format 5 or
+iBeacon manufacturer data) and what it says. Pure functions, no I/O: the adapter adds filtering,
 deduplication and presence on top."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from bleak.backends.scanner import AdvertisementData
 
-from edged.adapters.ble import bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
 from edged.model import Value, ValueType
 
 
@@ -35,7 +35,7 @@ class AdvertError(ValueError):
     """A frame in a known format that does not decode; ``str()`` says why."""
 
 
-ALL_FORMATS = frozenset({"bthome", "ruuvi", "ibeacon"})
+ALL_FORMATS = frozenset({"bthome", "atc", "ruuvi", "ibeacon"})
 
 
 def decode(
@@ -53,6 +53,13 @@ def decode(
             raise AdvertError(f"BTHome: {exc}") from exc
         measurements = tuple(Measurement(*m) for m in packet.measurements if m.key != "packet_id")
         out.append(Decoded(native, "BTHome v2", data, measurements, packet.counter))
+    if "atc" in formats and (data := adv.service_data.get(atc.UUID)) is not None:
+        try:
+            reading = atc.decode(data)
+        except atc.AtcError as exc:
+            raise AdvertError(f"ATC: {exc}") from exc
+        out.append(Decoded(native, f"ATC_MiThermometer ({reading.layout})", data,
+                           tuple(Measurement(*m) for m in reading.measurements)))  # fmt: skip
     if "ruuvi" in formats and (data := adv.manufacturer_data.get(ruuvi.COMPANY_ID)) is not None:
         try:
             frame = ruuvi.decode(data)

@@ -26,7 +26,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDeviceNotFoundError, BleakError
 
-from edged.adapters.ble import bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
 from edged.adapters.ble.backend import BleBackend
 from edged.tasks import TaskSet
 
@@ -261,6 +261,7 @@ DEMO_BTHOME = "A4:C1:38:00:00:01"  # a BTHome v2 temperature/humidity sensor
 DEMO_BTHOME_ENCRYPTED = "A4:C1:38:00:00:02"  # the same, encrypted with DEMO_BIND_KEY
 DEMO_BIND_KEY = "231d39c1d7cc1ab1aee224cd096db932"
 DEMO_RUUVI = "CB:B8:33:4C:88:4F"
+DEMO_ATC = "A4:C1:38:CF:01:56"  # a Xiaomi thermometer on pvvx's custom firmware, in another room
 DEMO_BEACON = "F0:00:00:00:00:03"
 DEMO_BEACON_UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 DEMO_GATT = "F0:00:00:00:00:10"  # a thermostat with a GATT service
@@ -274,6 +275,7 @@ def demo_air(interval: float = 2.0, seed: int | None = None) -> Air:
     air.add(Peripheral(DEMO_BTHOME, "SBHT-003C"))
     air.add(Peripheral(DEMO_BTHOME_ENCRYPTED, "ATC_000002"))
     air.add(Peripheral(DEMO_RUUVI, "Ruuvi 884F"))
+    air.add(Peripheral(DEMO_ATC, "ATC_CF0156"))
     thermostat = air.add(Peripheral(DEMO_GATT, "edged-thermostat"))
     thermostat.add(DEMO_TEMPERATURE_UUID, (2000).to_bytes(2, "little", signed=True), "read", "notify")
     thermostat.add(DEMO_SETPOINT_UUID, (2100).to_bytes(2, "little", signed=True), "read", "write")
@@ -296,6 +298,8 @@ async def _demo_routine(air: Air, interval: float, rng: random.Random) -> None:
         frame = ruuvi.encode(temperature - 1.5, humidity + 3, 100_500 + rng.randint(-30, 30), (0.0, 0.0, 1.0),
                              2950, 4, step // 10, step, DEMO_RUUVI)
         air.advertise(DEMO_RUUVI, manufacturer_data={ruuvi.COMPANY_ID: frame})
+        bedroom = atc.encode_pvvx(DEMO_ATC, temperature - 2.2, humidity + 6, 3012, 74, step // 5)
+        air.advertise(DEMO_ATC, service_data={atc.UUID: bedroom})
         beacon = ibeacon.IBeacon(DEMO_BEACON_UUID, 1, 2, -59)
         air.advertise(DEMO_BEACON, manufacturer_data={ibeacon.COMPANY_ID: ibeacon.encode(beacon)},
                       rssi=-65 + rng.randint(-5, 5))

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from edged.adapters.ble import bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
 from edged.adapters.ble.adapter import BleAdapter
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.simulator import Air, Peripheral
@@ -146,6 +146,20 @@ async def test_ruuvi_and_ibeacon(hub, watch, running, tmp_path):
     assert value(hub, "ble/cb:b8:33:4c:88:4f", "battery_voltage") == 2977
     assert hub.devices["ble/cb:b8:33:4c:88:4f"].model == "RuuviTag"
 
+
+
+async def test_atc_thermometers_in_both_layouts(hub, watch, running, tmp_path):
+    air = Air()
+    running(make(hub, tmp_path, air))
+    await scanning(air, watch)
+    air.advertise("A4:C1:38:D5:D4:98", name="ATC_D5D498", service_data={atc.UUID: bytes.fromhex("a4c138d5d49801453e510b7b62")})
+    air.advertise("A4:C1:38:CF:01:56", name="ATC_CF0156", service_data={atc.UUID: bytes.fromhex("5601cf38c1a44008bd13470c64cc0f")})
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:cf:01:56", "humidity") is not None)
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:d5:d4:98", "battery") is not None)
+    assert value(hub, "ble/a4:c1:38:d5:d4:98", "temperature") == 32.5
+    assert value(hub, "ble/a4:c1:38:cf:01:56", "humidity") == 50.53
+    assert hub.devices["ble/a4:c1:38:cf:01:56"].model == "ATC_MiThermometer (pvvx)"
+    assert hub.devices["ble/a4:c1:38:d5:d4:98"].points["battery"].unit == "%EL"
 
 async def test_duplicates_within_window_do_not_reach_the_hub(hub, watch, running, tmp_path):
     air = Air()
@@ -284,7 +298,8 @@ async def test_simulated_backend_runs_the_demo(hub, watch, running, tmp_path):
         "gatt": [gatt_spec("thermostat", simulator.DEMO_GATT)],
     })
     running(BleAdapter(config, hub, tmp_path))
-    expected = ["ble/a4:c1:38:00:00:01", "ble/a4:c1:38:00:00:02", "ble/cb:b8:33:4c:88:4f", "ble/thermostat"]
+    expected = ["ble/a4:c1:38:00:00:01", "ble/a4:c1:38:00:00:02", "ble/cb:b8:33:4c:88:4f", "ble/a4:c1:38:cf:01:56",
+                "ble/thermostat"]
     await watch.until(lambda: all(hub.devices.get(d) and hub.devices[d].online for d in expected))
     await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:02", "temperature") is not None)
 

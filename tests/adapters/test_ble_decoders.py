@@ -1,12 +1,14 @@
 """The BLE frame decoders against published frames: BTHome v2 examples from
 bthome.io (including its encryption example), RuuviTag format 5 test
-vectors from Ruuvi's documentation, iBeacon, and the GATT value codec."""
+vectors from Ruuvi's documentation, ATC_MiThermometer frames of real
+LYWSD03MMC sensors (as published with their decoded values in the Theengs
+decoder's test suite), iBeacon, and the GATT value codec."""
 
 from __future__ import annotations
 
 import pytest
 
-from edged.adapters.ble import bthome, codec, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, codec, ibeacon, ruuvi
 
 # -- BTHome v2 ---------------------------------------------------------------
 
@@ -159,6 +161,36 @@ def test_ruuvi_other_formats_and_lengths_are_errors():
 def test_ruuvi_encode_round_trips():
     raw = ruuvi.encode(24.3, 53.49, 100044, (0.004, -0.004, 1.036), 2977, 4, 66, 205, "CB:B8:33:4C:88:4F")
     assert raw.hex().upper() == "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F"
+
+
+# -- ATC_MiThermometer (0x181A) ------------------------------------------------
+
+
+def atc_values(raw: str) -> dict[str, object]:
+    return {m.key: m.value for m in atc.decode(bytes.fromhex(raw)).measurements}
+
+
+def test_atc1441_frames():
+    frame = atc.decode(bytes.fromhex("a4c138d5d49801453e510b7b62"))
+    assert (frame.layout, frame.mac) == ("atc1441", "A4:C1:38:D5:D4:98")
+    assert atc_values("a4c138d5d49801453e510b7b62") == {
+        "temperature": 32.5, "humidity": 62.0, "battery": 81, "battery_voltage": 2939,
+    }
+    assert atc_values("a4c138d5d498ffd33e510b7b62")["temperature"] == -4.5  # below zero
+
+
+def test_pvvx_custom_frame():
+    frame = atc.decode(bytes.fromhex("5601cf38c1a44008bd13470c64cc0f"))
+    assert (frame.layout, frame.mac) == ("pvvx", "A4:C1:38:CF:01:56")  # sent reversed
+    assert atc_values("5601cf38c1a44008bd13470c64cc0f") == {
+        "temperature": 21.12, "humidity": 50.53, "battery": 100, "battery_voltage": 3143,
+    }
+    assert atc.encode_pvvx("A4:C1:38:CF:01:56", 21.12, 50.53, 3143, 100, 0xCC, flags=0x0F).hex() == "5601cf38c1a44008bd13470c64cc0f"
+
+
+def test_atc_other_layouts_are_errors():
+    with pytest.raises(atc.AtcError, match="11 bytes"):  # pvvx's encrypted layout
+        atc.decode(bytes.fromhex("23ef56583dd42050fe8e4d"))
 
 
 # -- iBeacon -------------------------------------------------------------------

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+from edged.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ class TimerStore:
 
     def _replace(self, entries: dict[str, dict[str, Any]]) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".timers.", delete=False) as file:
-                json.dump({"version": 1, "timers": entries}, file, indent=1, sort_keys=True)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(file.name, self.path)
+            write_atomic(self.path, json.dumps({"version": 1, "timers": entries}, indent=1, sort_keys=True).encode())
         except OSError as exc:
             log.error("cannot save rule timers to %s: %s", self.path, exc)

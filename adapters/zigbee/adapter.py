@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zigpy.exceptions
@@ -38,12 +39,11 @@ from edged.adapters.zigbee import clusters
 from edged.adapters.zigbee.config import ZigbeeConfig
 from edged.backoff import retry_forever
 from edged.errors import AdapterError, CommandError
+from edged.files import write_atomic
 from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from zigpy.application import ControllerApplication
     from zigpy.backups import NetworkBackup
     from zigpy.device import Device as ZigpyDevice
@@ -484,9 +484,6 @@ def _find_cluster(device: ZigpyDevice, cluster_id: int, endpoint_id: int | None)
     return None
 
 
-def _write_private(path: Any, text: str) -> None:
+def _write_private(path: Path, text: str) -> None:
     """Write ``text`` (it holds the network key) readable by the owner only, atomically."""
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text.encode(), 0o600)

@@ -53,6 +53,8 @@ from zigpy.zcl.clusters.measurement import (
 from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from edged.files import write_atomic
+
 LOGGER = logging.getLogger(__name__)
 
 COORDINATOR_IEEE = "00:12:4b:00:ed:9e:d0:01"
@@ -565,7 +567,4 @@ def _read_text(path: Path) -> str | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text.encode(), 0o600)  # the simulated stick's NVRAM holds its network key

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
+from edged.files import write_atomic
 from edged.model import Command, Origin
 
 log = logging.getLogger(__name__)
@@ -95,13 +94,8 @@ class SeenCommands:
         return True
 
     def save(self) -> None:
-        """Write the file (blocking; call it in a thread): temporary file, fsync, rename."""
+        """Write the file (blocking; call it in a thread), atomically."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".commands.", delete=False) as file:
-                json.dump(list(self._seen), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(file.name, self.path)
+            write_atomic(self.path, json.dumps(list(self._seen)).encode())
         except OSError as exc:
             log.error("cannot save %s: %s", self.path, exc)

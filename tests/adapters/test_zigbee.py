@@ -239,6 +239,7 @@ async def test_restart_resumes_network_without_pairing(hub, watch, running, tmp_
 
     backup = json.loads((tmp_path / "zb" / BACKUP).read_text())
     assert backup["pan_id"].lower() == f"{network.pan_id:04x}"
+    assert (tmp_path / "zb" / BACKUP).stat().st_mode & 0o077 == 0, "the backup holds the network key: owner only"
 
     second = make(hub, tmp_path)  # no permit join: nothing can pair
     running(second)

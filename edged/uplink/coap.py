@@ -10,7 +10,8 @@ Cloud commands: with ``command_uri`` the gateway observes that resource
 (RFC 7641); its representation, and every notification, is one command:
 a CBOR map or a JSON object. A resource that
 stays silent past its Max-Age is registered again, and a server that does
-not offer Observe is read again after Max-Age. As the current
+not offer Observe, or answers with an error, is read again after Max-Age
+(readings keep flowing meanwhile). As the current
 representation comes again after every registration, the uplink service
 recognises a command it already took and does not execute it twice.
 """
@@ -101,11 +102,15 @@ class CoapLink:
                 raise UplinkError(f"observing {self.config.command_uri} failed: {exc}") from exc
 
     async def _take(self, response: aiocoap.Message, take: Take) -> None:
-        if response.code == aiocoap.NOT_FOUND or (response.code.is_successful() and not response.payload):
-            return  # no command yet
         if not response.code.is_successful():
-            raise UplinkError(f"GET {self.config.command_uri} answered {response.code}")
+            if response.code != aiocoap.NOT_FOUND:  # 4.04: no command yet
+                # Readings keep flowing; the resource is read again after Max-Age.
+                log.warning("GET %s answered %s; commands are not taken until it answers 2.05",
+                            self.config.command_uri, response.code)  # fmt: skip
+            return
         payload = response.payload
+        if not payload:
+            return  # no command yet
         # Told apart by the first byte rather than the content-format (servers get that wrong):
         # a CBOR map starts with 0xa0-0xbf, which JSON text never does.
         await take(payload, parse_command(payload, "cbor" if 0xA0 <= payload[0] <= 0xBF else "json"))

@@ -259,3 +259,15 @@ def test_the_psk_is_offered_to_every_configured_server() -> None:
     assert set(credentials(config)) == {
         "coaps://127.0.0.1:5684/*", "coaps://127.0.0.2:5700/*", "coaps://127.0.0.3/*",
     }  # fmt: skip
+
+
+async def test_readings_flow_while_the_command_resource_does_not_exist_yet(
+    tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
+) -> None:
+    missing = f"coaps://127.0.0.1:{coap_server.port}/gw/no-commands-yet"
+    uplink = UplinkService(OutboxConfig(), uplink_config(coap_server.port, command_uri=missing), hub, tmp_path / "state", "gw1")
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.connected, 10)
+    hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(10)])
+    await uplink.wait_for(lambda: uplink.outbox.acked == 10, 20)
+    assert uplink.reconnects == 0

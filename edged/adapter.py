@@ -40,6 +40,12 @@ class AdapterConfig(Model):
     def instance(self) -> str:
         return self.name or self.type
 
+    def declared_points(self) -> dict[str, dict[str, bool]] | None:
+        """``{device id: {point key: writable}}`` when the configuration names
+        every device and point of this adapter; None when devices appear at
+        run time (Zigbee joins, BLE advertisers)."""
+        return None
+
 
 C = TypeVar("C", bound=AdapterConfig)
 

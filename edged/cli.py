@@ -61,20 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.handler(args) or 0)
 
 
-def read_config(path: Path) -> Config | None:
+def read_config(path: Path, check_points: bool = False) -> Config | None:
     """The configuration at ``path``; ``None`` after printing its problems to stderr."""
     from edged.config import load_config
     from edged.errors import ConfigError
 
     try:
-        return load_config(path)
+        return load_config(path, check_points)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = read_config(args.file)
+    config = read_config(args.file, check_points=True)
     if config is None:
         return EXIT_CONFIG
     print(f"{args.file}: ok ({len(config.adapters)} adapter(s), {len(config.rules)} rule(s))")

@@ -22,7 +22,7 @@ from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Duration, Model, Secret
 from edged.outbox import OutboxConfig
-from edged.rules.config import Rules
+from edged.rules.config import Rules, point_problems
 from edged.uplink.config import UplinkConfig
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
@@ -105,8 +105,11 @@ class Config(Model):
         return self
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, merge and validate a configuration; raise ``ConfigError`` if it is wrong."""
+def load_config(path: str | Path, check_points: bool = False) -> Config:
+    """Read, merge and validate a configuration; raise ``ConfigError`` if it is wrong.
+
+    With ``check_points``, a rule naming a point that no configured device
+    has (see ``edged.rules.config.point_problems``) is a problem too."""
     path = Path(path)
     data, sources = load(path)
     if data is None:
@@ -120,6 +123,10 @@ def load_config(path: str | Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problems(exc, (), path, sources, data))
+    if not problems and check_points:
+        for problem in point_problems(config.rules, config.adapters):
+            loc = ("rules", problem.rule, *problem.where)
+            problems.append(ConfigProblem(*sources.locate(loc, str(path)), _name_rule(loc, data) or format_path(loc), problem.message))
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line or 0)))
     return _resolve_paths(config, path)

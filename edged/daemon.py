@@ -29,7 +29,9 @@ from edged.backoff import Backoff, retry_forever
 from edged.config import Config, load_config
 from edged.errors import ConfigError, EdgedError
 from edged.hub import Hub
+from edged.rules.config import point_problems
 from edged.sdnotify import Notifier
+from edged.yamlsource import format_path
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,16 @@ class Daemon:
     def _make_rules(self) -> Part:
         from edged.rules.engine import RulesEngine
 
+        self._warn_rule_points(self.config)
         self.rules = RulesEngine(self.config.rules, self.hub, self.state_dir / "rules", self.config.gateway.timezone)
         return self.rules
+
+    @staticmethod
+    def _warn_rule_points(config: Config) -> None:
+        for problem in point_problems(config.rules, config.adapters):
+            rule = config.rules[problem.rule]
+            log.warning("rule %s: %s: %s; its writes will be rejected", rule.id, format_path(problem.where), problem.message,
+                        extra={"rule": rule.id})  # fmt: skip
 
     def _make_status(self) -> Part:
         from edged.status.http import StatusServer
@@ -231,6 +241,7 @@ class Daemon:
         self.config = new
         gone = [name for name in self._units if name not in new_plan or new_plan[name][0] != self._units[name].settings]
         if "rules" in gone and "rules" in new_plan and self.rules is not None and hasattr(self.rules, "reload"):
+            self._warn_rule_points(new)
             self.rules.reload(new.rules)  # keeps the state of unchanged rules
             self._units["rules"].settings = new_plan["rules"][0]
             gone.remove("rules")

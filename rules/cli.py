@@ -1,7 +1,10 @@
 """``edged rules check FILE`` and ``edged rules test FILE --readings RECORDING``.
 
 ``check`` validates a configuration (or a rules file: a mapping with a
-``rules:`` list) and lists each rule with the points that wake it.
+``rules:`` list), including that every point a rule names exists on the
+devices the configuration declares (Modbus, OPC UA and simulated devices;
+Zigbee and BLE devices appear at run time), and lists each rule with the
+points that wake it.
 
 ``test`` replays a recording of readings (JSON lines) against the rules on
 a simulated clock and prints the commands and events they would issue, with
@@ -40,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from edged.cli import read_config
 
-    config = read_config(args.file)
+    config = read_config(args.file, check_points=args.rules_command == "check")
     if config is None:
         return EXIT_CONFIG
     if args.rules_command == "check":

@@ -358,3 +358,67 @@ Rules = Annotated[list[Rule], AfterValidator(_unique_ids)]
 
 for _model in (AndCondition, OrCondition, NotCondition, IfAction, Choice, ChooseAction, SequenceAction, ParallelAction):
     _model.model_rebuild()
+
+
+
+class PointProblem(NamedTuple):
+    rule: int  # index in the rule list
+    where: tuple[str | int, ...]  # key path of the point inside the rule, as written in YAML
+    message: str
+
+
+def referenced_points(rule: Rule) -> list[tuple[PointRef, bool, tuple[str | int, ...]]]:
+    """Every point ``rule`` names (not those inside expressions): the point,
+    whether the rule writes to it, and its key path inside the rule."""
+    found: list[tuple[PointRef, bool, tuple[str | int, ...]]] = []
+
+    def walk(node: Any, where: tuple[str | int, ...]) -> None:
+        if isinstance(node, Model):
+            for name, field in type(node).model_fields.items():
+                value, here = getattr(node, name), (*where, field.alias or name)
+                if isinstance(value, PointRef):
+                    found.append((value, isinstance(node, WriteAction), here))
+                else:
+                    walk(value, here)
+        elif isinstance(node, (list, tuple)):
+            for index, item in enumerate(node):
+                walk(item, (*where, index))
+
+    walk(rule, ())
+    return found
+
+
+def point_problems(rules: list[Rule], adapters: list[Any]) -> list[PointProblem]:
+    """Points the rules name that the adapters' configuration says cannot exist
+    (a typo, mostly), or writes to points that are not writable.
+
+    Only adapters that declare all their devices (``declared_points()``) are
+    checked; a point of a Zigbee or BLE device may still appear at run time.
+    A file of rules alone (no adapters) is not checked.
+    """
+    if not adapters:
+        return []
+    declared: dict[str, dict[str, bool]] = {}
+    dynamic: set[str] = set()
+    for adapter in adapters:
+        points = adapter.declared_points()
+        if points is None:
+            dynamic.add(adapter.instance)
+        else:
+            declared.update(points)
+    problems = []
+    for index, rule in enumerate(rules):
+        for ref, writes, where in referenced_points(rule):
+            if ref.device.partition("/")[0] in dynamic:
+                continue
+            points = declared.get(ref.device)
+            if points is None:
+                message = f"no device {ref.device!r} in the configuration; got {str(ref)!r}"
+            elif ref.key not in points:
+                message = f"device {ref.device} has no point {ref.key!r} (it has {', '.join(points)})"
+            elif writes and not points[ref.key]:
+                message = f"{ref} is not writable"
+            else:
+                continue
+            problems.append(PointProblem(index, where, message))
+    return problems

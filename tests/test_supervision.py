@@ -1,4 +1,5 @@
-"""One adapter crashing is logged and restarted; the rest of the gateway runs on."""
+"""One adapter crashing is logged and restarted, and a rule naming a point no device has is a warning;
+the rest of the gateway runs on."""
 
 from __future__ import annotations
 
@@ -95,6 +96,29 @@ async def test_an_explained_failure_is_one_line_and_retried(tmp_path, monkeypatc
             await NoRadioAdapter.restarted.wait()  # after the first backoff delay (1 s)
         failures = [r for r in caplog.records if "adapter:radio failed: no radio at /dev/ttyACM0" in r.getMessage()]
         assert failures and all(r.exc_info is None for r in failures)
+    finally:
+        daemon.stop()
+        await running
+
+
+async def test_a_rule_naming_a_missing_point_is_a_warning_and_the_rest_runs(tmp_path, caplog):
+    (tmp_path / "c.yaml").write_text(
+        "status: {http: {enabled: false}}\n"
+        "adapters:\n"
+        "  - {type: simulated, name: sim, interval: 20ms, devices: [{id: relay, kind: relay}]}\n"
+        "rules:\n"
+        "  - id: typo\n"
+        "    triggers: [{type: change, point: sim/relay.power}]\n"
+        "    actions: [{type: write, point: sim/relay.rely, value: true}]\n"
+    )
+    daemon = Daemon(load_config(tmp_path / "c.yaml"), tmp_path / "c.yaml")
+    running = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+        await asyncio.wait_for(daemon.rules.started.wait(), 10)
+        warning = "rule typo: actions[0].point: device sim/relay has no point 'rely' (it has relay, power)"
+        assert warning in caplog.text
+        assert "typo" in daemon.rules.rules  # the rule runs (its write will be refused with a reason)
     finally:
         daemon.stop()
         await running

@@ -245,6 +245,9 @@ class ModbusConfig(AdapterConfig):
     type: Literal["modbus"]
     connections: list[Connection] = Field(min_length=1)
 
+    def declared_points(self) -> dict[str, dict[str, bool]]:
+        return {f"{self.instance}/{d.id}": {p.key: p.writable for p in d.points} for c in self.connections for d in c.devices}
+
     @model_validator(mode="after")
     def _unique_devices(self) -> ModbusConfig:
         seen: set[str] = set()

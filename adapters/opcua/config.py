@@ -170,6 +170,9 @@ class OpcuaConfig(AdapterConfig):
     subscription: SubscriptionSettings = SubscriptionSettings()
     devices: list[DeviceConfig] = Field(min_length=1)
 
+    def declared_points(self) -> dict[str, dict[str, bool]]:
+        return {f"{self.instance}/{d.id}": {n.key: n.writable for n in d.nodes} for d in self.devices}
+
     @model_validator(mode="after")
     def _checks(self) -> OpcuaConfig:
         if (self.username is None) != (self.password is None):

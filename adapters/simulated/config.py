@@ -19,3 +19,8 @@ class SimulatedConfig(AdapterConfig):
     interval: Duration = Field(1.0, gt=0)
     seed: int | None = None
     devices: list[SimulatedDevice] = Field(min_length=1)
+
+    def declared_points(self) -> dict[str, dict[str, bool]]:
+        from edged.adapters.simulated.adapter import POINTS
+
+        return {f"{self.instance}/{d.id}": {p.key: p.writable for p in POINTS[d.kind]} for d in self.devices}

@@ -53,6 +53,43 @@ def test_check_reports_errors_with_line_and_rule_id_and_exits_2(tmp_path, capsys
     assert err.startswith(f"{tmp_path / 'rules.yaml'}:9: rules[0] (id pump).actions[2].for: expected a duration")
 
 
+
+DEVICES = textwrap.dedent("""\
+    adapters:
+      - type: simulated
+        name: sim
+        devices:
+          - {id: relay, kind: relay}
+          - {id: meter, kind: energy_meter}
+      - type: zigbee
+        name: zigbee
+        radio: simulated
+    """)
+
+
+def test_check_names_points_no_configured_device_has(tmp_path, capsys):
+    (tmp_path / "rules.yaml").write_text(DEVICES + textwrap.dedent("""\
+        rules:
+          - id: overload
+            triggers: [{type: threshold, point: sim/meter.powr, above: 1000}]
+            conditions: [{type: state, point: "zigbee/00:12:4b:00:00:00:00:01.occupancy", value: true}]
+            actions:
+              - {type: write, point: sim/relay.relay, value: false}
+              - {type: write, point: sim/meter.power, value: 0}
+        """))
+    assert run("check", str(tmp_path / "rules.yaml")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{tmp_path / 'rules.yaml'}:12: rules[0] (id overload).triggers[0].point: "
+        "device sim/meter has no point 'powr' (it has voltage, current, power, energy)",
+        f"{tmp_path / 'rules.yaml'}:16: rules[0] (id overload).actions[1].point: sim/meter.power is not writable",
+    ]  # the Zigbee point is not checked: Zigbee devices appear when they join
+
+
+def test_check_passes_rules_whose_points_exist(tmp_path, capsys):
+    (tmp_path / "rules.yaml").write_text(RULES + DEVICES)
+    assert run("check", str(tmp_path / "rules.yaml")) == 0
+
 def test_replay_prints_commands_with_times_without_touching_devices(tmp_path, capsys):
     (tmp_path / "rules.yaml").write_text(RULES)
     lines = [

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pymodbus import ModbusException
+from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -41,7 +41,8 @@ _READ = {
 
 def describe(connection: TcpConnection | RtuConnection) -> str:
     if isinstance(connection, TcpConnection):
-        return f"tcp://{connection.host}:{connection.port}"
+        scheme = "tcp" if connection.framing == "socket" else "rtu-over-tcp"
+        return f"{scheme}://{connection.host}:{connection.port}"
     return f"rtu:{connection.port}"
 
 
@@ -68,7 +69,8 @@ class Bus:
             "timeout": c.timeout, "retries": c.retries, "reconnect_delay": 0, "trace_connect": self._traced,
         }
         if isinstance(c, TcpConnection):
-            return AsyncModbusTcpClient(c.host, port=c.port, **common)
+            framer = FramerType.RTU if c.framing == "rtu" else FramerType.SOCKET
+            return AsyncModbusTcpClient(c.host, port=c.port, framer=framer, **common)
         return AsyncModbusSerialClient(
             c.port, baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity, stopbits=c.stopbits,
             handle_local_echo=c.handle_local_echo, **common,

@@ -206,6 +206,9 @@ class TcpConnection(ConnectionBase):
     transport: Literal["tcp"]
     host: str
     port: int = Field(502, ge=1, le=65535)
+    # socket: Modbus TCP (MBAP header). rtu: RTU frames with their CRC over the TCP stream, as a
+    # serial device server (an RS-485-to-Ethernet converter in transparent mode) passes them on.
+    framing: Literal["socket", "rtu"] = "socket"
 
 
 class Rs485(Model):

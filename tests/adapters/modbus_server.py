@@ -82,8 +82,8 @@ class Server:
             self.holding_now.clear()
         return None
 
-    async def start_tcp(self, port: int = 0) -> int:
-        self._server = ModbusTcpServer(self._devices(), address=("127.0.0.1", port), trace_pdu=self._trace)
+    async def start_tcp(self, port: int = 0, framer: FramerType = FramerType.SOCKET) -> int:
+        self._server = ModbusTcpServer(self._devices(), framer=framer, address=("127.0.0.1", port), trace_pdu=self._trace)
         await self._server.serve_forever(background=True)
         self.port = self._server.transport.sockets[0].getsockname()[1]
         return self.port

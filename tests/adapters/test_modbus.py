@@ -299,3 +299,24 @@ async def test_conformance(server, hub, watch, running, tmp_path):
     await conformance.check_read_only_rejected(hub, "mb/d", "power")
     await conformance.check_write_round_trip(hub, watch, "mb/d", "limit", 1234)
     await conformance.check_stop_marks_offline(a, hub, task)
+
+
+async def test_rtu_frames_over_tcp_through_a_serial_device_server(hub, watch, running, tmp_path):
+    from pymodbus import FramerType
+
+    server = Server(units=(1,))
+    await server.start_tcp(framer=FramerType.RTU)  # what an RS-485-to-Ethernet converter in transparent mode passes on
+    try:
+        points, memory, expected = typed_points()
+        for address, *regs in memory.values():
+            await server.set(1, "holding", address, regs)
+        devices = [{"id": "d", "unit_id": 1, "interval": 0.05, "points": points}]
+        running(adapter(hub, tmp_path, server.port, devices, framing="rtu"))
+        await watch.until(lambda: all(hub.value("mb/d", k) is not None for k in expected))
+        assert {k: hub.value("mb/d", k).value for k in expected} == expected
+        result = await hub.execute(Command("mb/d", "float32_CDAB", 21.5, Origin.API))
+        assert result.status is CommandStatus.OK, result.reason
+        address, *_ = memory["float32_CDAB"]
+        assert await server.get(1, "holding", address, 2) == wire("f", 21.5, "CDAB")
+    finally:
+        await server.stop()

@@ -9,7 +9,10 @@ whose value changed (beyond its deadband) or whose ``max_interval`` ran out.
 
 Faults: a read that fails (timeout, exception response, connection down)
 gives its points one ``Quality.BAD`` reading (value kept from the last good
-one) and a log line with the device id; a device whose reads all fail
+one) and a log line with the device id. A coalesced read refused with
+"illegal data address" (a hole in the device's map) is split into one read
+per point from then on, so only the point at the bad address stays bad.
+A device whose reads all fail
 ``fail_after`` polls in a row goes offline and is then probed with backoff
 until it answers again. Other devices on the same line keep being polled.
 """
@@ -23,8 +26,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pymodbus.constants import ExcCodes
+
 from edged.adapter import Adapter
-from edged.adapters.modbus.bus import WRITE, Bus
+from edged.adapters.modbus.bus import WRITE, Bus, ExceptionResponse
 from edged.adapters.modbus.codec import BlockCodec, encode, value_type
 from edged.adapters.modbus.config import DeviceConfig, ModbusConfig, PointConfig, Table
 from edged.adapters.modbus.plan import Read, plan
@@ -197,12 +202,22 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         batch: list[Reading] = []
         answered = False
         error: Exception | None = None
-        for block in poller.blocks:
+        pending = collections.deque(poller.blocks)
+        while pending:
+            block = pending.popleft()
             try:
                 data = await bus.read(block.table, unit, block.start, block.count)
             except AdapterError as exc:  # DeviceError included
                 self.errors_total += 1
                 error = exc
+                if isinstance(exc, ExceptionResponse) and exc.code == ExcCodes.ILLEGAL_ADDRESS and len(block.keys) > 1:
+                    # A hole in the device's map inside a coalesced read: read its points one by one
+                    # from now on, so that one bad address costs only its own point.
+                    parts = self._split(poller, block)
+                    self.log.warning("%s: %s; reading its %d points one by one from now on", device_id, exc, len(parts),
+                                     extra={"device": device_id})  # fmt: skip
+                    pending.extendleft(reversed(parts))
+                    continue
                 if not block.bad:
                     self.log.warning("%s: %s", device_id, exc, extra={"device": device_id})
                 block.fail(device_id, time.time(), batch)
@@ -224,6 +239,17 @@ class ModbusAdapter(Adapter[ModbusConfig]):
                 self.set_online(device_id, False)
         if batch:
             self.publish(batch)
+
+    def _split(self, poller: Poller, block: Block) -> list[Block]:
+        """Replace ``block`` in ``poller`` by one block per point."""
+        device = poller.device
+        parts = [Block(Read(block.table, p.address, p.width, (p,)), device.config) for p in block.codec.points]
+        index = poller.blocks.index(block)
+        poller.blocks[index : index + 1] = parts
+        for part in parts:
+            point = part.codec.points[0]
+            device.points[point.key] = (point, part)
+        return parts
 
     # -- writes ----------------------------------------------------------
 

@@ -39,6 +39,14 @@ _READ = {
 }
 
 
+class ExceptionResponse(DeviceError):
+    """The device answered with a Modbus exception; ``code`` is its ``ExcCodes`` value."""
+
+    def __init__(self, unit: int, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(f"unit {unit}", message)
+
+
 def describe(connection: TcpConnection | RtuConnection) -> str:
     if isinstance(connection, TcpConnection):
         scheme = "tcp" if connection.framing == "socket" else "rtu-over-tcp"
@@ -200,7 +208,7 @@ class Bus:
                 name = ExcCodes(code).name.lower().replace("_", " ")
             except ValueError:
                 name = "unknown"
-            raise DeviceError(f"unit {unit}", f"{what}: exception response {code} ({name})")
+            raise ExceptionResponse(unit, code, f"{what}: exception response {code} ({name})")
         return response
 
     # -- requests --------------------------------------------------------

@@ -4,7 +4,8 @@
 ``ModbusSerialServer`` (on one end of a socat pty pair) with a few unit ids,
 each with its four tables, records every request it receives (unit,
 function code, address, count) through pymodbus's ``trace_pdu`` hook, and
-can be told to answer one unit with an exception response, to hold a
+can be told to answer one unit with an exception response, to lack some
+addresses (illegal data address for any read that covers them), to hold a
 request until released (a slow device), or (RTU) to break the CRC of its
 answers.
 """
@@ -24,7 +25,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
-SIZE = 1000  # registers (and 16 x as many bits) per table
+SIZE = 1000  # registers per table, and discrete inputs
+COILS = 2200
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Server:
         self.units = units
         self.requests: list[Request] = []
         self.failing: dict[int, ExcCodes] = {}  # unit -> exception code to answer every request with
+        self.holes: dict[int, set[int]] = {}  # unit -> register addresses it does not have (illegal data address)
         self.corrupt = False  # RTU: send every answer with a broken CRC
         self.hold: asyncio.Event | None = None  # when set: reads wait here until the event is set
         self.holding_now = asyncio.Event()  # set while a read is held
@@ -52,9 +55,10 @@ class Server:
 
     def _devices(self) -> list[SimDevice]:
         def tables() -> tuple[list[SimData], ...]:
-            bits = [SimData(0, count=SIZE, values=False, datatype=DataType.BITS)]
+            # Coils up to 2200, past one 2000-bit read; pymodbus builds its bit tables slowly, so no more.
+            coils = [SimData(0, count=COILS, values=False, datatype=DataType.BITS)]
             regs = [SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS)]
-            return (bits, [SimData(0, count=SIZE, values=False, datatype=DataType.BITS)], regs,
+            return (coils, [SimData(0, count=SIZE, values=False, datatype=DataType.BITS)], regs,
                     [SimData(0, count=SIZE, values=0, datatype=DataType.REGISTERS)])
 
         return [
@@ -76,6 +80,8 @@ class Server:
     async def _action(self, unit, function, start, address, count, registers, values) -> ExcCodes | None:
         if unit in self.failing:
             return self.failing[unit]
+        if not self.holes.get(unit, set()).isdisjoint(range(address, address + count)):
+            return ExcCodes.ILLEGAL_ADDRESS
         if self.hold is not None and values is None:
             self.holding_now.set()
             await self.hold.wait()

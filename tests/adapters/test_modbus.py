@@ -160,6 +160,8 @@ async def test_neighbouring_addresses_are_read_together(server, hub, watch, runn
     devices = [{"id": "d", "unit_id": 3, "interval": 0.05, "max_gap": 2, "points": points}]
     running(adapter(hub, tmp_path, server.port, devices))
     await watch.until(lambda: online(hub, "mb/d"))
+    await watch.until(lambda: all(hub.value("mb/d", p["key"]) is not None for p in points))
+    assert all(hub.value("mb/d", p["key"]).quality is Quality.GOOD for p in points)
     cycle = {(r.function, r.address, r.count) for r in server.reads(3)}
     assert cycle == {(3, 0, 20), (3, 200, 1), (1, 0, 1999), (1, 2001, 97), (4, 0, 125), (4, 125, 5)}
 
@@ -227,6 +229,19 @@ async def test_exception_responses_mark_bad_then_offline_then_recover(server, hu
     statuses = [(e.device_id, e.online) for e in watch.events if isinstance(e, DeviceStatus)]
     assert statuses.count(("mb/bad", False)) == 1
 
+
+
+async def test_a_hole_in_the_register_map_costs_only_its_own_point(server, hub, watch, running, tmp_path):
+    points = [{"key": f"r{a}", "address": a} for a in range(6)]
+    await server.set(1, "holding", 0, [10, 11, 12, 13, 14, 15])
+    server.holes[1] = {3}  # the device has no register 3: any read covering it is refused
+    running(adapter(hub, tmp_path, server.port, [{"id": "d", "unit_id": 1, "interval": 0.05, "points": points}]))
+    await watch.until(lambda: all(hub.value("mb/d", f"r{a}") is not None for a in range(6)))
+    assert [good(hub, "mb/d", f"r{a}", 10 + a) for a in range(6)] == [True, True, True, False, True, True]
+    assert hub.value("mb/d", "r3").quality is Quality.BAD
+    assert online(hub, "mb/d")
+    assert server.reads(1)[0].count == 6  # one coalesced read first, then one read per point
+    assert {(r.address, r.count) for r in server.reads(1)[1:]} == {(a, 1) for a in range(6)}
 
 async def test_stopped_server_then_recovery(server, hub, watch, running, tmp_path):
     devices = [{"id": "d", "unit_id": 1, "interval": 0.02, "fail_after": 2, "points": [{"key": "x", "address": 5}]}]

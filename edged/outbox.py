@@ -13,11 +13,18 @@ so the MQTT uplink sends a row as one message without decoding it. Row ids
 grow for ever (``AUTOINCREMENT``): a row's id is its message id, and a
 device's rows are in the order its readings arrived. Events (command
 results, device status, rule events) are rows holding one JSON object.
+
+A commit that fails (disk full, I/O error) loses nothing: what it carried
+goes back to the front of the queue and is committed again with backoff,
+while ``commit_error`` says why for the health view; memory stays bounded by
+``MAX_PENDING`` as for a slow disk. Only at shutdown, after one last try,
+is what could not be stored counted as rejected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -30,6 +37,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ByteSize, Field, field_validator
 
+from edged.backoff import Backoff
 from edged.fields import Duration, Model
 from edged.model import Reading
 from edged.tasks import TaskSet
@@ -89,6 +97,9 @@ class Outbox:
         self._tasks = TaskSet()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[list[Row]], None]] = []
+        self._retry = Backoff(initial=0.5, maximum=30.0)
+        self._closing = asyncio.Event()
+        self.commit_error: str | None = None  # why commits fail, while they do
         self.last_id = 0  # id of the newest committed row
         # Figures for metrics (readings; an event counts as one).
         self.accepted = 0
@@ -104,11 +115,13 @@ class Outbox:
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
+        self._closing.clear()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
         await self._in_thread(self._open)
 
     async def close(self) -> None:
         """Commit everything handed over, then close the database."""
+        self._closing.set()
         try:
             await self.flush()
         finally:
@@ -187,7 +200,8 @@ class Outbox:
         self._wake()
 
     def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]:
-        """Call ``listener`` on the loop after every commit with its new rows (maybe none)."""
+        """Call ``listener`` on the loop after every commit with its new rows (maybe none),
+        and with none after a commit that failed."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -209,16 +223,39 @@ class Outbox:
                 acked, self._acked = self._acked, []
                 try:
                     rows = await self._in_thread(self._commit, batches, events, acked)
-                except sqlite3.Error:
-                    log.exception("outbox commit failed; %d batches lost", len(batches))
-                    self.rejected += sum(len(b) for b in batches) + len(events)
+                except sqlite3.Error as exc:
+                    await self._failed(exc, batches, events, acked)
                     continue
+                if self.commit_error is not None:
+                    log.warning("outbox: commits work again")
+                    self.commit_error = None
+                    self._retry.reset()
                 if rows:
                     self.last_id = rows[-1].id  # set on the loop, together with telling the listeners
                 for listener in list(self._listeners):
                     listener(rows)
         finally:
             self._writer = None
+
+    async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]],
+                      acked: list[int]) -> None:  # fmt: skip
+        """Put what a failed commit carried back in front of the queue and wait before the next try."""
+        readings = sum(len(b) for b in batches)
+        if self._closing.is_set():
+            log.error("outbox: cannot commit at shutdown (%s); %d readings and %d events are lost", exc, readings, len(events))
+            self.rejected += readings + len(events)
+            return
+        if self.commit_error is None:
+            log.error("outbox: cannot commit (%s); keeping %d readings in memory and trying again", exc, readings)
+        self.commit_error = str(exc)
+        self._pending[:0] = batches
+        self._pending_count += readings
+        self._pending_events[:0] = events
+        self._acked[:0] = acked
+        for listener in list(self._listeners):
+            listener([])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self._retry.next_delay())
 
     # -- worker thread ---------------------------------------------------
 
@@ -248,7 +285,8 @@ class Outbox:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite itself rolls back on some errors (a full disk)
+                db.execute("ROLLBACK")
             self._recount(db)  # undo what this transaction had counted
             raise
         self.bytes += sum(r[3] for r in records)

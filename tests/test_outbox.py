@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -166,3 +167,50 @@ async def test_values_that_json_cannot_carry_are_stored_as_null(tmp_path: Path) 
     await outbox.flush()
     assert [v for _, v in stored(outbox)] == [None, None, 2.5]
     await outbox.close()
+
+
+async def limit_database(outbox: Outbox, pages: int | None) -> None:
+    """Make the database file unable to grow (as on a full disk), or let it grow again.
+
+    ``max_page_count`` is a setting of the outbox's own connection, so it is set there."""
+
+    def apply() -> None:
+        assert outbox._db is not None
+        limit = outbox._db.execute("PRAGMA page_count").fetchone()[0] if pages is None else pages
+        outbox._db.execute(f"PRAGMA max_page_count = {limit}")
+
+    await outbox._in_thread(apply)
+
+
+async def test_a_full_disk_loses_nothing_and_commits_when_there_is_room_again(tmp_path: Path, caplog) -> None:
+    outbox = await opened(tmp_path, row_readings=10)
+    outbox.put(readings("a", 0, 10))
+    await outbox.flush()
+    await limit_database(outbox, None)  # no room for another page
+    failed = asyncio.Event()
+    outbox.subscribe(lambda rows: failed.set() if outbox.commit_error else None)
+    outbox.put(readings("a", 10, 5000))
+    await asyncio.wait_for(failed.wait(), 10)
+    assert "full" in outbox.commit_error
+    assert (outbox.accepted, outbox.rejected) == (10, 0), "nothing accepted, nothing thrown away"
+    assert "keeping 5000 readings in memory" in caplog.text
+
+    await limit_database(outbox, 1_000_000)  # room again (the disk was cleaned up)
+    await outbox.flush()
+    assert outbox.commit_error is None
+    assert (outbox.accepted, outbox.rejected) == (5010, 0)
+    assert stored(outbox) == [("a", i) for i in range(5010)]
+    await outbox.close()
+
+
+async def test_what_cannot_be_stored_at_shutdown_is_counted(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path, row_readings=10)
+    outbox.put(readings("a", 0, 10))
+    await outbox.flush()
+    await limit_database(outbox, None)
+    outbox.put(readings("a", 10, 5000))
+    await outbox.close()  # one last try, then give up rather than hang the shutdown
+    assert outbox.rejected == 5000
+    again = await opened(tmp_path)
+    assert (again.accepted, again.rejected, again.depth) == (10, 0, 10)  # the counters on disk could not be updated either
+    await again.close()

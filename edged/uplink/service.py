@@ -173,6 +173,8 @@ class UplinkService:
         full = self.outbox.bytes / self.outbox.config.max_bytes
         if full >= HEALTH_FULL:
             problems.append(f"outbox is {full:.0%} full")
+        if self.outbox.commit_error is not None:
+            problems.append(f"outbox cannot store readings: {self.outbox.commit_error}")
         if self._down_since is not None and time.monotonic() - self._down_since >= HEALTH_DOWN:
             problems.append(f"uplink down for {time.monotonic() - self._down_since:.0f} s")
         return problems

@@ -12,7 +12,9 @@ outbox accepted (its counters are committed with its rows, so they survive
 the kills) with what a persistent-session subscriber received.
 
 Printed, one per line: readings accepted, delivered, lost (must be 0),
-duplicated, peak RSS, RSS after the first minute and at the end, CPU
+duplicated, peak RSS, RSS after the first minute and at the end, for each
+edged process that lived 5 minutes or more its RSS one minute after its
+start and at its end (a leak shows there, not across restarts), CPU
 seconds per 1000 readings, rule latency p99. The last line is ``lost``.
 
     python bench/soak.py [--minutes 10] [--kills 3] [--load 10000] [--seed 1]
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -105,6 +108,21 @@ class Subscriber:
         return sum(self.rows.values())
 
 
+@dataclasses.dataclass
+class Life:
+    """One edged process, from its start to its SIGKILL or the end of the run."""
+
+    start: float
+    end: float = 0.0
+    rss_1min: float | None = None
+    rss_end: float = 0.0
+
+    @property
+    def growth(self) -> float | None:
+        """RSS growth from one minute after the start to the end; None for a life shorter than 5 minutes."""
+        return None if self.rss_1min is None or self.end - self.start < 300 else self.rss_end - self.rss_1min
+
+
 class Edged:
     """The edged process: started, killed and restarted; CPU and RSS sampled."""
 
@@ -115,11 +133,13 @@ class Edged:
         self.cpu_done = 0.0  # CPU of processes that have ended
         self.cpu_now = 0.0
         self.rss_peak = 0.0
+        self.lives: list[Life] = []  # one per process: RSS one minute after its start and at its end
         self.log = config.with_suffix(".log").open("ab")
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "-c", str(self.config)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        self.lives.append(Life(time.monotonic()))
 
     def sample(self) -> float:
         if self.proc is None or self.proc.poll() is not None:
@@ -130,6 +150,10 @@ class Edged:
             self.cpu_now = times.user + times.system
             rss = process.memory_info().rss / 2**20
             self.rss_peak = max(self.rss_peak, rss)
+            life = self.lives[-1]
+            life.end, life.rss_end = time.monotonic(), rss
+            if life.rss_1min is None and life.end - life.start >= 60:
+                life.rss_1min = rss
             return rss
         return 0.0
 
@@ -265,6 +289,10 @@ async def main() -> None:
     print(f"peak_rss: {edged.rss_peak:.1f} MiB")
     print(f"rss_after_1_min: {rss_1min:.1f} MiB")
     print(f"rss_at_end: {rss_end:.1f} MiB")
+    for life in edged.lives:
+        if life.growth is not None:
+            print(f"rss_growth_of_one_process: {life.rss_1min:.1f} -> {life.rss_end:.1f} MiB "
+                  f"over {(life.end - life.start) / 60:.1f} min (started at {life.start - edged.lives[0].start:.0f} s)")
     print(f"cpu_per_1000_readings: {edged.cpu / max(1, accepted) * 1000:.4f} s")
     print(f"rule_latency_p99: {max(p99s) * 1000 if p99s else float('nan'):.2f} ms (worst of {len(p99s)} windows)")
     print(f"lost: {max(0, accepted - delivered)} readings")

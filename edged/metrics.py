@@ -35,6 +35,7 @@ _OUTBOX: dict[str, tuple[str, str, str]] = {
     "outbox_oldest_age": ("edged_outbox_oldest_age_seconds", "gauge", "Age of the oldest unacknowledged row"),
     "outbox_accepted": ("edged_outbox_accepted", "counter", "Readings committed to the outbox"),
     "outbox_acked": ("edged_outbox_acked", "counter", "Readings removed after the cloud acknowledged them"),
+    "outbox_commit_failing": ("edged_outbox_commit_failing", "gauge", "1 while commits fail (disk full, I/O error)"),
 }
 _OUTBOX_DROPS = {"outbox_dropped_full": "full", "outbox_rejected": "rejected", "outbox_expired": "expired"}
 

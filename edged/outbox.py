@@ -422,6 +422,7 @@ class Outbox:
             "outbox_rejected": self.rejected,
             "outbox_expired": self.expired,
             "outbox_acked": self.acked,
+            "outbox_commit_failing": int(self.commit_error is not None),
         }
 
 

@@ -192,12 +192,13 @@ async def test_a_full_disk_loses_nothing_and_commits_when_there_is_room_again(tm
     outbox.put(readings("a", 10, 5000))
     await asyncio.wait_for(failed.wait(), 10)
     assert "full" in outbox.commit_error
+    assert outbox.stats()["outbox_commit_failing"] == 1
     assert (outbox.accepted, outbox.rejected) == (10, 0), "nothing accepted, nothing thrown away"
     assert "keeping 5000 readings in memory" in caplog.text
 
     await limit_database(outbox, 1_000_000)  # room again (the disk was cleaned up)
     await outbox.flush()
-    assert outbox.commit_error is None
+    assert outbox.commit_error is None and outbox.stats()["outbox_commit_failing"] == 0
     assert (outbox.accepted, outbox.rejected) == (5010, 0)
     assert stored(outbox) == [("a", i) for i in range(5010)]
     await outbox.close()

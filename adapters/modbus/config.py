@@ -21,7 +21,7 @@ register map of points::
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -167,7 +167,25 @@ class DeviceConfig(Model):
     max_bits: int = Field(2000, ge=1, le=2000)  # per read of coils/discrete inputs
     fail_after: int = Field(3, ge=1)  # failed polls in a row before the device is offline
     write_multiple: bool = False  # write single registers with FC 16 (for devices without FC 6)
+    # The order of the device's multi-register numbers, for points that do not give their own
+    # (a meter that sends every float32 as CDAB says so once).
+    order: Order | None = None
     points: list[PointConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_order(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("order") is None or not isinstance(data.get("points"), list):
+            return data
+        numbers = {None, *(t.value for t in DataType)} - {"bool", "bit", "string"}  # None: uint16
+        points = [
+            {**point, "order": data["order"]}
+            if isinstance(point, dict) and "order" not in point and point.get("type") in numbers
+            and point.get("table", "holding") in ("holding", "input")
+            else point
+            for point in data["points"]
+        ]
+        return {**data, "points": points}
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:

@@ -61,3 +61,21 @@ def test_transport_is_required_and_checked(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}:5: adapters[0].connections[0]: expected transport: tcp or rtu"
+
+
+def test_a_device_order_applies_to_its_numbers_that_give_none(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(HEAD.replace("            unit_id: 1\n", "            unit_id: 1\n            order: CDAB\n") + """\
+              - {key: power, address: 0, type: float32}
+              - {key: energy, address: 2, type: float64, order: ABCD}
+              - {key: status, address: 6}
+              - {key: serial, address: 7, type: string, length: 4}
+              - {key: alarm, address: 11, type: bit, bit: 3}
+              - {key: relay, table: coil, address: 0}
+""")
+    points = {p.key: p for p in load_config(path).adapters[0].connections[0].devices[0].points}
+    assert {k: p.order.value for k, p in points.items()} == {
+        "power": "CDAB", "status": "CDAB",  # numbers without an order of their own
+        "energy": "ABCD",  # its own order wins
+        "serial": "ABCD", "alarm": "ABCD", "relay": "ABCD",  # not numbers: the order does not apply
+    }

@@ -48,6 +48,19 @@ class TlsConfig(Model):
         return self
 
 
+class HomeAssistantConfig(Model):
+    """MQTT discovery for Home Assistant (see edged/uplink/homeassistant.py)."""
+
+    discovery_prefix: str = "homeassistant"
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or "#" in value or "+" in value or value.endswith("/"):
+            raise ValueError("expected a topic prefix such as homeassistant, without wildcards or a trailing /")
+        return value
+
+
 class _Lanes(Model):
     inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged
     backfill_rate: int = Field(0, ge=0)  # readings/s for the backlog after an outage; 0 = as fast as it goes
@@ -76,6 +89,15 @@ class MqttUplinkConfig(_Lanes):
     event_topic: str = "{prefix}/events/{event}"
     command_topic: str = "{prefix}/commands"
     result_topic: str = "{prefix}/commands/result"
+    homeassistant: HomeAssistantConfig | None = None  # announce every point to Home Assistant
+
+    @model_validator(mode="after")
+    def _discovery_needs_a_topic_per_point(self) -> MqttUplinkConfig:
+        if self.homeassistant is not None and "{point}" not in self.topic:
+            raise ValueError(
+                "Home Assistant reads one message per reading: put {point} in topic, e.g. '{prefix}/{device}/{point}':"
+            )
+        return self
 
     @field_validator("prefix")
     @classmethod

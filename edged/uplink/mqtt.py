@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiomqtt
@@ -37,8 +37,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.errors import UplinkError
-from edged.model import Command
+from edged.model import Command, Device
 from edged.outbox import EVENT, Row
+from edged.uplink import homeassistant
 from edged.uplink.commands import parse_command
 from edged.uplink.config import MqttUplinkConfig
 
@@ -89,6 +90,24 @@ class MqttLink:
                 device = json.dumps(row.subject).encode()
                 head = b'{"gateway":%s,"device":%s,"seq":%d,"readings":' % (self._gateway, device, row.id)
                 await self._publish(self.topic(row.subject), head + row.payload + b"}")
+        except aiomqtt.MqttError as exc:
+            raise UplinkError(f"publish failed: {exc}") from exc
+
+    def discovery(self, device: Device | None = None) -> list[homeassistant.Message]:
+        """The Home Assistant discovery configs of ``device``'s points, or of the gateway itself."""
+        ha = self.config.homeassistant
+        assert ha is not None
+        gateway = self._names["gateway"]
+        if device is None:
+            return [homeassistant.gateway_entity(ha.discovery_prefix, gateway, self.status_topic)]
+        return homeassistant.announce(ha.discovery_prefix, gateway, device, self.topic, self.status_topic, self.command_topic)
+
+    async def retain(self, messages: Iterable[homeassistant.Message]) -> None:
+        """Publish retained messages (QoS 1); an empty payload clears a retained message."""
+        try:
+            await asyncio.gather(
+                *(self.client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT) for topic, payload in messages)
+            )
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"publish failed: {exc}") from exc
 

@@ -10,6 +10,7 @@ handed over before it returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -18,8 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from edged.backoff import Backoff, retry_forever
+from edged.errors import UplinkError
 from edged.hub import Hub
-from edged.model import Command, CommandResult, DeviceStatus, Event, Origin, RuleEvent
+from edged.model import (
+    Command,
+    CommandResult,
+    Device,
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceStatus,
+    Event,
+    Origin,
+    RuleEvent,
+)
 from edged.outbox import Outbox, OutboxConfig
 from edged.tasks import TaskSet
 from edged.uplink.commands import Parsed, SeenCommands
@@ -57,6 +69,10 @@ class UplinkService:
         self.connected = False
         self.reconnects = 0
         self.commands_repeated = 0  # commands a resource showed again and that were not run twice
+        # Home Assistant discovery (MQTT): the link to announce new devices on, and what was announced.
+        self._discovery: Any = None
+        self._announced: dict[str, list[str]] = {}
+        self._discovery_lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
 
@@ -85,7 +101,17 @@ class UplinkService:
             from edged.uplink import mqtt
 
             async with mqtt.connect(self.config, self.gateway_id) as link:
-                await self._serve(link.send, link.commands(self._on_command))
+                try:
+                    if self.config.homeassistant is not None:
+                        self._discovery = link
+                        async with self._discovery_lock:
+                            messages = link.discovery()
+                            for device in list(self.hub.devices.values()):
+                                messages += self._announce(link, device)
+                            await link.retain(messages)
+                    await self._serve(link.send, link.commands(self._on_command))
+                finally:
+                    self._discovery = None
         else:
             from edged.uplink import coap
 
@@ -158,6 +184,24 @@ class UplinkService:
             self.outbox.put_event(
                 "rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts}
             )
+        elif isinstance(event, (DeviceAdded, DeviceRemoved)) and self._discovery is not None:
+            self._commands.spawn(self._rediscover(self._discovery, event), name="home assistant discovery")
+
+    async def _rediscover(self, link: Any, event: DeviceAdded | DeviceRemoved) -> None:
+        """Announce a device that joined (or changed its points), or remove one that left;
+        one at a time, in the order they happened."""
+        async with self._discovery_lock:
+            if isinstance(event, DeviceAdded):
+                messages = self._announce(link, event.device)
+            else:
+                messages = [(topic, "") for topic in self._announced.pop(event.device_id, [])]
+            with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
+                await link.retain(messages)
+
+    def _announce(self, link: Any, device: Device) -> list[tuple[str, str]]:
+        messages = link.discovery(device)
+        self._announced[device.id] = [topic for topic, _ in messages]
+        return messages
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
         """Return once ``predicate()`` is true; checked again after every outbox

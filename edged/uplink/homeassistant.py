@@ -1,0 +1,130 @@
+"""Home Assistant MQTT discovery: one retained config message per point.
+
+With ``homeassistant:`` in the MQTT uplink, every point of every device
+becomes an entity of a Home Assistant device (grouped under the gateway):
+a ``sensor`` (numbers and strings), a ``binary_sensor`` (read-only bools),
+a ``switch`` (writable bools) or a ``number`` (writable numbers). Entities
+read the per-reading messages of ``topic`` (it must contain ``{point}``),
+are available while the gateway's status topic says ``online``, and send
+their commands as ordinary cloud commands to ``command_topic``, so they go
+through the Hub like any other (checked, held for offline devices,
+answered on ``result_topic``). Units are translated from SenML to the
+symbols Home Assistant expects, with a device class where one fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from edged.model import Device, Point, ValueType
+
+# SenML unit -> (Home Assistant unit, device class)
+UNITS: dict[str, tuple[str, str | None]] = {
+    "Cel": ("°C", "temperature"),
+    "%RH": ("%", "humidity"),
+    "%EL": ("%", "battery"),
+    "W": ("W", "power"),
+    "kW": ("kW", "power"),
+    "kWh": ("kWh", "energy"),
+    "Wh": ("Wh", "energy"),
+    "V": ("V", "voltage"),
+    "mV": ("mV", "voltage"),
+    "A": ("A", "current"),
+    "lx": ("lx", "illuminance"),
+    "Pa": ("Pa", "pressure"),
+    "hPa": ("hPa", "pressure"),
+    "Hz": ("Hz", "frequency"),
+    "dBm": ("dBm", "signal_strength"),
+    "m": ("m", "distance"),
+    "%": ("%", None),
+}
+_ENERGY = {"energy"}  # device classes whose values only grow: state_class total_increasing
+
+Message = tuple[str, str]  # (topic, payload); an empty payload removes the entity
+
+
+def object_id(*parts: str) -> str:
+    """An id Home Assistant accepts in a discovery topic: letters, digits, ``_`` and ``-``."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", "_".join(parts)).strip("_")
+
+
+def component(point: Point) -> str:
+    if point.type is ValueType.BOOL:
+        return "switch" if point.writable else "binary_sensor"
+    if point.writable and point.type in (ValueType.INT, ValueType.FLOAT):
+        return "number"
+    return "sensor"
+
+
+def config_topic(prefix: str, gateway_id: str, device: Device, point: Point) -> str:
+    return f"{prefix}/{component(point)}/{object_id(gateway_id, device.id)}/{object_id(point.key)}/config"
+
+
+def entity(gateway_id: str, device: Device, point: Point, *, state_topic: str, status_topic: str,
+           command_topic: str) -> dict[str, Any]:  # fmt: skip
+    """The discovery config of one point."""
+    kind = component(point)
+    config: dict[str, Any] = {
+        "name": point.name or point.key,
+        "unique_id": object_id("edged", gateway_id, device.id, point.key),
+        "state_topic": state_topic,
+        "availability_topic": status_topic,
+        "device": {
+            "identifiers": [object_id("edged", gateway_id, device.id)],
+            "name": device.name or device.id,
+            "via_device": object_id("edged", gateway_id),
+            **({"manufacturer": device.manufacturer} if device.manufacturer else {}),
+            **({"model": device.model} if device.model else {}),
+        },
+    }
+    if point.type is ValueType.BOOL:
+        config["value_template"] = "{{ 'ON' if value_json.value else 'OFF' }}"
+    else:
+        config["value_template"] = "{{ value_json.value }}"
+    unit, device_class = UNITS.get(point.unit or "", (point.unit, None))
+    if unit and kind in ("sensor", "number"):
+        config["unit_of_measurement"] = unit
+    if device_class and kind in ("sensor", "number"):
+        config["device_class"] = device_class
+    if kind == "sensor" and point.type in (ValueType.INT, ValueType.FLOAT):
+        config["state_class"] = "total_increasing" if device_class in _ENERGY else "measurement"
+    command = {"device": device.id, "point": point.key}
+    if kind == "switch":
+        config["command_topic"] = command_topic
+        config["payload_on"] = json.dumps({**command, "value": True})
+        config["payload_off"] = json.dumps({**command, "value": False})
+    elif kind == "number":
+        config["command_topic"] = command_topic
+        config["command_template"] = json.dumps(command)[:-1] + ', "value": {{ value }}}'
+        config["min"], config["max"] = -1e9, 1e9  # the device checks its own range
+        config["step"] = 1 if point.type is ValueType.INT else 0.01
+        config["mode"] = "box"
+    return config
+
+
+def gateway_entity(prefix: str, gateway_id: str, status_topic: str) -> Message:
+    """A connectivity sensor for the gateway itself, the device every other one is ``via``."""
+    config = {
+        "name": "Connected",
+        "unique_id": object_id("edged", gateway_id, "connected"),
+        "state_topic": status_topic,
+        "payload_on": "online",
+        "payload_off": "offline",
+        "device_class": "connectivity",
+        "device": {"identifiers": [object_id("edged", gateway_id)], "name": f"edged {gateway_id}", "manufacturer": "edged"},
+    }
+    return f"{prefix}/binary_sensor/{object_id(gateway_id)}/connected/config", json.dumps(config)
+
+
+def announce(prefix: str, gateway_id: str, device: Device, state_topic: Callable[[str, str], str], status_topic: str,
+             command_topic: str) -> list[Message]:  # fmt: skip
+    """The retained config messages of every point of ``device``."""
+    return [
+        (config_topic(prefix, gateway_id, device, point),
+         json.dumps(entity(gateway_id, device, point, state_topic=state_topic(device.id, point.key),
+                           status_topic=status_topic, command_topic=command_topic)))
+        for point in device.points.values()
+    ]  # fmt: skip

@@ -96,6 +96,7 @@ def entity(gateway_id: str, device: Device, point: Point, *, state_topic: str, s
         config["command_topic"] = command_topic
         config["payload_on"] = json.dumps({**command, "value": True})
         config["payload_off"] = json.dumps({**command, "value": False})
+        config["state_on"], config["state_off"] = "ON", "OFF"  # else they default to the payloads above
     elif kind == "number":
         config["command_topic"] = command_topic
         config["command_template"] = json.dumps(command)[:-1] + ', "value": {{ value }}}'

@@ -77,6 +77,8 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
         # What Home Assistant sends: the switch's payload_on, the number's command_template filled in.
         pump, setpoint = found[node.format("switch", "pump")], found[node.format("number", "setpoint")]
         assert pump is not None and setpoint is not None
+        assert (pump["value_template"], pump["state_on"], pump["state_off"]) == (
+            "{{ 'ON' if value_json.value else 'OFF' }}", "ON", "OFF")  # the state it reads matches what it compares with
         async with aiomqtt.Client("127.0.0.1", broker.port) as home_assistant:
             await home_assistant.publish(pump["command_topic"], pump["payload_on"], qos=1)
             await home_assistant.publish(setpoint["command_topic"], setpoint["command_template"].replace("{{ value }}", "21.5"), qos=1)

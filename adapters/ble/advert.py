@@ -11,14 +11,8 @@ from typing import NamedTuple
 from bleak.backends.scanner import AdvertisementData
 
 from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
-from edged.model import Value, ValueType
-
-
-class Measurement(NamedTuple):
-    key: str
-    value: Value
-    unit: str | None
-    type: ValueType
+from edged.adapters.ble.measurement import Measurement
+from edged.model import ValueType
 
 
 class Decoded(NamedTuple):
@@ -51,21 +45,20 @@ def decode(
             packet = bthome.decode(data, address, (keys or {}).get(address))
         except ValueError as exc:  # BTHomeError, or an address that is no MAC (macOS gives UUIDs)
             raise AdvertError(f"BTHome: {exc}") from exc
-        measurements = tuple(Measurement(*m) for m in packet.measurements if m.key != "packet_id")
+        measurements = tuple(m for m in packet.measurements if m.key != "packet_id")
         out.append(Decoded(native, "BTHome v2", data, measurements, packet.counter))
     if "atc" in formats and (data := adv.service_data.get(atc.UUID)) is not None:
         try:
             reading = atc.decode(data)
         except atc.AtcError as exc:
             raise AdvertError(f"ATC: {exc}") from exc
-        out.append(Decoded(native, f"ATC_MiThermometer ({reading.layout})", data,
-                           tuple(Measurement(*m) for m in reading.measurements)))  # fmt: skip
+        out.append(Decoded(native, f"ATC_MiThermometer ({reading.layout})", data, reading.measurements))
     if "ruuvi" in formats and (data := adv.manufacturer_data.get(ruuvi.COMPANY_ID)) is not None:
         try:
             frame = ruuvi.decode(data)
         except ruuvi.RuuviError as exc:
             raise AdvertError(f"Ruuvi: {exc}") from exc
-        out.append(Decoded(native, "RuuviTag", data, tuple(Measurement(*m) for m in frame.measurements)))
+        out.append(Decoded(native, "RuuviTag", data, frame.measurements))
     if "ibeacon" in formats and (data := adv.manufacturer_data.get(ibeacon.COMPANY_ID)) is not None:
         beacon = ibeacon.decode(data)
         if beacon is not None:

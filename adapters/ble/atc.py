@@ -18,7 +18,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from edged.model import Value, ValueType
+from edged.adapters.ble.measurement import Measurement
+from edged.model import ValueType
 
 UUID = "0000181a-0000-1000-8000-00805f9b34fb"
 _ATC1441 = struct.Struct(">6shBBHB")
@@ -27,13 +28,6 @@ _PVVX = struct.Struct("<6shHHBBB")
 
 class AtcError(ValueError):
     """Service data for 0x181A in neither layout."""
-
-
-class Measurement(NamedTuple):
-    key: str
-    value: Value
-    unit: str | None
-    type: ValueType
 
 
 class Frame(NamedTuple):

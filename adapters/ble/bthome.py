@@ -17,6 +17,7 @@ from typing import NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from edged.adapters.ble.measurement import Measurement
 from edged.model import Value, ValueType
 
 UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
@@ -154,13 +155,6 @@ BUTTON_EVENTS = {
     0x05: "long_double_press", 0x06: "long_triple_press", 0x80: "hold_press", 0xFE: "hold_press",
 }
 DIMMER_EVENTS = {0x00: "none", 0x01: "rotate_left", 0x02: "rotate_right"}
-
-
-class Measurement(NamedTuple):
-    key: str
-    value: Value
-    unit: str | None
-    type: ValueType
 
 
 @dataclass(frozen=True, slots=True)

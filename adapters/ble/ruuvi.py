@@ -13,7 +13,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from edged.model import Value, ValueType
+from edged.adapters.ble.measurement import Measurement
+from edged.model import ValueType
 
 COMPANY_ID = 0x0499
 _FORMAT = struct.Struct(">BhHHhhhHBH6s")
@@ -21,13 +22,6 @@ _FORMAT = struct.Struct(">BhHHhhhHBH6s")
 
 class RuuviError(ValueError):
     """Manufacturer data that is not a valid format 5 frame."""
-
-
-class Measurement(NamedTuple):
-    key: str
-    value: Value
-    unit: str | None
-    type: ValueType
 
 
 class Frame(NamedTuple):

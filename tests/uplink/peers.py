@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edged.hub import Hub
+from edged.model import Command, Device, Point, ValueType
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
@@ -203,3 +206,15 @@ async def collecting(port: int, topic: str = "#", client_id: str = "collector") 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def recording_relay(hub: Hub) -> list[Command]:
+    """Add an online ``sim/relay`` with a writable ``on`` point; return the list its writes land in."""
+    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
+    writes: list[Command] = []
+
+    async def write(command: Command) -> None:
+        writes.append(command)
+
+    hub.attach_writer("sim", write)
+    return writes

@@ -22,12 +22,13 @@ from pydantic import TypeAdapter
 
 from edged.backoff import Backoff
 from edged.hub import Hub
-from edged.model import Command, Device, Point, Quality, Reading, ValueType
+from edged.model import Quality, Reading
 from edged.outbox import OutboxConfig
 from edged.uplink import senml
 from edged.uplink.coap import credentials
 from edged.uplink.config import CoapUplinkConfig, UplinkConfig
 from edged.uplink.service import UplinkService
+from tests.uplink.peers import recording_relay
 
 PSK = "edged-test-key"
 
@@ -178,13 +179,7 @@ async def test_a_server_outage_loses_nothing(tmp_path: Path, hub: Hub, coap_serv
 async def test_cloud_commands_are_observed_executed_once_and_answered(
     tmp_path: Path, hub: Hub, watch: Any, coap_server: CoapServer, running: Any
 ) -> None:
-    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
-    writes: list[Command] = []
-
-    async def write(command: Command) -> None:
-        writes.append(command)
-
-    hub.attach_writer("sim", write)
+    writes = recording_relay(hub)
     base = f"coaps://127.0.0.1:{coap_server.port}/gw"
     config = uplink_config(coap_server.port, inflight=1, command_uri=f"{base}/commands", result_uri=f"{base}/results")
     command_uri, result_uri = f"{base}/commands", f"{base}/results"
@@ -227,13 +222,7 @@ async def test_cloud_commands_are_observed_executed_once_and_answered(
 async def test_a_command_already_taken_is_not_run_again_after_a_restart(
     tmp_path: Path, hub: Hub, watch: Any, coap_server: CoapServer, running: Any
 ) -> None:
-    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
-    writes: list[Command] = []
-
-    async def write(command: Command) -> None:
-        writes.append(command)
-
-    hub.attach_writer("sim", write)
+    writes = recording_relay(hub)
     command_uri = f"coaps://127.0.0.1:{coap_server.port}/gw/commands"
     config = uplink_config(coap_server.port, command_uri=command_uri)
     toggle = {"id": "t1", "device": "sim/relay", "point": "on", "value": True}

@@ -17,7 +17,7 @@ from edged.model import Command, Device, Point, Reading, ValueType
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
-from tests.uplink.peers import Broker, collecting
+from tests.uplink.peers import Broker, collecting, recording_relay
 
 
 def service(tmp_path: Path, hub: Hub, port: int, outbox: dict[str, Any] | None = None, **uplink: Any) -> UplinkService:
@@ -266,13 +266,7 @@ async def test_cancelling_the_service_commits_every_reading_handed_over(tmp_path
 async def test_with_a_persistent_session_commands_sent_while_offline_arrive_after_reconnect(
     tmp_path: Path, hub: Hub, broker: Broker, protocol: str
 ) -> None:
-    hub.add_device(Device("sim/relay", "sim", points={"on": Point("on", ValueType.BOOL, writable=True)}, online=True))
-    writes: list[Command] = []
-
-    async def write(command: Command) -> None:
-        writes.append(command)
-
-    hub.attach_writer("sim", write)
+    writes = recording_relay(hub)
     async with collecting(broker.port, "edged/gw1/commands/result") as cloud:
         first = service(tmp_path, hub, broker.port, clean_session=False, protocol=protocol)
         task = asyncio.create_task(first.run())

@@ -5,7 +5,8 @@ becomes an entity of a Home Assistant device (grouped under the gateway):
 a ``sensor`` (numbers and strings), a ``binary_sensor`` (read-only bools),
 a ``switch`` (writable bools) or a ``number`` (writable numbers). Entities
 read the per-reading messages of ``topic`` (it must contain ``{point}``),
-are available while the gateway's status topic says ``online``, and send
+are unavailable while the gateway is offline or the point's latest reading
+has bad quality (a null value reads as unknown), and send
 their commands as ordinary cloud commands to ``command_topic``, so they go
 through the Hub like any other (checked, held for offline devices,
 answered on ``result_topic``). Units are translated from SenML to the
@@ -71,7 +72,12 @@ def entity(gateway_id: str, device: Device, point: Point, *, state_topic: str, s
         "name": point.name or point.key,
         "unique_id": object_id("edged", gateway_id, device.id, point.key),
         "state_topic": state_topic,
-        "availability_topic": status_topic,
+        # Unavailable while the gateway is offline, or when the point's latest reading is bad.
+        "availability": [
+            {"topic": status_topic},
+            {"topic": state_topic, "value_template": "{{ 'offline' if value_json.quality == 2 else 'online' }}"},
+        ],
+        "availability_mode": "latest",
         "device": {
             "identifiers": [object_id("edged", gateway_id, device.id)],
             "name": device.name or device.id,

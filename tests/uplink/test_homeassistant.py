@@ -63,7 +63,7 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
         assert temperature is not None
         assert (temperature["state_topic"], temperature["unit_of_measurement"], temperature["device_class"]) == (
             "edged/gw1/plant/boiler/temperature", "°C", "temperature")
-        assert temperature["availability_topic"] == "edged/gw1/status"
+        assert [a["topic"] for a in temperature["availability"]] == ["edged/gw1/status", temperature["state_topic"]]
         assert temperature["device"]["identifiers"] == ["edged_gw1_plant_boiler"]
         assert (temperature["device"]["manufacturer"], temperature["device"]["model"]) == ("Acme", "B1")
         assert found[node.format("sensor", "energy")]["state_class"] == "total_increasing"  # type: ignore[index]

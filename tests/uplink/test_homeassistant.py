@@ -1,6 +1,7 @@
 """Home Assistant MQTT discovery against a real mosquitto: what Home Assistant
 reads (retained configs, per-reading state topics, availability) and what it
-sends back (its switch and number commands reach the device through the Hub)."""
+sends back (its switch and number commands reach the device through the Hub).
+The templates in the configs are rendered with Jinja2, as Home Assistant does."""
 
 from __future__ import annotations
 
@@ -9,17 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import jinja2
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from edged.hub import Hub
-from edged.model import Command, Device, Point, Reading, ValueType
+from edged.model import Command, Device, Point, Quality, Reading, ValueType
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
 from tests.uplink.peers import Broker, collecting
 
 CONFIG = {"type": "mqtt", "host": "127.0.0.1", "topic": "{prefix}/{device}/{point}", "homeassistant": {}}
+
+
+def render(template: str, **variables: Any) -> str:
+    return jinja2.Environment().from_string(template).render(**variables)
+
+
+def latest(collector: Any, topic: str) -> Any:
+    return next(json.loads(p) for t, p in reversed(collector.messages) if t == topic)
 
 
 def configs(collector: Any) -> dict[str, dict[str, Any] | None]:
@@ -68,20 +78,26 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
         assert (temperature["device"]["manufacturer"], temperature["device"]["model"]) == ("Acme", "B1")
         assert found[node.format("sensor", "energy")]["state_class"] == "total_increasing"  # type: ignore[index]
 
-        # What Home Assistant reads from the state topic with its template:
+        # What Home Assistant reads from the state topics through its templates:
+        state_topic = temperature["state_topic"]
         hub.publish([Reading("plant/boiler", "temperature", 61.5, 1_700_000_000.0)])
-        await cloud.until(lambda: any(t == temperature["state_topic"] for t, _ in cloud.messages))
-        state = next(json.loads(p) for t, p in cloud.messages if t == temperature["state_topic"])
-        assert state["value"] == 61.5  # value_template: {{ value_json.value }}
+        await cloud.until(lambda: any(t == state_topic for t, _ in cloud.messages))
+        assert render(temperature["value_template"], value_json=latest(cloud, state_topic)) == "61.5"
+        assert render(temperature["availability"][1]["value_template"], value_json=latest(cloud, state_topic)) == "online"
+        hub.publish([Reading("plant/boiler", "temperature", 61.5, 1_700_000_001.0, Quality.BAD)])
+        await cloud.until(lambda: latest(cloud, state_topic)["quality"] == 2)
+        assert render(temperature["availability"][1]["value_template"], value_json=latest(cloud, state_topic)) == "offline"
 
-        # What Home Assistant sends: the switch's payload_on, the number's command_template filled in.
         pump, setpoint = found[node.format("switch", "pump")], found[node.format("number", "setpoint")]
         assert pump is not None and setpoint is not None
-        assert (pump["value_template"], pump["state_on"], pump["state_off"]) == (
-            "{{ 'ON' if value_json.value else 'OFF' }}", "ON", "OFF")  # the state it reads matches what it compares with
+        hub.publish([Reading("plant/boiler", "pump", True, 1_700_000_000.0)])
+        await cloud.until(lambda: any(t == pump["state_topic"] for t, _ in cloud.messages))
+        assert render(pump["value_template"], value_json=latest(cloud, pump["state_topic"])) == pump["state_on"]
+
+        # What Home Assistant sends: the switch's payload_on, the number's command_template rendered.
         async with aiomqtt.Client("127.0.0.1", broker.port) as home_assistant:
             await home_assistant.publish(pump["command_topic"], pump["payload_on"], qos=1)
-            await home_assistant.publish(setpoint["command_topic"], setpoint["command_template"].replace("{{ value }}", "21.5"), qos=1)
+            await home_assistant.publish(setpoint["command_topic"], render(setpoint["command_template"], value=21.5), qos=1)
         await cloud.until(lambda: len(writes) == 2)
         assert [(c.device_id, c.key, c.value) for c in writes] == [("plant/boiler", "pump", True), ("plant/boiler", "setpoint", 21.5)]
 

@@ -116,6 +116,7 @@ class Life:
     end: float = 0.0
     rss_1min: float | None = None
     rss_end: float = 0.0
+    by_minute: list[float] = dataclasses.field(default_factory=list)  # RSS at each full minute of its life
 
     @property
     def growth(self) -> float | None:
@@ -152,6 +153,8 @@ class Edged:
             self.rss_peak = max(self.rss_peak, rss)
             life = self.lives[-1]
             life.end, life.rss_end = time.monotonic(), rss
+            if life.end - life.start >= 60 * (len(life.by_minute) + 1):
+                life.by_minute.append(rss)
             if life.rss_1min is None and life.end - life.start >= 60:
                 life.rss_1min = rss
             return rss
@@ -293,6 +296,7 @@ async def main() -> None:
         if life.growth is not None:
             print(f"rss_growth_of_one_process: {life.rss_1min:.1f} -> {life.rss_end:.1f} MiB "
                   f"over {(life.end - life.start) / 60:.1f} min (started at {life.start - edged.lives[0].start:.0f} s)")
+            print(f"rss_by_minute_of_that_process: {' '.join(f'{r:.1f}' for r in life.by_minute)} MiB")
     print(f"cpu_per_1000_readings: {edged.cpu / max(1, accepted) * 1000:.4f} s")
     print(f"rule_latency_p99: {max(p99s) * 1000 if p99s else float('nan'):.2f} ms (worst of {len(p99s)} windows)")
     print(f"lost: {max(0, accepted - delivered)} readings")

@@ -128,7 +128,7 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         self.buses: list[Bus] = []
         self.polls_total = 0
         self.overruns_total = 0  # polls skipped because a poll cycle took longer than its interval
-        self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)  # seconds each poll started late
+        self.lateness: collections.deque[float] = collections.deque(maxlen=10_000)  # seconds the recent polls started late
 
     async def start(self) -> None:
         self.devices.clear()

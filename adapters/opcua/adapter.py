@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import time
 from collections import defaultdict
@@ -432,6 +433,8 @@ def _convert(raw: object, type_: ValueType) -> Value:
             return text
         if isinstance(raw, datetime.datetime):
             return raw.isoformat()
+        if isinstance(raw, (list, tuple)):  # an array: JSON text, so it travels and compares as one value
+            return json.dumps(raw, default=str)
         if isinstance(raw, Iterable) or raw is None:
             raise ValueError(f"expected str, got {type(raw).__name__} {raw!r}")
         return str(raw)

@@ -82,6 +82,7 @@ class PlantServer:
             "Pump": ua.Variant(False, ua.VariantType.Boolean),
             "Counter": ua.Variant(0, ua.VariantType.UInt32),
             "Mode": ua.Variant("auto", ua.VariantType.String),
+            "Profile": ua.Variant([20.0, 35.5, 50.0], ua.VariantType.Double),  # an array: a recipe's temperatures
         }
         for name, value in specs.items():
             node = await boiler.add_variable(ua.NodeId(f"Boiler.{name}", ns), ua.QualifiedName(name, ns), value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -236,6 +237,22 @@ async def test_value_that_does_not_fit_the_point_type_is_bad(plant, hub, watch, 
     assert hub.value("plc/boiler", "mode").value == "auto"  # the same node on a str point is fine
     assert any(r.device == "plc/boiler" and "expected float" in r.getMessage() for r in caplog.records)
 
+
+
+async def test_an_array_node_reads_as_json_text_on_a_str_point(plant, hub, watch, running, tmp_path):
+    config = make_config(plant.endpoint)
+    devices = [d.model_dump() for d in config.devices]
+    devices[0]["nodes"] += [
+        {"key": "profile", "node": f"ns={NS};s=Boiler.Profile", "type": "str"},
+        {"key": "profile_as_number", "node": f"ns={NS};s=Boiler.Profile", "type": "float"},
+    ]
+    running(OpcuaAdapter(make_config(plant.endpoint, devices=devices), hub, tmp_path))
+    await watch.until(lambda: hub.value("plc/boiler", "profile") and hub.value("plc/boiler", "profile_as_number"))
+    assert json.loads(hub.value("plc/boiler", "profile").value) == [20.0, 35.5, 50.0]
+    assert hub.value("plc/boiler", "profile").quality is Quality.GOOD
+    assert hub.value("plc/boiler", "profile_as_number").quality is Quality.BAD  # an array is no number
+    await plant.set("Profile", [20.0, 40.0, 55.0])
+    await watch.until(lambda: json.loads(hub.value("plc/boiler", "profile").value) == [20.0, 40.0, 55.0])
 
 async def test_deadband_suppresses_small_changes(plant, hub, watch, running, tmp_path):
     config = make_config(plant.endpoint)

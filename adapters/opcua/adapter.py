@@ -66,6 +66,8 @@ class _Binding:
     point: Point
     node: Node | None = None  # set while a session is up and the node resolved
     vtype: ua.VariantType | None = None  # the node's encoding, for writes
+    parent: Node | None = None  # a method's object
+    arguments: list[ua.VariantType | None] | None = None  # a method's input argument types
 
 
 @dataclass(slots=True, eq=False)
@@ -113,7 +115,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             device_id = self.device_id(spec.id)
             points = {}
             for node in spec.nodes:
-                point = Point(node.key, node.type, node.unit, node.writable, node.name)
+                point = Point(node.key, node.type, node.unit, node.commandable, node.name)
                 points[node.key] = point
                 self._bindings[(device_id, node.key)] = _Binding(device_id, node, point)
             self.add_device(Device(device_id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
@@ -233,7 +235,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                     binding.node = client.get_node(result.Targets[0].TargetId)
                 else:
                     self._node_failed(binding, f"browse path not found ({result.StatusCode.name})")
-        writable = [b for b in bindings if b.spec.writable and b.node is not None]
+        for binding in bindings:
+            if binding.spec.method and binding.node is not None:
+                await self._resolve_method(binding)
+        writable = [b for b in bindings if b.spec.writable and not b.spec.method and b.node is not None]
         if writable:
             types = await client.read_attributes([b.node for b in writable], ua.AttributeIds.DataType)
             for binding, data_value in zip(writable, types, strict=True):
@@ -246,6 +251,22 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                         data_value.Value.Value if data_value.Value else data_value.StatusCode,
                         extra={"device": binding.device_id},
                     )
+
+    async def _resolve_method(self, binding: _Binding) -> None:
+        """Find a method's object and the types of its input arguments."""
+        node = binding.node
+        assert node is not None
+        try:
+            binding.parent = await node.get_parent()
+            try:
+                arguments = await (await node.get_child("0:InputArguments")).read_value()
+            except ua.UaStatusCodeError:  # no InputArguments property: the method takes none
+                arguments = []
+            binding.arguments = [variant.variant_type(argument.DataType) for argument in arguments]
+        except ua.UaError as exc:
+            self._node_failed(binding, f"not a method edged can call: {exc}")
+        if binding.parent is None:
+            self._node_failed(binding, "the method has no object to be called on")
 
     def _node_failed(self, binding: _Binding, reason: str) -> None:
         binding.node = None
@@ -260,7 +281,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         settings = self.config.subscription
         groups: dict[float, list[_Binding]] = defaultdict(list)
         for binding in self._bindings.values():
-            if binding.spec.poll is None and binding.node is not None:
+            if binding.spec.poll is None and not binding.spec.method and binding.node is not None:
                 groups[binding.spec.publishing_interval or settings.publishing_interval].append(binding)
         feeds = []
         for interval, bindings in groups.items():
@@ -392,6 +413,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         client, node = self._client, binding.node
         if client is None or node is None:
             raise CommandError(f"not connected to {self.config.endpoint}")
+        if binding.spec.method:
+            await self._call(binding, command)
+            return
         if binding.vtype is None:
             raise CommandError(f"the data type of {binding.spec.address} is not one edged can write")
         value = variant.coerce(command.value, binding.vtype)
@@ -404,6 +428,27 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         if not status.is_good():
             raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
+
+
+    async def _call(self, binding: _Binding, command: Command) -> None:
+        """Call a method point's method with the command's value as its argument."""
+        assert binding.node is not None and binding.parent is not None and binding.arguments is not None
+        if len(binding.arguments) > 1:
+            raise CommandError(f"{binding.spec.address} takes {len(binding.arguments)} arguments; edged passes one at most")
+        args = []
+        if binding.arguments:
+            (vtype,) = binding.arguments
+            if vtype is None:
+                raise CommandError(f"the argument type of {binding.spec.address} is not one edged can pass")
+            args.append(ua.Variant(variant.coerce(command.value, vtype), vtype))
+        try:
+            await binding.parent.call_method(binding.node, *args)
+        except ua.UaStatusCodeError as exc:
+            raise CommandError(f"the server refused the call of {binding.spec.address}: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise CommandError(f"call to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
+        # The point shows the value it was last called with (outputs are not kept).
+        self.publish([Reading(binding.device_id, binding.spec.key, command.value, time.time())])
 
 
 async def _server_validator(folder: Path) -> CertificateValidatorMethod:

@@ -55,6 +55,10 @@ class NodeConfig(Model):
     type: ValueType = ValueType.FLOAT
     unit: str | None = None
     writable: bool = False
+    # The node is a Method: a command on the point calls it on its object with the value (of the
+    # point's type) as its argument, or with none if the method takes none; the point is
+    # writable, is not read, and shows the value it was last called with.
+    method: bool = False
     name: str | None = None
     poll: Duration | None = Field(None, gt=0)
     publishing_interval: Duration | None = Field(None, gt=0)
@@ -89,7 +93,14 @@ class NodeConfig(Model):
             raise ValueError("give exactly one of node (a NodeId) or path (a browse path):")
         if self.poll is not None and (self.deadband or self.publishing_interval or self.sampling_interval is not None):
             raise ValueError("a polled node takes no subscription settings (deadband, publishing/sampling interval):")
+        if self.method and (self.poll is not None or self.deadband or self.publishing_interval
+                            or self.sampling_interval is not None or self.queue_size is not None):  # fmt: skip
+            raise ValueError("a method is called, not read: it takes no poll or subscription settings:")
         return self
+
+    @property
+    def commandable(self) -> bool:
+        return self.writable or self.method
 
     @property
     def address(self) -> str:
@@ -171,7 +182,7 @@ class OpcuaConfig(AdapterConfig):
     devices: list[DeviceConfig] = Field(min_length=1)
 
     def declared_points(self) -> dict[str, dict[str, bool]]:
-        return {f"{self.instance}/{d.id}": {n.key: n.writable for n in d.nodes} for d in self.devices}
+        return {f"{self.instance}/{d.id}": {n.key: n.commandable for n in d.nodes} for d in self.devices}
 
     @model_validator(mode="after")
     def _checks(self) -> OpcuaConfig:

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asyncua import Node, Server, ua
+from asyncua import Node, Server, ua, uamethod
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 @dataclass
 class PlantServer:
-    """A Boiler object with a few typed variables, served on ``port``."""
+    """A Boiler object with a few typed variables and two methods, served on ``port``."""
 
     port: int
     security: bool = False
@@ -38,6 +38,7 @@ class PlantServer:
     server: Server | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     types: dict[str, ua.VariantType] = field(default_factory=dict)
+    calls: list[tuple[str, object]] = field(default_factory=list)  # (method, argument) of every method call
 
     @property
     def endpoint(self) -> str:
@@ -89,6 +90,22 @@ class PlantServer:
             await node.set_writable()
             self.nodes[name] = node
             self.types[name] = value.VariantType
+
+        # Methods: Ramp(target: Double) -> Boolean sets the setpoint; Reset() zeroes the counter.
+        @uamethod
+        async def ramp(parent: ua.NodeId, target: float) -> bool:
+            self.calls.append(("Ramp", target))
+            await self.nodes["Setpoint"].write_value(ua.Variant(target, ua.VariantType.Float))
+            return True
+
+        @uamethod
+        async def reset(parent: ua.NodeId) -> None:
+            self.calls.append(("Reset", None))
+            await self.nodes["Counter"].write_value(ua.Variant(0, ua.VariantType.UInt32))
+
+        await boiler.add_method(ua.NodeId("Boiler.Ramp", ns), ua.QualifiedName("Ramp", ns), ramp,
+                                [ua.VariantType.Double], [ua.VariantType.Boolean])  # fmt: skip
+        await boiler.add_method(ua.NodeId("Boiler.Reset", ns), ua.QualifiedName("Reset", ns), reset, [], [])
         await server.start()
         self.server = server
 

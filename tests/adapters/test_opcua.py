@@ -254,6 +254,33 @@ async def test_an_array_node_reads_as_json_text_on_a_str_point(plant, hub, watch
     await plant.set("Profile", [20.0, 40.0, 55.0])
     await watch.until(lambda: json.loads(hub.value("plc/boiler", "profile").value) == [20.0, 40.0, 55.0])
 
+
+async def test_a_command_on_a_method_point_calls_the_method(plant, hub, watch, running, tmp_path):
+    config = make_config(plant.endpoint)
+    devices = [d.model_dump() for d in config.devices]
+    devices[0]["nodes"] += [
+        {"key": "ramp", "node": f"ns={NS};s=Boiler.Ramp", "method": True},  # float: its argument
+        {"key": "reset", "path": f"0:Objects/{NS}:Boiler/{NS}:Reset", "method": True, "type": "bool"},
+    ]
+    running(OpcuaAdapter(make_config(plant.endpoint, devices=devices), hub, tmp_path))
+    await watch.until(lambda: (d := hub.devices.get("plc/boiler")) is not None and d.online)
+    assert hub.devices["plc/boiler"].points["ramp"].writable
+
+    result = await hub.execute(Command("plc/boiler", "ramp", 42.5, Origin.API))  # one Double argument
+    assert result.status is CommandStatus.OK, result.reason
+    assert await plant.get("Setpoint") == 42.5  # what the method did on the server
+    assert hub.value("plc/boiler", "ramp").value == 42.5  # the value it was called with
+
+    await plant.set("Counter", 17)
+    result = await hub.execute(Command("plc/boiler", "reset", True, Origin.API))  # no argument: the value only triggers
+    assert result.status is CommandStatus.OK, result.reason
+    assert plant.calls == [("Ramp", 42.5), ("Reset", None)]
+    assert await plant.get("Counter") == 0
+
+    refused = await hub.execute(Command("plc/boiler", "ramp", "hot", Origin.API))
+    assert refused.status is CommandStatus.REJECTED and "hot" in (refused.reason or "")  # not a number
+    assert len(plant.calls) == 2  # nothing that does not fit reaches the server
+
 async def test_deadband_suppresses_small_changes(plant, hub, watch, running, tmp_path):
     config = make_config(plant.endpoint)
     devices = [d.model_dump() for d in config.devices]

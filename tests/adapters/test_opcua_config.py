@@ -82,3 +82,8 @@ def test_polled_node_takes_no_deadband(tmp_path):
         tmp_path, BASE + "        - {key: t, node: 'ns=2;i=5', poll: 1s, deadband: {value: 1}}\n"
     )
     assert "a polled node takes no subscription settings" in text
+
+
+def test_a_method_is_called_not_read(tmp_path):
+    text = problems(tmp_path, BASE + "        - {key: reset, node: 'ns=2;s=Reset', method: true, poll: 1s}\n")
+    assert "edged.yaml:7: adapters[0].devices[0].nodes[0]: a method is called, not read" in text

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.backoff import Backoff, retry_forever
 from edged.errors import UplinkError
@@ -37,6 +37,9 @@ from edged.tasks import TaskSet
 from edged.uplink.commands import Parsed, SeenCommands
 from edged.uplink.config import MqttUplinkConfig, UplinkConfig
 from edged.uplink.sender import Send, Sender
+
+if TYPE_CHECKING:
+    from edged.uplink.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class UplinkService:
         self.reconnects = 0
         self.commands_repeated = 0  # commands a resource showed again and that were not run twice
         # Home Assistant discovery (MQTT): the link to announce new devices on, and what was announced.
-        self._discovery: Any = None
+        self._discovery: MqttLink | None = None
         self._announced: dict[str, list[str]] = {}
         self._discovery_lock = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -103,12 +106,7 @@ class UplinkService:
             async with mqtt.connect(self.config, self.gateway_id) as link:
                 try:
                     if self.config.homeassistant is not None:
-                        self._discovery = link
-                        async with self._discovery_lock:
-                            messages = link.discovery()
-                            for device in list(self.hub.devices.values()):
-                                messages += self._announce(link, device)
-                            await link.retain(messages)
+                        await self._announce_all(link)
                     await self._serve(link.send, link.commands(self._on_command))
                 finally:
                     self._discovery = None
@@ -187,7 +185,18 @@ class UplinkService:
         elif isinstance(event, (DeviceAdded, DeviceRemoved)) and self._discovery is not None:
             self._commands.spawn(self._rediscover(self._discovery, event), name="home assistant discovery")
 
-    async def _rediscover(self, link: Any, event: DeviceAdded | DeviceRemoved) -> None:
+    # -- Home Assistant discovery (MQTT) -----------------------------------
+
+    async def _announce_all(self, link: MqttLink) -> None:
+        """Announce the gateway and every known device; joins and leaves follow (``_rediscover``)."""
+        self._discovery = link
+        async with self._discovery_lock:
+            messages = link.discovery()
+            for device in list(self.hub.devices.values()):
+                messages += self._announce(link, device)
+            await link.retain(messages)
+
+    async def _rediscover(self, link: MqttLink, event: DeviceAdded | DeviceRemoved) -> None:
         """Announce a device that joined (or changed its points), or remove one that left;
         one at a time, in the order they happened."""
         async with self._discovery_lock:
@@ -198,7 +207,7 @@ class UplinkService:
             with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
                 await link.retain(messages)
 
-    def _announce(self, link: Any, device: Device) -> list[tuple[str, str]]:
+    def _announce(self, link: MqttLink, device: Device) -> list[tuple[str, str]]:
         messages = link.discovery(device)
         self._announced[device.id] = [topic for topic, _ in messages]
         return messages

@@ -103,11 +103,14 @@ class MqttLink:
         return homeassistant.announce(ha.discovery_prefix, gateway, device, self.topic, self.status_topic, self.command_topic)
 
     async def retain(self, messages: Iterable[homeassistant.Message]) -> None:
-        """Publish retained messages (QoS 1); an empty payload clears a retained message."""
+        """Publish retained messages (QoS 1), ``inflight`` at a time; an empty payload clears one."""
+        pending = list(messages)
         try:
-            await asyncio.gather(
-                *(self.client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT) for topic, payload in messages)
-            )
+            for start in range(0, len(pending), self.config.inflight):
+                await asyncio.gather(*(
+                    self.client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT)
+                    for topic, payload in pending[start : start + self.config.inflight]
+                ))  # fmt: skip
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"publish failed: {exc}") from exc
 

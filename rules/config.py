@@ -113,11 +113,15 @@ class ScheduleTrigger(Model):
     cron: str | None = None
     every: Duration | None = Field(None, gt=0)
     timezone: Zone = None
+    # A cron firing missed while the gateway was down, at most this long ago, runs once at start.
+    catch_up: Duration | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ScheduleTrigger:
         if (self.cron is None) == (self.every is None):
             raise ValueError("a schedule trigger needs exactly one of cron: or every:")
+        if self.catch_up is not None and self.cron is None:
+            raise ValueError("catch_up applies to cron schedules, not to every:")
         if self.cron is not None:
             from croniter import croniter  # light, but only needed for schedules
 

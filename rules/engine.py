@@ -33,6 +33,7 @@ from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_fram
 from edged.rules.clock import Clock, RealClock
 from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
 from edged.rules.config import Rule
+from edged.rules.schedule import Schedule
 from edged.rules.store import TimerStore
 from edged.rules.trigger import ThresholdState, TriggerState, Verdict, make_trigger
 from edged.tasks import TaskSet
@@ -107,10 +108,43 @@ class Binding:
         schedule = self.trigger.schedule
         assert schedule is not None
         clock = self.engine.clock
+        catch_up = schedule.config.catch_up if self.rule is not None and self.key is not None else None
+        if catch_up is not None:
+            self._catch_up(schedule, catch_up)
         while True:
             due = schedule.next_after(clock.now())
             await clock.sleep_until(due)
+            if catch_up is not None:
+                self._fired(due)
             self.fire(Firing(self.trigger.label, None, due))
+
+    @property
+    def _schedule_key(self) -> str:
+        assert self.key is not None
+        return "schedule/" + self.key.split("/", 1)[1]  # for/<rule>/<trigger> -> schedule/<rule>/<trigger>
+
+    def _fired(self, due: float) -> None:
+        """Remember the latest firing (or, first, that the engine ran at ``due``) for a later catch-up."""
+        assert self.rule is not None
+        self.engine.store.put(self._schedule_key, {
+            "kind": "schedule", "rule": self.rule.id, "fingerprint": self.rule.fingerprint, "fired": due,
+        })  # fmt: skip
+
+    def _catch_up(self, schedule: Schedule, catch_up: float) -> None:
+        """Fire once for a firing missed while the gateway was down, if it was at most ``catch_up`` ago."""
+        now = self.engine.clock.now()
+        saved = self.engine.store.entries.get(self._schedule_key)
+        if saved is None:
+            self._fired(now)  # nothing known before this start: nothing to catch up
+            return
+        missed = schedule.last_at_or_before(now)
+        if missed > float(saved["fired"]) and now - missed <= catch_up:
+            assert self.rule is not None
+            log.info("rule %s: %s was missed at %s while the gateway was down; firing now", self.rule.id,
+                     self.trigger.label, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(missed)) + " UTC",
+                     extra={"rule": self.rule.id})  # fmt: skip
+            self._fired(missed)
+            self.fire(Firing(self.trigger.label, None, missed))
 
     def start(self) -> None:
         if self.trigger.schedule is not None and self.scheduler is None:
@@ -416,6 +450,8 @@ class RulesEngine:
                     if not runtime.runs:
                         runtime.start(runtime.queue.popleft())
                     runtime.save_queue()
+                elif kind == "schedule":
+                    continue  # the rule's schedule trigger reads it when it starts (catch_up)
                 elif kind == "for":
                     binding = runtime.bindings[int(entry["trigger"])]
                     if not isinstance(binding.trigger, ThresholdState) or not binding.trigger.resume_armed():

@@ -25,3 +25,11 @@ class Schedule:
             return (now // every + 1) * every
         start = dt.datetime.fromtimestamp(now, self.zone)
         return float(croniter(self.config.cron, start).get_next(float))
+
+    def last_at_or_before(self, now: float) -> float:
+        """The latest cron firing time not after ``now`` (cron schedules only)."""
+        assert self.config.cron is not None
+        start = dt.datetime.fromtimestamp(now, self.zone)
+        if croniter.match(self.config.cron, start) and start.second == 0 and start.microsecond == 0:
+            return now
+        return float(croniter(self.config.cron, start).get_prev(float))

@@ -65,6 +65,7 @@ def test_an_unknown_trigger_type_lists_the_known_ones(tmp_path):
         ("triggers: [{type: change, point: nodot}]", "expected a point as DEVICE.KEY"),
         ("triggers: [{type: schedule, cron: 'every day'}]", "expected a cron expression"),
         ("triggers: [{type: schedule, every: 5m, timezone: Mars/Olympus}]", "expected an IANA time zone"),
+        ("triggers: [{type: schedule, every: 5m, catch_up: 1m}]", "catch_up applies to cron schedules"),
         ("conditions: [{type: expression, expression: \"value('a/b.c').real\"}]", "Attribute is not allowed"),
         ("conditions: [{type: expression, expression: 'open(1)'}]", "unknown name 'open'"),
         ("conditions: [{type: time, after: '25:00'}]", "expected a time of day"),

@@ -331,3 +331,47 @@ async def test_a_parallel_block_inside_a_branch_resumes_too(hub, devices, clock,
     await clock.advance(60)
     assert devices.writes == [("dev/lamp.on", True), ("dev/lamp.level", 10), ("dev/relay.relay", False)]
     assert await gateway.stop() == {}
+
+
+MORNING = """
+- id: morning-heat
+  triggers: [{type: schedule, cron: "0 6 * * *", catch_up: 10m}]
+  actions: [{type: write, point: dev/thermo.setpoint, value: 21.0}]
+"""
+SIX = 1_750_053_600.0  # 2025-06-16 06:00:00 UTC, the day after START
+
+
+async def test_a_schedule_missed_while_down_is_caught_up_once(hub, devices, clock, tmp_path):
+    gateway = Gateway(MORNING, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    await clock.advance(SIX - 120 - clock.now())
+    await gateway.stop()  # a power cut at 05:58
+    await clock.advance(300)  # back at 06:03
+    await gateway.start()
+    await clock.settle()
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]
+    await clock.advance(3600)
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]  # once
+
+
+async def test_a_schedule_missed_longer_ago_than_catch_up_is_not_run(hub, devices, clock, tmp_path):
+    gateway = Gateway(MORNING, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    await clock.advance(SIX - 120 - clock.now())
+    await gateway.stop()
+    await clock.advance(1920)  # back at 06:30: too late for a 06:00 heating start
+    await gateway.start()
+    await clock.settle()
+    assert devices.writes == []
+
+
+async def test_a_schedule_that_fired_is_not_run_again_after_a_restart(hub, devices, clock, tmp_path):
+    gateway = Gateway(MORNING, hub, clock, tmp_path / "rules")
+    await gateway.start()
+    await clock.advance(SIX + 60 - clock.now())
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]
+    await gateway.stop()
+    await clock.advance(240)  # restarted at 06:05
+    await gateway.start()
+    await clock.settle()
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]

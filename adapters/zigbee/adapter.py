@@ -202,6 +202,28 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self.log.info("joining permitted for %d s", seconds)
         return seconds
 
+    async def remove(self, device_id: str) -> None:
+        """Ask a device to leave the network and forget it (its points leave the Hub).
+
+        A device that does not answer the leave request (a dead or absent one)
+        is removed all the same; raises ``CommandError`` for a device this
+        adapter does not have or while the radio is not up."""
+        app = self.app
+        if app is None:
+            raise CommandError("the Zigbee radio is not connected")
+        native = device_id.removeprefix(f"{self.name}/")
+        try:
+            ieee = t.EUI64.convert(native)
+        except ValueError as exc:
+            raise CommandError(f"{device_id} is not a device of {self.name}") from exc
+        if device_id not in self.hub.devices or ieee not in app.devices or not self._is_peer(app.devices[ieee]):
+            raise CommandError(f"{device_id} is not a device of {self.name}")
+        try:
+            await app.remove(ieee)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"removing {device_id} failed: {exc}") from exc
+        self.log.info("%s removed from the network", device_id, extra={"device": device_id})
+
     async def _export_backup(self, backup: NetworkBackup | None) -> None:
         if backup is None:
             return

@@ -10,6 +10,7 @@ Read:
 
 Write:
 - ``POST /api/devices/{id}/points/{key}`` ``{"value": v}``: issue a Command, answer its result
+- ``POST /api/zigbee/remove`` ``{"device": id}``: ask a Zigbee device to leave and forget it.
 - ``POST /api/zigbee/permit`` ``{"seconds": n}``: let Zigbee devices join
 
 When a token is configured every request but ``GET /health`` and the page's
@@ -71,6 +72,7 @@ class StatusServer:
                 web.post("/api/devices/{id:.+}/points/{key}", self.write),
                 web.get("/api/devices/{id:.+}", self.device),
                 web.post("/api/zigbee/permit", self.permit_join),
+                web.post("/api/zigbee/remove", self.remove_device),
                 web.get("/metrics", self.metrics),
                 web.get("/", self.page),
                 web.static("/static", STATIC),
@@ -185,6 +187,24 @@ class StatusServer:
         if failures:
             return web.json_response({"error": "permit join failed", "failures": failures}, status=502)
         return web.json_response({"adapters": sorted(targets), "seconds": seconds})
+
+
+    async def remove_device(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        device_id = body.get("device")
+        if not isinstance(device_id, str):
+            raise _bad_request("expected {\"device\": \"<device id>\"}")
+        device = self.daemon.hub.devices.get(device_id)
+        if device is None:
+            return _error(404, f"unknown device {device_id}")
+        adapter = self.daemon.adapters.get(device.adapter)
+        if adapter is None or not inspect.iscoroutinefunction(getattr(adapter, "remove", None)):
+            return _error(409, f"{device_id} is not a Zigbee device")
+        try:
+            await adapter.remove(device_id)
+        except (EdgedError, TimeoutError, OSError) as exc:
+            return _error(409, f"{type(exc).__name__}: {exc}")
+        return web.json_response({"removed": device_id})
 
 
 def _is_public(request: web.Request) -> bool:

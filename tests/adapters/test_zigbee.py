@@ -198,6 +198,19 @@ async def test_leave_marks_device_offline(hub, watch, running, tmp_path):
     assert result.status is CommandStatus.REJECTED
 
 
+
+async def test_a_removed_device_is_forgotten_and_the_rest_stays(hub, watch, running, tmp_path):
+    adapter = make(hub, tmp_path)
+    running(adapter)
+    ids = await pair_all(adapter, hub, watch)
+    await adapter.remove(ids["plug"])
+    await watch.until(lambda: ids["plug"] not in hub.devices)
+    assert hub.devices[ids["lamp"]].online
+    with pytest.raises(CommandError, match="is not a device of zb"):
+        await adapter.remove(ids["plug"])  # gone
+    with pytest.raises(CommandError, match="is not a device of zb"):
+        await adapter.remove("zb/not-an-ieee")
+
 async def test_device_rejoins_under_the_same_id(hub, watch, running, tmp_path):
     adapter = make(hub, tmp_path)
     running(adapter)

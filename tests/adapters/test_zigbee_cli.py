@@ -1,4 +1,4 @@
-"""``edged zigbee permit`` against a local HTTP server standing in for the status API route."""
+"""``edged zigbee permit`` and ``remove`` against a local HTTP server standing in for the status API routes."""
 
 from __future__ import annotations
 
@@ -23,8 +23,13 @@ async def api():
             return web.json_response({"error": "no running adapter can permit joining"}, status=answer["status"])
         return web.json_response({"adapters": ["zigbee"], "seconds": (await request.json())["seconds"]})
 
+    async def remove(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization"), await request.json()))
+        return web.json_response({"removed": (await request.json())["device"]})
+
     app = web.Application()
     app.router.add_post("/api/zigbee/permit", permit)
+    app.router.add_post("/api/zigbee/remove", remove)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -64,3 +69,12 @@ def test_seconds_out_of_range_is_a_usage_error(capsys):
         parse("permit", "--seconds", "600")
     assert exit_info.value.code == 2
     assert "0..254" in capsys.readouterr().err
+
+
+async def test_remove_posts_the_device(api, tmp_path, capsys, monkeypatch):
+    url, seen, _ = api
+    monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
+    args = parse("remove", "zigbee/00:12:4b:00:00:00:00:03", "--url", url)
+    assert await asyncio.to_thread(cli.main, args) == 0
+    assert seen == [("Bearer t0ken", {"device": "zigbee/00:12:4b:00:00:00:00:03"})]
+    assert "zigbee/00:12:4b:00:00:00:00:03 removed" in capsys.readouterr().out

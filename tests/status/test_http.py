@@ -13,6 +13,7 @@ import pytest
 from edged.config import load_config
 from edged.daemon import Daemon
 from edged.errors import ConfigError
+from tests.conftest import Watch
 from tests.status.conftest import StartDaemon, http_url
 
 TOKEN_STATUS = "  http: {host: 127.0.0.1, port: 0, token: s3cret-token}"
@@ -130,3 +131,30 @@ async def test_status_server_refuses_an_open_network_listener_even_if_config_was
 
     with pytest.raises(ValueError, match="without a token"):
         StatusServer(Daemon(config, path))
+
+
+ZIGBEE = """\
+  - type: zigbee
+    name: zigbee
+    radio: simulated
+    permit_join: {on_start: 60}
+    simulated:
+      devices:
+        - {kind: plug, ieee: "00:12:4b:00:00:00:00:03"}
+"""
+
+
+async def test_remove_forgets_a_zigbee_device_and_refuses_others(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(extra=ZIGBEE)
+    plug = "zigbee/00:12:4b:00:00:00:00:03"
+    watch = Watch(daemon.hub)
+    await watch.until(lambda: plug in daemon.hub.devices and daemon.hub.devices[plug].online)
+    url = http_url(daemon)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/api/zigbee/remove", json={"device": "sim/relay"}) as response:
+            assert response.status == 409 and "not a Zigbee device" in (await response.json())["error"]
+        async with session.post(url + "/api/zigbee/remove", json={"device": "zigbee/nothing"}) as response:
+            assert response.status == 404
+        async with session.post(url + "/api/zigbee/remove", json={"device": plug}) as response:
+            assert response.status == 200 and await response.json() == {"removed": plug}
+    assert plug not in daemon.hub.devices

@@ -4,9 +4,10 @@ With ``homeassistant:`` in the MQTT uplink, every point of every device
 becomes an entity of a Home Assistant device (grouped under the gateway):
 a ``sensor`` (numbers and strings), a ``binary_sensor`` (read-only bools),
 a ``switch`` (writable bools) or a ``number`` (writable numbers). Entities
-read the per-reading messages of ``topic`` (it must contain ``{point}``),
-are unavailable while the gateway is offline or the point's latest reading
-has bad quality (a null value reads as unknown), and send
+read the per-reading messages of ``topic`` (it must contain ``{point}``;
+a reading of bad quality reads as unknown), are available while the gateway
+and the device are online (the status topic, and a retained per-device
+status topic under it), and send
 their commands as ordinary cloud commands to ``command_topic``, so they go
 through the Hub like any other (checked, held for offline devices,
 answered on ``result_topic``). Units are translated from SenML to the
@@ -65,19 +66,16 @@ def config_topic(prefix: str, gateway_id: str, device: Device, point: Point) -> 
 
 
 def entity(gateway_id: str, device: Device, point: Point, *, state_topic: str, status_topic: str,
-           command_topic: str) -> dict[str, Any]:  # fmt: skip
+           device_status_topic: str, command_topic: str) -> dict[str, Any]:  # fmt: skip
     """The discovery config of one point."""
     kind = component(point)
     config: dict[str, Any] = {
         "name": point.name or point.key,
         "unique_id": object_id("edged", gateway_id, device.id, point.key),
         "state_topic": state_topic,
-        # Unavailable while the gateway is offline, or when the point's latest reading is bad.
-        "availability": [
-            {"topic": status_topic},
-            {"topic": state_topic, "value_template": "{{ 'offline' if value_json.quality == 2 else 'online' }}"},
-        ],
-        "availability_mode": "latest",
+        # Available while both the gateway and the device are online (both topics are retained).
+        "availability": [{"topic": status_topic}, {"topic": device_status_topic}],
+        "availability_mode": "all",
         "device": {
             "identifiers": [object_id("edged", gateway_id, device.id)],
             "name": device.name or device.id,
@@ -86,10 +84,11 @@ def entity(gateway_id: str, device: Device, point: Point, *, state_topic: str, s
             **({"model": device.model} if device.model else {}),
         },
     }
+    # A reading of bad quality renders as None, which Home Assistant shows as unknown.
     if point.type is ValueType.BOOL:
-        config["value_template"] = "{{ 'ON' if value_json.value else 'OFF' }}"
+        config["value_template"] = "{{ None if value_json.quality == 2 else ('ON' if value_json.value else 'OFF') }}"
     else:
-        config["value_template"] = "{{ value_json.value }}"
+        config["value_template"] = "{{ None if value_json.quality == 2 else value_json.value }}"
     unit, device_class = UNITS.get(point.unit or "", (point.unit, None))
     if unit and kind in ("sensor", "number"):
         config["unit_of_measurement"] = unit
@@ -127,11 +126,12 @@ def gateway_entity(prefix: str, gateway_id: str, status_topic: str) -> Message:
 
 
 def announce(prefix: str, gateway_id: str, device: Device, state_topic: Callable[[str, str], str], status_topic: str,
-             command_topic: str) -> list[Message]:  # fmt: skip
+             device_status_topic: str, command_topic: str) -> list[Message]:  # fmt: skip
     """The retained config messages of every point of ``device``."""
     return [
         (config_topic(prefix, gateway_id, device, point),
          json.dumps(entity(gateway_id, device, point, state_topic=state_topic(device.id, point.key),
-                           status_topic=status_topic, command_topic=command_topic)))
+                           status_topic=status_topic, device_status_topic=device_status_topic,
+                           command_topic=command_topic)))
         for point in device.points.values()
     ]  # fmt: skip

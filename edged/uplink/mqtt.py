@@ -100,7 +100,12 @@ class MqttLink:
         gateway = self._names["gateway"]
         if device is None:
             return [homeassistant.gateway_entity(ha.discovery_prefix, gateway, self.status_topic)]
-        return homeassistant.announce(ha.discovery_prefix, gateway, device, self.topic, self.status_topic, self.command_topic)
+        return homeassistant.announce(ha.discovery_prefix, gateway, device, self.topic, self.status_topic,
+                                      self.device_status_topic(device.id), self.command_topic)  # fmt: skip
+
+    def device_status_topic(self, device: str) -> str:
+        """Where a device's ``online``/``offline`` is kept (retained) for Home Assistant."""
+        return f"{self.status_topic}/{_level(device)}"
 
     async def retain(self, messages: Iterable[homeassistant.Message]) -> None:
         """Publish retained messages (QoS 1), ``inflight`` at a time; an empty payload clears one."""

@@ -182,7 +182,7 @@ class UplinkService:
             self.outbox.put_event(
                 "rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts}
             )
-        elif isinstance(event, (DeviceAdded, DeviceRemoved)) and self._discovery is not None:
+        if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)) and self._discovery is not None:
             self._commands.spawn(self._rediscover(self._discovery, event), name="home assistant discovery")
 
     # -- Home Assistant discovery (MQTT) -----------------------------------
@@ -194,16 +194,21 @@ class UplinkService:
             messages = link.discovery()
             for device in list(self.hub.devices.values()):
                 messages += self._announce(link, device)
+                messages.append((link.device_status_topic(device.id), "online" if device.online else "offline"))
             await link.retain(messages)
 
-    async def _rediscover(self, link: MqttLink, event: DeviceAdded | DeviceRemoved) -> None:
-        """Announce a device that joined (or changed its points), or remove one that left;
-        one at a time, in the order they happened."""
+    async def _rediscover(self, link: MqttLink, event: DeviceAdded | DeviceRemoved | DeviceStatus) -> None:
+        """Announce a device that joined (or changed its points), remove one that left, or say
+        that one went online or offline; one at a time, in the order they happened."""
         async with self._discovery_lock:
             if isinstance(event, DeviceAdded):
                 messages = self._announce(link, event.device)
+                messages.append((link.device_status_topic(event.device.id), "online" if event.device.online else "offline"))
+            elif isinstance(event, DeviceStatus):
+                messages = [(link.device_status_topic(event.device_id), "online" if event.online else "offline")]
             else:
                 messages = [(topic, "") for topic in self._announced.pop(event.device_id, [])]
+                messages.append((link.device_status_topic(event.device_id), ""))
             with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
                 await link.retain(messages)
 

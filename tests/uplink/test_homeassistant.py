@@ -32,6 +32,11 @@ def latest(collector: Any, topic: str) -> Any:
     return next(json.loads(p) for t, p in reversed(collector.messages) if t == topic)
 
 
+def text(collector: Any, topic: str) -> str | None:
+    """The latest payload on ``topic``, as text."""
+    return next((p.decode() for t, p in reversed(collector.messages) if t == topic), None)
+
+
 def configs(collector: Any) -> dict[str, dict[str, Any] | None]:
     """The latest discovery config per topic (None once removed)."""
     out: dict[str, dict[str, Any] | None] = {}
@@ -73,20 +78,26 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
         assert temperature is not None
         assert (temperature["state_topic"], temperature["unit_of_measurement"], temperature["device_class"]) == (
             "edged/gw1/plant/boiler/temperature", "°C", "temperature")
-        assert [a["topic"] for a in temperature["availability"]] == ["edged/gw1/status", temperature["state_topic"]]
+        availability = [a["topic"] for a in temperature["availability"]]
+        assert availability == ["edged/gw1/status", "edged/gw1/status/plant/boiler"]
+        assert temperature["availability_mode"] == "all"
         assert temperature["device"]["identifiers"] == ["edged_gw1_plant_boiler"]
         assert (temperature["device"]["manufacturer"], temperature["device"]["model"]) == ("Acme", "B1")
         assert found[node.format("sensor", "energy")]["state_class"] == "total_increasing"  # type: ignore[index]
 
-        # What Home Assistant reads from the state topics through its templates:
+        # What Home Assistant reads from the state and availability topics (through its templates):
         state_topic = temperature["state_topic"]
         hub.publish([Reading("plant/boiler", "temperature", 61.5, 1_700_000_000.0)])
         await cloud.until(lambda: any(t == state_topic for t, _ in cloud.messages))
         assert render(temperature["value_template"], value_json=latest(cloud, state_topic)) == "61.5"
-        assert render(temperature["availability"][1]["value_template"], value_json=latest(cloud, state_topic)) == "online"
         hub.publish([Reading("plant/boiler", "temperature", 61.5, 1_700_000_001.0, Quality.BAD)])
         await cloud.until(lambda: latest(cloud, state_topic)["quality"] == 2)
-        assert render(temperature["availability"][1]["value_template"], value_json=latest(cloud, state_topic)) == "offline"
+        assert render(temperature["value_template"], value_json=latest(cloud, state_topic)) == "None"  # unknown
+        assert text(cloud, availability[0]) == "online" and text(cloud, availability[1]) == "online"
+        hub.set_online("plant/boiler", False)
+        await cloud.until(lambda: text(cloud, availability[1]) == "offline")
+        hub.set_online("plant/boiler", True)
+        await cloud.until(lambda: text(cloud, availability[1]) == "online")
 
         pump, setpoint = found[node.format("switch", "pump")], found[node.format("number", "setpoint")]
         assert pump is not None and setpoint is not None
@@ -105,8 +116,10 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
         hub.add_device(Device("zigbee/lamp", "zigbee", points={"on": Point("on", ValueType.BOOL, writable=True)}))
         lamp = "homeassistant/switch/gw1_zigbee_lamp/on/config"
         await cloud.until(lambda: configs(cloud).get(lamp) is not None)
+        await cloud.until(lambda: text(cloud, "edged/gw1/status/zigbee/lamp") == "offline")  # added, not yet heard
         hub.remove_device("zigbee/lamp")
         await cloud.until(lambda: lamp in configs(cloud) and configs(cloud)[lamp] is None)
+        await cloud.until(lambda: text(cloud, "edged/gw1/status/zigbee/lamp") == "")
 
 
 def test_discovery_needs_one_message_per_reading() -> None:

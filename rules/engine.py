@@ -132,14 +132,14 @@ class Binding:
 
     def _catch_up(self, schedule: Schedule, catch_up: float) -> None:
         """Fire once for a firing missed while the gateway was down, if it was at most ``catch_up`` ago."""
+        assert self.rule is not None
         now = self.engine.clock.now()
         saved = self.engine.store.entries.get(self._schedule_key)
-        if saved is None:
-            self._fired(now)  # nothing known before this start: nothing to catch up
+        if saved is None or saved.get("fingerprint") != self.rule.fingerprint:
+            self._fired(now)  # nothing known of this rule before now (new, or changed): nothing to catch up
             return
         missed = schedule.last_at_or_before(now)
         if missed > float(saved["fired"]) and now - missed <= catch_up:
-            assert self.rule is not None
             log.info("rule %s: %s was missed at %s while the gateway was down; firing now", self.rule.id,
                      self.trigger.label, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(missed)) + " UTC",
                      extra={"rule": self.rule.id})  # fmt: skip

@@ -375,3 +375,12 @@ async def test_a_schedule_that_fired_is_not_run_again_after_a_restart(hub, devic
     await gateway.start()
     await clock.settle()
     assert devices.writes == [("dev/thermo.setpoint", 21.0)]
+
+
+async def test_a_changed_schedule_does_not_catch_up_on_reload(start_engine, devices, clock):
+    engine = await start_engine(MORNING)
+    await clock.advance(SIX + 65 * 60 - clock.now())  # 07:05; it fired at 06:00
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]
+    engine.reload(parse_rules(MORNING.replace('"0 6 * * *"', '"0 7 * * *"')))  # 07:00 has passed, but nothing was down
+    await clock.settle()
+    assert devices.writes == [("dev/thermo.setpoint", 21.0)]

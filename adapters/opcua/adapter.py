@@ -256,17 +256,21 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         """Find a method's object and the types of its input arguments."""
         node = binding.node
         assert node is not None
+        binding.parent = binding.arguments = None
         try:
-            binding.parent = await node.get_parent()
+            parent = await node.get_parent()
             try:
                 arguments = await (await node.get_child("0:InputArguments")).read_value()
             except ua.UaStatusCodeError:  # no InputArguments property: the method takes none
                 arguments = []
-            binding.arguments = [variant.variant_type(argument.DataType) for argument in arguments]
         except ua.UaError as exc:
             self._node_failed(binding, f"not a method edged can call: {exc}")
-        if binding.parent is None:
+            return
+        if parent is None:
             self._node_failed(binding, "the method has no object to be called on")
+            return
+        binding.parent = parent
+        binding.arguments = [variant.variant_type(argument.DataType) for argument in arguments]
 
     def _node_failed(self, binding: _Binding, reason: str) -> None:
         binding.node = None
@@ -428,7 +432,6 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         if not status.is_good():
             raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
-
 
     async def _call(self, binding: _Binding, command: Command) -> None:
         """Call a method point's method with the command's value as its argument."""

@@ -27,6 +27,13 @@ from edged.uplink.config import UplinkConfig
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
 
+class Location(Model):
+    """Where the gateway is, for rules on the sun (sunrise, sunset, ...)."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
 class GatewayConfig(Model):
     id: str = "edged"
     # Relative paths are taken from the configuration file's folder; under
@@ -36,6 +43,7 @@ class GatewayConfig(Model):
     timezone: str = "UTC"  # an IANA name such as Europe/Berlin
     command_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0
+    location: Location | None = None  # for sun triggers
 
     @field_validator("timezone")
     @classmethod
@@ -94,6 +102,28 @@ class Config(Model):
     rules: Rules = []
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sun_triggers_know_where(cls, data: Any) -> Any:
+        """Give every sun trigger (in rules, and in their waits) the gateway's location, unless it has one."""
+        if not isinstance(data, dict) or not isinstance(data.get("gateway"), dict):
+            return data
+        location = data["gateway"].get("location")
+        if not isinstance(location, dict):
+            return data
+
+        def fill(node: Any) -> Any:
+            if isinstance(node, list):
+                return [fill(item) for item in node]
+            if not isinstance(node, dict):
+                return node
+            node = {key: fill(value) for key, value in node.items()}
+            if node.get("type") == "sun":
+                node = {**{k: v for k, v in location.items() if k in ("latitude", "longitude")}, **node}
+            return node
+
+        return {**data, "rules": fill(data.get("rules", []))}
 
     @model_validator(mode="after")
     def _unique_adapter_names(self) -> Config:

@@ -130,6 +130,30 @@ class ScheduleTrigger(Model):
         return self
 
 
+class SunTrigger(Model):
+    """Sunrise, sunset, dawn, dusk or solar noon at the gateway, optionally before or after it."""
+
+    type: Literal["sun"]
+    event: Literal["sunrise", "sunset", "dawn", "dusk", "noon"]
+    before: Duration | None = None
+    after: Duration | None = None
+    # Filled in from gateway.location unless given here.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _where_and_when(self) -> SunTrigger:
+        if self.latitude is None or self.longitude is None:
+            raise ValueError("a sun trigger needs to know where the gateway is: set gateway.location: {latitude: ..., longitude: ...}:")
+        if self.before is not None and self.after is not None:
+            raise ValueError("give before: or after:, not both:")
+        return self
+
+    @property
+    def offset(self) -> float:
+        return (self.after or 0.0) - (self.before or 0.0)
+
+
 class CommandResultTrigger(Model):
     """A command finished (any origin); filter by device, point and status."""
 
@@ -148,7 +172,7 @@ class EventTrigger(Model):
 
 
 Trigger = Annotated[
-    ChangeTrigger | ThresholdTrigger | DeviceTrigger | ScheduleTrigger | CommandResultTrigger | EventTrigger,
+    ChangeTrigger | ThresholdTrigger | DeviceTrigger | ScheduleTrigger | SunTrigger | CommandResultTrigger | EventTrigger,
     Field(discriminator="type"),
 ]
 

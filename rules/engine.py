@@ -108,7 +108,7 @@ class Binding:
         schedule = self.trigger.schedule
         assert schedule is not None
         clock = self.engine.clock
-        catch_up = schedule.config.catch_up if self.rule is not None and self.key is not None else None
+        catch_up = getattr(schedule.config, "catch_up", None) if self.rule is not None and self.key is not None else None
         if catch_up is not None:
             self._catch_up(schedule, catch_up)
         while True:

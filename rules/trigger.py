@@ -15,7 +15,7 @@ from edged.hub import Hub
 from edged.model import CommandResult, DeviceStatus, Event, Quality, Reading, RuleEvent
 from edged.rules import config as cfg
 from edged.rules.config import PointRef
-from edged.rules.schedule import Schedule
+from edged.rules.schedule import Schedule, SunSchedule
 
 
 class Verdict(enum.Enum):
@@ -34,7 +34,7 @@ class TriggerState:
     label = "trigger"
     points: tuple[PointRef, ...] = ()
     for_ = 0.0
-    schedule: Schedule | None = None
+    schedule: Schedule | SunSchedule | None = None
 
     def on_reading(self, reading: Reading) -> Verdict:
         return Verdict.NONE
@@ -166,6 +166,12 @@ class ScheduleState(TriggerState):
         self.label = self.schedule.label
 
 
+class SunState(TriggerState):
+    def __init__(self, config: cfg.SunTrigger) -> None:
+        self.schedule = SunSchedule(config)
+        self.label = self.schedule.label
+
+
 def make_trigger(config: Any, hub: Hub, timezone: str) -> TriggerState:
     """The run-time state for one trigger configuration."""
     if isinstance(config, cfg.ChangeTrigger):
@@ -180,4 +186,6 @@ def make_trigger(config: Any, hub: Hub, timezone: str) -> TriggerState:
         return EventState(config)
     if isinstance(config, cfg.ScheduleTrigger):
         return ScheduleState(config, timezone)
+    if isinstance(config, cfg.SunTrigger):
+        return SunState(config)
     raise TypeError(f"unknown trigger {config!r}")

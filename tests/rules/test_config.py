@@ -55,7 +55,7 @@ def test_an_unknown_trigger_type_lists_the_known_ones(tmp_path):
             actions: [{type: log, message: hi}]
         """)
     assert found == [f"{tmp_path / 'config.yaml'}:3: rules[0] (id r).triggers[0].type: expected one of "
-                     "'change', 'threshold', 'device', 'schedule', 'command_result', 'event'; got 'sunrise'"]  # fmt: skip
+                     "'change', 'threshold', 'device', 'schedule', 'sun', 'command_result', 'event'; got 'sunrise'"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -119,3 +119,25 @@ def test_an_error_in_an_included_file_names_that_file(tmp_path):
 def test_point_in_mapping_form_allows_dots_in_keys():
     trigger = ThresholdTrigger.model_validate({"type": "threshold", "point": {"device": "opcua/plc", "key": "ns=2.temp"}, "above": 1})
     assert trigger.point == PointRef("opcua/plc", "ns=2.temp")
+
+
+SUNSET_RULE = """\
+    rules:
+      - id: evening
+        triggers: [{type: sun, event: sunset, after: 10m}]
+        actions: [{type: log, message: evening}]
+    """
+
+
+def test_sun_triggers_take_the_gateways_location(tmp_path):
+    (tmp_path / "config.yaml").write_text(
+        "gateway: {location: {latitude: 48.137, longitude: 11.575}}\n" + textwrap.dedent(SUNSET_RULE)
+    )
+    (trigger,) = load_config(tmp_path / "config.yaml").rules[0].triggers
+    assert (trigger.latitude, trigger.longitude, trigger.offset) == (48.137, 11.575, 600.0)
+
+
+def test_a_sun_trigger_without_a_location_is_an_error(tmp_path):
+    (found,) = problems(tmp_path, SUNSET_RULE)
+    assert found.startswith(f"{tmp_path / 'config.yaml'}:3: rules[0] (id evening).triggers[0]: a sun trigger needs")
+    assert "gateway.location" in found

@@ -130,6 +130,30 @@ async def test_schedule_cron_in_a_time_zone(start_engine, devices, clock):
     assert (fired_at.hour, fired_at.minute) == (7, 30)
 
 
+
+LONDON = "latitude: 51.5074, longitude: -0.1278"
+
+
+async def test_sun_fires_at_sunset_and_before_it(start_engine, devices, clock):
+    # START is 2025-06-15 15:06:40 UTC; the almanac gives sunset in London at 21:19 BST (20:19 UTC) that day.
+    engine = await start_engine(f"""
+- id: at-sunset
+  triggers: [{{type: sun, event: sunset, {LONDON}}}]
+  actions: [{{type: write, point: dev/lamp.on, value: true}}]
+- id: half-an-hour-before
+  triggers: [{{type: sun, event: sunset, before: 30m, {LONDON}}}]
+  actions: [{{type: write, point: dev/lamp.level, value: 40}}]
+""")
+    await clock.advance(dt.datetime(2025, 6, 15, 19, 46, tzinfo=dt.UTC).timestamp() - clock.now())
+    assert devices.writes == []
+    await clock.advance(6 * 60)  # 19:52 UTC
+    assert devices.writes == [("dev/lamp.level", 40)]
+    await clock.advance(30 * 60)  # 20:22 UTC
+    assert devices.writes == [("dev/lamp.level", 40), ("dev/lamp.on", True)]
+    at, before = (next(e["ts"] for e in engine.recent if e["rule_id"] == r) for r in ("at-sunset", "half-an-hour-before"))
+    assert at - before == 1800
+    assert dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M") in ("20:18", "20:19", "20:20")
+
 async def test_command_result_trigger(start_engine, devices, hub, watch):
     await start_engine(rule("{type: command_result, point: dev/thermo.setpoint, status: [rejected]}"))
     await hub.execute(Command("dev/thermo", "setpoint", "warm", Origin.API))  # not a number: rejected

@@ -150,6 +150,8 @@ class BleAdapter(Adapter[BleConfig]):
             patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc"))
         if "atc" in self.config.formats:
             patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\x1a\x18"))
+        if "mibeacon" in self.config.formats:
+            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\x95\xfe"))
         if "ruuvi" in self.config.formats:
             patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, ruuvi.COMPANY_ID.to_bytes(2, "little")))
         if "ibeacon" in self.config.formats:

@@ -1,6 +1,6 @@
 """Advertisements to measurements: which known format an advertisement
-carries (BTHome v2 or ATC_MiThermometer service data, RuuviTag format 5 or
-iBeacon manufacturer data) and what it says. Pure functions, no I/O: the adapter adds filtering,
+carries (BTHome v2, ATC_MiThermometer or Xiaomi MiBeacon service data,
+RuuviTag format 5 or iBeacon manufacturer data) and what it says. Pure functions, no I/O: the adapter adds filtering,
 deduplication and presence on top."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from bleak.backends.scanner import AdvertisementData
 
-from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, ibeacon, mibeacon, ruuvi
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
 
@@ -29,7 +29,7 @@ class AdvertError(ValueError):
     """A frame in a known format that does not decode; ``str()`` says why."""
 
 
-ALL_FORMATS = frozenset({"bthome", "atc", "ruuvi", "ibeacon"})
+ALL_FORMATS = frozenset({"bthome", "atc", "mibeacon", "ruuvi", "ibeacon"})
 
 
 def decode(
@@ -53,6 +53,13 @@ def decode(
         except atc.AtcError as exc:
             raise AdvertError(f"ATC: {exc}") from exc
         out.append(Decoded(native, f"ATC_MiThermometer ({reading.layout})", data, reading.measurements))
+    if "mibeacon" in formats and (data := adv.service_data.get(mibeacon.UUID)) is not None:
+        try:
+            beacon = mibeacon.decode(data)
+        except mibeacon.MiBeaconError as exc:
+            raise AdvertError(f"MiBeacon: {exc}") from exc
+        if beacon.measurements:  # frames without an object (pairing, keep-alive) say nothing
+            out.append(Decoded(native, f"Xiaomi MiBeacon 0x{beacon.product:04X}", data, beacon.measurements))
     if "ruuvi" in formats and (data := adv.manufacturer_data.get(ruuvi.COMPANY_ID)) is not None:
         try:
             frame = ruuvi.decode(data)

@@ -105,7 +105,7 @@ class BleConfig(AdapterConfig):
     # name pattern (shell-style, e.g. "SBHT-*").
     addresses: list[Address] = []
     names: list[str] = []
-    formats: list[Literal["bthome", "atc", "ruuvi", "ibeacon"]] = ["bthome", "atc", "ruuvi", "ibeacon"]
+    formats: list[Literal["bthome", "atc", "mibeacon", "ruuvi", "ibeacon"]] = ["bthome", "atc", "mibeacon", "ruuvi", "ibeacon"]
     bthome_keys: dict[Address, BindKey] = {}  # address -> bind key of encrypting BTHome devices
     dedup_window: Duration = 2.0  # identical advertisements from one device within this window are dropped
     offline_after: Duration = Field(600.0, gt=0)  # an advertiser silent this long goes offline

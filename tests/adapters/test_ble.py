@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, ibeacon, mibeacon, ruuvi
 from edged.adapters.ble.adapter import BleAdapter
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.simulator import Air, Peripheral
@@ -160,6 +160,17 @@ async def test_atc_thermometers_in_both_layouts(hub, watch, running, tmp_path):
     assert value(hub, "ble/a4:c1:38:cf:01:56", "humidity") == 50.53
     assert hub.devices["ble/a4:c1:38:cf:01:56"].model == "ATC_MiThermometer (pvvx)"
     assert hub.devices["ble/a4:c1:38:d5:d4:98"].points["battery"].unit == "%EL"
+
+
+async def test_xiaomi_mibeacon_frames_fill_one_device(hub, watch, running, tmp_path):
+    air = Air()
+    running(make(hub, tmp_path, air))
+    await scanning(air, watch)
+    for raw in ("5020aa0137dfaa33342d580d100404016602", "5020aa0155aabbccddeeff0a100151"):
+        air.advertise("58:2D:34:33:AA:DF", name="MJ_HT_V1", service_data={mibeacon.UUID: bytes.fromhex(raw)})
+    await watch.until(lambda: value(hub, "ble/58:2d:34:33:aa:df", "battery") == 81)
+    assert (value(hub, "ble/58:2d:34:33:aa:df", "temperature"), value(hub, "ble/58:2d:34:33:aa:df", "humidity")) == (26.0, 61.4)
+    assert hub.devices["ble/58:2d:34:33:aa:df"].model == "Xiaomi MiBeacon 0x01AA"
 
 async def test_duplicates_within_window_do_not_reach_the_hub(hub, watch, running, tmp_path):
     air = Air()

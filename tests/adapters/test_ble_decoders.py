@@ -1,14 +1,14 @@
 """The BLE frame decoders against published frames: BTHome v2 examples from
 bthome.io (including its encryption example), RuuviTag format 5 test
-vectors from Ruuvi's documentation, ATC_MiThermometer frames of real
-LYWSD03MMC sensors (as published with their decoded values in the Theengs
-decoder's test suite), iBeacon, and the GATT value codec."""
+vectors from Ruuvi's documentation, ATC_MiThermometer and Xiaomi MiBeacon
+frames of real sensors (as published with their decoded values in the
+Theengs decoder's test suite), iBeacon, and the GATT value codec."""
 
 from __future__ import annotations
 
 import pytest
 
-from edged.adapters.ble import atc, bthome, codec, ibeacon, ruuvi
+from edged.adapters.ble import atc, bthome, codec, ibeacon, mibeacon, ruuvi
 
 # -- BTHome v2 ---------------------------------------------------------------
 
@@ -191,6 +191,36 @@ def test_pvvx_custom_frame():
 def test_atc_other_layouts_are_errors():
     with pytest.raises(atc.AtcError, match="11 bytes"):  # pvvx's encrypted layout
         atc.decode(bytes.fromhex("23ef56583dd42050fe8e4d"))
+
+
+# -- Xiaomi MiBeacon (0xFE95) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "product", "expected"),
+    [
+        ("5020aa0137dfaa33342d580d100404016602", 0x01AA, {"temperature": 26.0, "humidity": 61.4}),  # Mi Jia round
+        ("5020aa018ddfaa33342d580610026602", 0x01AA, {"humidity": 61.4}),
+        ("5020aa0155aabbccddeeff0a100151", 0x01AA, {"battery": 81}),
+        ("5020aa018ddfaa33342d580410021201", 0x01AA, {"temperature": 27.4}),
+        ("712098004a63b6658d7cc40d071003f32600", 0x0098, {"illuminance": 9971}),  # Mi Flora (capability byte)
+        ("712098005763b6658d7cc40d0810011e", 0x0098, {"moisture": 30}),
+        ("7120980008ffeeddccbbaa0d0910020000", 0x0098, {"conductivity": 0}),
+        ("5020df025b3a5c014357481010020800", 0x02DF, {"formaldehyde": 0.08}),  # formaldehyde detector
+    ],
+)
+def test_mibeacon_frames(raw, product, expected):
+    frame = mibeacon.decode(bytes.fromhex(raw))
+    assert frame.product == product
+    assert {m.key: m.value for m in frame.measurements} == expected
+
+
+def test_mibeacon_mac_and_what_it_refuses():
+    assert mibeacon.decode(bytes.fromhex("5020aa0137dfaa33342d580d100404016602")).mac == "58:2D:34:33:AA:DF"
+    with pytest.raises(mibeacon.MiBeaconError, match="encrypted"):
+        mibeacon.decode(bytes.fromhex("58585b058ac7a8d938c1a4095b0a2c11000000bad78d0f"))  # a stock LYWSD03MMC's frame
+    with pytest.raises(mibeacon.MiBeaconError, match="claims 4 bytes"):
+        mibeacon.decode(bytes.fromhex("5020aa0137dfaa33342d580d10040401"))
 
 
 # -- iBeacon -------------------------------------------------------------------

@@ -55,11 +55,11 @@ def decode(
         out.append(Decoded(native, f"ATC_MiThermometer ({reading.layout})", data, reading.measurements))
     if "mibeacon" in formats and (data := adv.service_data.get(mibeacon.UUID)) is not None:
         try:
-            beacon = mibeacon.decode(data)
+            xiaomi = mibeacon.decode(data)
         except mibeacon.MiBeaconError as exc:
             raise AdvertError(f"MiBeacon: {exc}") from exc
-        if beacon.measurements:  # frames without an object (pairing, keep-alive) say nothing
-            out.append(Decoded(native, f"Xiaomi MiBeacon 0x{beacon.product:04X}", data, beacon.measurements))
+        if xiaomi.measurements:  # frames without an object (pairing, keep-alive) say nothing
+            out.append(Decoded(native, f"Xiaomi MiBeacon 0x{xiaomi.product:04X}", data, xiaomi.measurements))
     if "ruuvi" in formats and (data := adv.manufacturer_data.get(ruuvi.COMPANY_ID)) is not None:
         try:
             frame = ruuvi.decode(data)

@@ -39,22 +39,21 @@ def _int(data: bytes, scale: float = 1.0, signed: bool = False) -> Value:
     return raw if scale == 1.0 else round(raw * scale, 2)
 
 
-# object type -> [(key, unit, value type, decode)], one entry per value the object carries
+# object type -> (bytes it needs, [(key, unit, value type, decode)]: one entry per value it carries)
 _Decode = Callable[[bytes], Value]
-_OBJECTS: dict[int, list[tuple[str, str | None, ValueType, _Decode]]] = {
-    0x1004: [("temperature", "Cel", ValueType.FLOAT, lambda d: _int(d[:2], 0.1, signed=True))],
-    0x1006: [("humidity", "%RH", ValueType.FLOAT, lambda d: _int(d[:2], 0.1))],
-    0x1007: [("illuminance", "lx", ValueType.INT, lambda d: _int(d[:3]))],
-    0x1008: [("moisture", "%", ValueType.INT, lambda d: _int(d[:1]))],
-    0x1009: [("conductivity", "uS/cm", ValueType.INT, lambda d: _int(d[:2]))],
-    0x100A: [("battery", "%EL", ValueType.INT, lambda d: _int(d[:1]))],
-    0x100D: [
+_OBJECTS: dict[int, tuple[int, list[tuple[str, str | None, ValueType, _Decode]]]] = {
+    0x1004: (2, [("temperature", "Cel", ValueType.FLOAT, lambda d: _int(d[:2], 0.1, signed=True))]),
+    0x1006: (2, [("humidity", "%RH", ValueType.FLOAT, lambda d: _int(d[:2], 0.1))]),
+    0x1007: (3, [("illuminance", "lx", ValueType.INT, lambda d: _int(d[:3]))]),
+    0x1008: (1, [("moisture", "%", ValueType.INT, lambda d: _int(d[:1]))]),
+    0x1009: (2, [("conductivity", "uS/cm", ValueType.INT, lambda d: _int(d[:2]))]),
+    0x100A: (1, [("battery", "%EL", ValueType.INT, lambda d: _int(d[:1]))]),
+    0x100D: (4, [
         ("temperature", "Cel", ValueType.FLOAT, lambda d: _int(d[0:2], 0.1, signed=True)),
         ("humidity", "%RH", ValueType.FLOAT, lambda d: _int(d[2:4], 0.1)),
-    ],
-    0x1010: [("formaldehyde", "mg/m3", ValueType.FLOAT, lambda d: _int(d[:2], 0.01))],
-}
-_LENGTHS = {0x1004: 2, 0x1006: 2, 0x1007: 3, 0x1008: 1, 0x1009: 2, 0x100A: 1, 0x100D: 4, 0x1010: 2}
+    ]),
+    0x1010: (2, [("formaldehyde", "mg/m3", ValueType.FLOAT, lambda d: _int(d[:2], 0.01))]),
+}  # fmt: skip
 
 
 def decode(data: bytes) -> Frame:
@@ -83,7 +82,8 @@ def decode(data: bytes) -> Frame:
         if len(value) < length:
             raise MiBeaconError(f"object 0x{kind:04X} claims {length} bytes; the frame has {len(value)}")
         if kind in _OBJECTS:
-            if length < _LENGTHS[kind]:
-                raise MiBeaconError(f"object 0x{kind:04X} needs {_LENGTHS[kind]} bytes; got {length}")
-            measurements += [Measurement(key, decode_value(value), unit, type_) for key, unit, type_, decode_value in _OBJECTS[kind]]
+            needs, values = _OBJECTS[kind]
+            if length < needs:
+                raise MiBeaconError(f"object 0x{kind:04X} needs {needs} bytes; got {length}")
+            measurements += [Measurement(key, decode_value(value), unit, type_) for key, unit, type_, decode_value in values]
     return Frame(product, counter, mac, tuple(measurements))

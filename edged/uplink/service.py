@@ -35,7 +35,7 @@ from edged.model import (
 from edged.outbox import Outbox, OutboxConfig
 from edged.tasks import TaskSet
 from edged.uplink.commands import Parsed, SeenCommands
-from edged.uplink.config import MqttUplinkConfig, UplinkConfig
+from edged.uplink.config import CoapUplinkConfig, MqttUplinkConfig, UplinkConfig
 from edged.uplink.sender import Send, Sender
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ class UplinkService:
     async def run(self) -> None:
         self._down_since = time.monotonic()
         await self.outbox.open()
-        await asyncio.to_thread(self.seen.load)
+        if isinstance(self.config, CoapUplinkConfig) and self.config.command_uri:  # commands read from a resource come again
+            await asyncio.to_thread(self.seen.load)
         unsubscribe = [
             self.hub.subscribe(self.outbox.put),
             self.hub.subscribe_events(self._on_event),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -27,6 +28,7 @@ from edged.model import (
     DeviceStatus,
     Event,
     Reading,
+    describe,
 )
 from edged.tasks import TaskSet
 
@@ -145,7 +147,7 @@ class Hub:
         try:
             command = self._validate(command)
         except CommandError as exc:
-            return self._finish(command, CommandStatus.REJECTED, str(exc))
+            return self._finish(_echo(command), CommandStatus.REJECTED, str(exc))
         device = self.devices[command.device_id]
         if not device.online:
             if hold_if_offline:
@@ -168,13 +170,22 @@ class Hub:
         self.desired.pop((command.device_id, command.key), None)
         return self._finish(command, CommandStatus.OK, None)
 
+    def check(self, command: Command) -> str | None:
+        """Why ``execute`` would reject ``command`` (unknown device or point,
+        read-only point, a value the point cannot take), or None."""
+        try:
+            self._validate(command)
+        except CommandError as exc:
+            return str(exc)
+        return None
+
     def _validate(self, command: Command) -> Command:
         device = self.devices.get(command.device_id)
         if device is None:
-            raise CommandError(f"unknown device {command.device_id!r}")
+            raise CommandError(f"unknown device {describe(command.device_id)}")
         point = device.points.get(command.key)
         if point is None:
-            raise CommandError(f"device {command.device_id!r} has no point {command.key!r}")
+            raise CommandError(f"device {command.device_id!r} has no point {describe(command.key)}")
         if not point.writable:
             raise CommandError(f"point {command.device_id}.{command.key} is read-only")
         try:
@@ -201,3 +212,24 @@ class Hub:
 
     async def close(self) -> None:
         await self._tasks.close()
+
+
+ECHO_TEXT = 256  # characters of a rejected text value repeated in its result
+
+
+def _echo(command: Command) -> Command:
+    """``command`` as its rejection repeats it: a value that is not plain JSON
+    (not finite, an integer beyond 64 bits, not valid Unicode, long text) is
+    repeated as None; the reason says what it was."""
+    value = command.value
+    if value is None or isinstance(value, bool):
+        return command
+    if isinstance(value, float):
+        safe = math.isfinite(value)
+    elif isinstance(value, int):
+        safe = -(2**64) <= value < 2**64
+    elif isinstance(value, str):
+        safe = len(value) <= ECHO_TEXT and not any("\ud800" <= char <= "\udfff" for char in value)
+    else:
+        safe = False
+    return command if safe else dataclasses.replace(command, value=None)

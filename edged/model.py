@@ -8,6 +8,7 @@ the rules engine and the outbox in one call each, never one task per value.
 from __future__ import annotations
 
 import enum
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +32,11 @@ class ValueType(enum.StrEnum):
     STR = "str"
 
     def coerce(self, value: object) -> Value:
-        """Return ``value`` as this type, or raise ``ValueError`` saying why not."""
+        """Return ``value`` as this type, or raise ``ValueError`` saying why not.
+
+        Only values a device can take pass: an ``int`` of 64 bits at most
+        (int64 or uint64; the adapter checks its own type's range), a finite
+        ``float``, text that is valid Unicode."""
         if self is ValueType.BOOL:
             if isinstance(value, bool):
                 return value
@@ -40,16 +45,39 @@ class ValueType(enum.StrEnum):
             if isinstance(value, str) and value.lower() in _BOOL_WORDS:
                 return _BOOL_WORDS[value.lower()]
         elif self is ValueType.INT:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+            number = int(value) if isinstance(value, float) and value.is_integer() else value
+            if isinstance(number, int) and not isinstance(number, bool):
+                if not INT_MIN <= number <= INT_MAX:
+                    raise ValueError(f"expected int, got {describe(value)}, out of the 64-bit range")
+                return number
         elif self is ValueType.FLOAT:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    number = float(value)
+                except OverflowError:
+                    raise ValueError(f"expected float, got {describe(value)}, out of range for a float") from None
+                if not math.isfinite(number):
+                    raise ValueError(f"expected a finite float, got {describe(value)}")
+                return number
         elif isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("expected str, got text that is not valid Unicode (a lone surrogate)") from None
             return value
-        raise ValueError(f"expected {self.value}, got {type(value).__name__} {value!r}")
+        raise ValueError(f"expected {self.value}, got {type(value).__name__} {describe(value)}")
+
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what an int point takes: int64 and uint64
+
+
+def describe(value: object, limit: int = 64) -> str:
+    """``repr(value)`` for a reason people read, cut to about ``limit``
+    characters; a huge integer is told by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 _BOOL_WORDS = {"true": True, "false": False, "on": True, "off": False}

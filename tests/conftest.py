@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from hypothesis import settings
 
 from edged.hub import Hub
 
@@ -66,3 +68,9 @@ async def running() -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# Property-based tests: a small budget by default; HYPOTHESIS_PROFILE=fuzz for a long run.
+settings.register_profile("default", max_examples=100, deadline=None, database=None)
+settings.register_profile("fuzz", max_examples=50_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

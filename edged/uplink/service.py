@@ -34,7 +34,7 @@ from edged.model import (
 )
 from edged.outbox import Outbox, OutboxConfig
 from edged.tasks import TaskSet
-from edged.uplink.commands import Parsed, SeenCommands
+from edged.uplink.commands import Parsed, RejectionLimit, SeenCommands
 from edged.uplink.config import CoapUplinkConfig, MqttUplinkConfig, UplinkConfig
 from edged.uplink.sender import Send, Sender
 
@@ -72,6 +72,7 @@ class UplinkService:
         self.connected = False
         self.reconnects = 0
         self.commands_repeated = 0  # commands a resource showed again and that were not run twice
+        self.rejections = RejectionLimit()  # answers to refused commands: 10/s, 50 at once; beyond, counted
         # Home Assistant discovery (MQTT): the link to announce new devices on, and what was announced.
         self._discovery: MqttLink | None = None
         self._announced: dict[str, list[str]] = {}
@@ -142,13 +143,21 @@ class UplinkService:
     # -- cloud commands --------------------------------------------------
 
     def _on_command(self, command: Command | None, error: str | None, raw_id: Any) -> None:
-        if command is None:
-            log.warning("cloud command %r rejected: %s", raw_id, error)
-            self.outbox.put_event(
-                "command_result", {"id": raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": error}
-            )
+        """Execute a command; answer one that is refused, at most at the rate ``rejections`` allows."""
+        if command is not None:
+            # The Hub rejects what it cannot execute (and tells the rules); beyond the rate it is only counted.
+            if self.hub.check(command) is None or self.rejections.allow():
+                self._commands.spawn(self.hub.execute(command, hold_if_offline=True), name=f"command {command.id}")
+            else:
+                self._changed.set()
             return
-        self._commands.spawn(self.hub.execute(command, hold_if_offline=True), name=f"command {command.id}")
+        if not self.rejections.allow():
+            self._changed.set()
+            return
+        log.warning("cloud command %r rejected: %s", raw_id, error)
+        self.outbox.put_event(
+            "command_result", {"id": raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": error}
+        )
 
     async def _on_shown_command(self, payload: bytes, parsed: Parsed) -> None:
         """A command read from a resource: taken once, however often the resource shows it."""
@@ -254,6 +263,7 @@ class UplinkService:
             "uplink_acked_backlog": backlog,
             "uplink_reconnects": self.reconnects,
             "uplink_commands_repeated": self.commands_repeated,
+            "uplink_commands_dropped": self.rejections.dropped,
         }
 
 

@@ -10,8 +10,16 @@ Contract for the daemon: ``RulesEngine(rules, hub, state_dir, timezone,
 clock=None)``; ``await run()`` until cancelled; ``reload(rules)`` keeps the
 state (running actions, timers, trigger memory) of every rule whose
 configuration is unchanged. Metrics: ``firings_total``, ``errors_total``,
-``recent`` (last 50 firings), ``latencies`` (seconds from a reading reaching
-the Hub to the command it caused being handed to the Hub's writer).
+``rules_paused``, ``recent`` (last 50 firings), ``latencies`` (seconds from
+a reading reaching the Hub to the command it caused being handed to the
+Hub's writer).
+
+Every firing runs in a task of its own, so rules that trigger each other
+(rule A writes what wakes rule B, which writes what wakes A) never hold the
+event loop; but they would spin as fast as it goes. A rule woken more than
+``FEEDBACK_LIMIT`` times within ``FEEDBACK_WINDOW`` seconds by what rules
+did (a point a rule wrote within that window, a rule's command result or
+event) is paused for ``FEEDBACK_PAUSE`` seconds, logged and counted.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
-from edged.model import Command, CommandResult, Event, Reading, RuleEvent
+from edged.model import Command, CommandResult, Event, Origin, Reading, RuleEvent
 from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_frames
 from edged.rules.clock import Clock, RealClock
 from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
@@ -39,6 +47,10 @@ from edged.rules.trigger import ThresholdState, TriggerState, Verdict, make_trig
 from edged.tasks import TaskSet
 
 log = logging.getLogger("edged.rules")
+
+FEEDBACK_LIMIT = 20  # firings caused by rules' own doings ...
+FEEDBACK_WINDOW = 1.0  # ... within this many seconds pause the rule ...
+FEEDBACK_PAUSE = 60.0  # ... for this long
 
 
 class Binding:
@@ -63,9 +75,13 @@ class Binding:
         if verdict is Verdict.DISARM:
             self.disarm()
             return
-        if self.rule is not None and self.rule.is_echo(reading):
-            self.engine.loops_prevented += 1
-            return
+        if self.rule is not None:
+            if self.rule.is_echo(reading):
+                self.engine.loops_prevented += 1
+                return
+            written = self.engine.rule_writes.get((reading.device_id, reading.key))
+            if written is not None and self.engine.clock.now() - written <= FEEDBACK_WINDOW:
+                self.rule.woken_by_rules()
         firing = Firing(self.trigger.label, reading.value, reading.ts, received)
         if verdict is Verdict.FIRE:
             self.fire(firing)
@@ -75,9 +91,12 @@ class Binding:
     def on_event(self, event: Event) -> None:
         if not self.trigger.on_event(event):
             return
-        if self.rule is not None and self.rule.caused(event):
-            self.engine.loops_prevented += 1
-            return
+        if self.rule is not None:
+            if self.rule.caused(event):
+                self.engine.loops_prevented += 1
+                return
+            if isinstance(event, RuleEvent) or (isinstance(event, CommandResult) and event.command.origin is Origin.RULE):
+                self.rule.woken_by_rules()
         value = getattr(event, "online", None) if not isinstance(event, CommandResult) else event.status.value
         self.fire(Firing(self.trigger.label, value, self.engine.clock.now()))
 
@@ -186,12 +205,16 @@ class RuleRuntime:
         self.debouncer: asyncio.Task[None] | None = None
         self._echoes: dict[tuple[str, str], tuple[object, float]] = {}
         self._commands: deque[str] = deque(maxlen=32)
+        self._feedback: deque[float] = deque()  # when rules' doings woke this rule, within the window
+        self.paused_until = -math.inf
 
     # -- loop guard ------------------------------------------------------
 
     def note_write(self, command: Command) -> None:
         """Remember a write so its echo from the device does not trigger this rule again."""
-        self._echoes[(command.device_id, command.key)] = (command.value, self.engine.clock.now() + self.config.loop_guard)
+        now = self.engine.clock.now()
+        self._echoes[(command.device_id, command.key)] = (command.value, now + self.config.loop_guard)
+        self.engine.rule_writes[(command.device_id, command.key)] = now
         self._commands.append(command.id)
         if self.engine.on_command is not None:
             self.engine.on_command(self.id, command)
@@ -217,9 +240,31 @@ class RuleRuntime:
             return event.command.id in self._commands
         return isinstance(event, RuleEvent) and event.rule_id == self.id
 
+    def woken_by_rules(self) -> None:
+        """Note that what rules did woke this rule; pause it if that happens too often."""
+        now = self.engine.clock.now()
+        if now < self.paused_until:
+            return
+        window = self._feedback
+        window.append(now)
+        while now - window[0] > FEEDBACK_WINDOW:
+            window.popleft()
+        if len(window) <= FEEDBACK_LIMIT:
+            return
+        window.clear()
+        self.paused_until = now + FEEDBACK_PAUSE
+        self.engine.rules_paused += 1
+        self.engine.errors_total += 1
+        log.error("rule %s: woken more than %d times within %g s by what rules wrote or emitted (rules triggering "
+                  "each other?); paused for %g s", self.id, FEEDBACK_LIMIT, FEEDBACK_WINDOW, FEEDBACK_PAUSE,
+                  extra={"rule": self.id})  # fmt: skip
+
     # -- firing ----------------------------------------------------------
 
     def fire(self, firing: Firing) -> None:
+        if self.engine.clock.now() < self.paused_until:
+            self.engine.record(self.id, firing, "paused: triggered by rules too often")
+            return
         if self.config.debounce:
             self.debounce(self.engine.clock.now() + self.config.debounce, firing)
         else:
@@ -352,6 +397,8 @@ class RulesEngine:
         self.firings_total = 0
         self.errors_total = 0
         self.loops_prevented = 0
+        self.rules_paused = 0
+        self.rule_writes: dict[tuple[str, str], float] = {}  # when a rule last wrote each point
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.latencies: deque[float] = deque(maxlen=10_000)
         self.stopping = False

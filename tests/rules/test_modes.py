@@ -3,6 +3,8 @@ and the loop guard."""
 
 from __future__ import annotations
 
+from edged.rules.engine import FEEDBACK_LIMIT, FEEDBACK_PAUSE
+
 
 def rule(mode: str, extra: str = "") -> str:
     return f"""
@@ -126,3 +128,37 @@ async def test_metrics(start_engine, devices, clock, watch):
     assert dict(engine.recent[-1]) == {"ts": clock.now() - 10, "rule_id": "r", "trigger": "change dev/meter.power", "outcome": "done"}
     assert len(engine.latencies) == 1  # only the write that followed the reading at once
     assert 0 <= engine.latencies[0] < 1
+
+
+PING_PONG = """
+- id: a
+  triggers: [{type: change, point: dev/relay.relay}]
+  actions: [{type: write, point: dev/lamp.on, expression: "trigger"}]
+- id: b
+  triggers: [{type: change, point: dev/lamp.on}]
+  actions: [{type: write, point: dev/relay.relay, expression: "not trigger"}]
+"""
+
+
+async def test_rules_that_trigger_each_other_are_paused_not_spun(start_engine, devices, clock, caplog):
+    devices.publish("dev/relay.relay", False)
+    devices.publish("dev/lamp.on", False)
+    engine = await start_engine(PING_PONG)
+    devices.publish("dev/relay.relay", True)  # a switches the lamp, b the relay back, a the lamp ... forever
+    await clock.settle()
+    spun = len(devices.commands)
+    await clock.settle()
+    assert len(devices.commands) == spun <= 2 * (FEEDBACK_LIMIT + 2)  # it stopped, within one second
+    assert engine.rules_paused == 1
+    assert engine.errors_total == 1
+    paused = [r for r in caplog.records if "paused for 60 s" in r.getMessage()]
+    assert [r.rule for r in paused] == [engine.recent[-1]["rule_id"]]
+    assert engine.recent[-1]["outcome"] == "paused: triggered by rules too often"
+
+    await clock.advance(FEEDBACK_PAUSE)  # the pause ends; the rule answers a person again
+    devices.echo = False
+    before = len(devices.commands)
+    devices.publish("dev/relay.relay", not devices.hub.value("dev/relay", "relay").value)
+    devices.publish("dev/lamp.on", not devices.hub.value("dev/lamp", "on").value)
+    await clock.settle()
+    assert len(devices.commands) == before + 2

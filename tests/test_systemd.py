@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,17 @@ def test_unit_security_rating_is_ok() -> None:
     assert float(match.group(1)) <= 2.0, match.group(0)
 
 
-def test_unit_has_the_operational_settings() -> None:
-    settings = {}
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
     for line in UNIT.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_unit_has_the_operational_settings() -> None:
+    settings = unit_settings()
     assert settings["Type"] == ["notify"]
     assert settings["Restart"] == ["on-failure"]
     assert settings["WatchdogSec"]
@@ -59,6 +65,26 @@ def test_unit_has_the_operational_settings() -> None:
     assert "dialout" in settings["SupplementaryGroups"][0]
     assert settings["CapabilityBoundingSet"] == [""]
     assert settings["ProtectSystem"] == ["strict"]
+
+
+def test_a_configuration_error_is_not_restarted_forever(tmp_path: Path) -> None:
+    settings = unit_settings()
+    prevented = {int(code) for value in settings.get("RestartPreventExitStatus", []) for code in value.split()}
+    config = tmp_path / "config.yaml"
+    config.write_text("adapters:\n  - type: modbus-tcp\n    name: plc\n    port: eighty\n")
+    # The command line of the unit's ExecStart=, with this broken file.
+    exec_start = settings["ExecStart"][0].split()
+    assert exec_start[1:] == ["run", "--config", "/etc/edged/config.yaml"]
+    result = subprocess.run(
+        [sys.executable, "-m", "edged", "run", "--config", str(config)],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert result.stderr.startswith(f"{config}:"), result.stderr
+    assert result.returncode in prevented  # the unit stays failed, with the error in the journal
+    # Anything else (a crash exits 1; the watchdog kills with SIGABRT) is retried, without a start limit.
+    assert 1 not in prevented
+    assert settings["Restart"] == ["on-failure"]
+    assert settings["StartLimitIntervalSec"] == ["0"]
 
 
 def test_installer_stages_unit_config_and_credentials_dir(tmp_path: Path) -> None:

@@ -74,7 +74,12 @@ class DaemonCollector(Collector):
         state = GaugeMetricFamily("edged_adapter_state", "1 for the adapter's current state", labels=["adapter", "state"])
         devices = GaugeMetricFamily("edged_devices", "Devices known, by adapter and online status",
                                     labels=["adapter", "online"])
+        counters: dict[str, CounterMetricFamily] = {}  # an adapter's own stats(), e.g. ble_evicted
         for name, adapter in list(self.daemon.adapters.items()):
+            for key, count in _stats(adapter).items():
+                if isinstance(count, (int, float)):
+                        counters.setdefault(key, CounterMetricFamily(f"edged_adapter_{key}", f"Adapter counter {key}",
+                                                                 labels=labels)).add_metric([name], count)  # fmt: skip
             readings.add_metric([name], getattr(adapter, "readings_total", 0))
             delivered.add_metric([name], acked.get(name, 0))
             errors.add_metric([name], getattr(adapter, "errors_total", 0))
@@ -86,7 +91,7 @@ class DaemonCollector(Collector):
             online = sum(1 for device in known_devices if device.online)
             devices.add_metric([name, "true"], online)
             devices.add_metric([name, "false"], len(known_devices) - online)
-        yield from (readings, delivered, errors, reconnects, state, devices)
+        yield from (readings, delivered, errors, reconnects, state, devices, *counters.values())
 
     def _rules(self) -> Iterator[Metric]:
         rules = getattr(self.daemon, "rules", None)

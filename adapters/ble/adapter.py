@@ -10,6 +10,14 @@ carry a counter higher than the last one (replay protection), unless the
 device was silent long enough to have restarted. Readings of advertisements
 decoded in the same loop iteration travel to the Hub as one batch.
 
+At most ``max_devices`` advertisers are tracked. When a new one is heard
+with all places taken, the one silent longest gives up its place (it leaves
+the Hub, is counted in ``evicted_total`` and logged at debug; a summary is
+logged at most once a minute), so a crowd of random addresses cannot lock
+out a real sensor until restart. Devices named in the configuration
+(``addresses``, ``bthome_keys``, ``gatt``) are never evicted, and always
+find a place.
+
 Without a Bluetooth adapter or BlueZ, ``run()`` logs one clear error, sets
 ``state`` to ``"failed"`` and raises ``AdapterError``; the daemon's
 supervisor retries it with backoff while the rest of the gateway runs.
@@ -19,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +64,7 @@ class _Advertiser:
     counter: int | None = None
     beacon: bool = False
     keys: set[str] = field(default_factory=set)
+    pinned: bool = False  # named in the configuration: never evicted
 
 
 class BleAdapter(Adapter[BleConfig]):
@@ -63,7 +74,7 @@ class BleAdapter(Adapter[BleConfig]):
         super().__init__(config, hub, state_dir)
         self._backend = backend
         self._scanner: BleakScanner | None = None
-        self._advertisers: dict[str, _Advertiser] = {}
+        self._advertisers: OrderedDict[str, _Advertiser] = OrderedDict()  # least recently heard first
         self._problems: dict[str, str] = {}  # native id -> the problem last logged for it
         self._links: dict[str, GattLink] = {}
         self._sightings = Sightings()
@@ -72,9 +83,13 @@ class BleAdapter(Adapter[BleConfig]):
         self._keys = {a: bytes.fromhex(k.get_secret_value()) for a, k in config.bthome_keys.items()}
         self._addresses = set(config.addresses)
         self._gatt_addresses = {d.address for d in config.gatt}
+        self._pinned = self._addresses | self._gatt_addresses | set(self._keys)
         self._full = False
+        self._evictions_logged = -math.inf  # loop time of the last eviction summary
+        self._evictions_unlogged = 0
         self.adverts_total = 0
         self.duplicates_total = 0
+        self.evicted_total = 0
 
     # -- lifecycle -------------------------------------------------------
 
@@ -183,16 +198,21 @@ class BleAdapter(Adapter[BleConfig]):
             self._bad_frame(address, str(exc))
             return
         for frame in frames:
-            self._take(frame, adv.local_name, now)
+            self._take(frame, adv.local_name, now, address in self._pinned)
 
-    def _take(self, frame: advert.Decoded, name: str | None, now: float) -> None:
+    def stats(self) -> dict[str, int]:
+        return {"ble_adverts": self.adverts_total, "ble_duplicates": self.duplicates_total,
+                "ble_evicted": self.evicted_total}  # fmt: skip
+
+    def _take(self, frame: advert.Decoded, name: str | None, now: float, pinned: bool = False) -> None:
         known = self._advertisers.get(frame.native_id)
         if known is None:
-            known = self._register(frame, name, now)
+            known = self._register(frame, name, now, pinned)
             if known is None:
                 return
         elif frame.payload == known.payload and now - known.heard < self.config.dedup_window:
             known.heard = now
+            self._advertisers.move_to_end(frame.native_id)
             self.duplicates_total += 1
             return
         silent_for = now - known.heard
@@ -202,6 +222,7 @@ class BleAdapter(Adapter[BleConfig]):
                             "ignored as a replay (logged once)", log_only=True)
             return
         known.heard, known.payload, known.counter = now, frame.payload, frame.counter
+        self._advertisers.move_to_end(frame.native_id)
         if self._problems:
             self._problems.pop(frame.native_id, None)
         device = known.device
@@ -219,20 +240,39 @@ class BleAdapter(Adapter[BleConfig]):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _register(self, frame: advert.Decoded, name: str | None, now: float) -> _Advertiser | None:
-        if len(self._advertisers) >= self.config.max_devices:
+    def _register(self, frame: advert.Decoded, name: str | None, now: float, pinned: bool) -> _Advertiser | None:
+        if len(self._advertisers) >= self.config.max_devices and not self._evict(frame.native_id, now) and not pinned:
             if not self._full:
                 self._full = True
-                self.log.warning("BLE adapter %s tracks %d advertisers already (max_devices); ignoring new ones",
+                self.log.warning("BLE adapter %s tracks %d configured advertisers (max_devices); ignoring new ones",
                                  self.name, self.config.max_devices)
             return None
         device_id = self.device_id(frame.native_id)
         manufacturer = "Ruuvi Innovations" if frame.model == "RuuviTag" else None
         device = Device(device_id, self.name, name or frame.native_id, manufacturer, frame.model)
-        known = _Advertiser(device, now, beacon=frame.model == "iBeacon")
+        known = _Advertiser(device, now, beacon=frame.model == "iBeacon", pinned=pinned)
         self._advertisers[frame.native_id] = known
         self.add_device(device)
         return known
+
+    def _evict(self, newcomer: str, now: float) -> bool:
+        """Make room: forget the advertiser silent longest that the configuration does not name."""
+        victim = next((native_id for native_id, known in self._advertisers.items() if not known.pinned), None)
+        if victim is None:
+            return False
+        known = self._advertisers.pop(victim)
+        self._problems.pop(victim, None)
+        self.hub.remove_device(known.device.id)
+        self.evicted_total += 1
+        self._evictions_unlogged += 1
+        self.log.debug("%s silent for %.0f s, evicted for %s (max_devices %d)", known.device.id, now - known.heard,
+                       newcomer, self.config.max_devices, extra={"device": known.device.id})  # fmt: skip
+        if now - self._evictions_logged >= 60.0:
+            self.log.warning("BLE adapter %s: %d advertiser(s) evicted to make room for new ones (max_devices %d "
+                             "reached; many random addresses nearby, or raise max_devices); summarised once a minute",
+                             self.name, self._evictions_unlogged, self.config.max_devices)  # fmt: skip
+            self._evictions_logged, self._evictions_unlogged = now, 0
+        return True
 
     def _bad_frame(self, native_id: str, problem: str, log_only: bool = False) -> None:
         """Log a frame that cannot be used (once per device and problem) and flag the device's values BAD."""

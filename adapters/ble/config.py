@@ -109,7 +109,10 @@ class BleConfig(AdapterConfig):
     bthome_keys: dict[Address, BindKey] = {}  # address -> bind key of encrypting BTHome devices
     dedup_window: Duration = 2.0  # identical advertisements from one device within this window are dropped
     offline_after: Duration = Field(600.0, gt=0)  # an advertiser silent this long goes offline
-    max_devices: int = Field(256, ge=1)  # advertisers tracked at most (bounds memory in busy places)
+    # Advertisers tracked at most (bounds memory in busy places). When all are
+    # taken, a new advertiser takes the place of the one silent longest; those
+    # named in addresses, bthome_keys or gatt are never evicted.
+    max_devices: int = Field(256, ge=1)
     gatt: list[GattDevice] = []
     max_connections: int = Field(3, ge=1, le=10)  # simultaneous GATT connections
     connect_attempts: int = Field(3, ge=1)  # attempts per connection round (bleak-retry-connector)

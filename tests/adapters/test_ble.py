@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,7 @@ from edged.adapters.ble.adapter import BleAdapter
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.simulator import Air, Peripheral
 from edged.errors import AdapterError
+from edged.metrics import Metrics
 from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
 from tests.adapters import conformance
 
@@ -331,3 +333,49 @@ async def test_stranger_without_bind_key_is_logged_once_and_not_registered(hub, 
     ]
     assert "ble/54:48:e6:8f:80:a5" not in hub.devices
     assert adapter.errors_total == 5
+
+
+def random_address(number: int) -> str:
+    """A random static address (the two top bits set), as phones and trackers use."""
+    return f"D0:00:00:00:{number >> 8:02X}:{number & 0xFF:02X}"
+
+
+async def test_a_flood_of_random_addresses_cannot_lock_out_a_real_sensor(hub, watch, running, tmp_path, caplog):
+    air = Air()
+    adapter = make(hub, tmp_path, air, max_devices=8)
+    running(adapter)
+    await scanning(air, watch)
+    with caplog.at_level(logging.DEBUG, logger="edged"):
+        for number in range(50):  # e.g. phones and trackers with random private addresses, or someone hostile
+            bthome_advert(air, random_address(number), [(0x02, 99.0)])
+        bthome_advert(air, SENSOR, [(0x02, 21.5)])  # a real sensor, first heard after the flood
+        await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 21.5, timeout=3)
+    ble_devices = [device_id for device_id in hub.devices if device_id.startswith("ble/")]
+    assert len(ble_devices) == 8  # memory stays bounded
+    assert f"ble/{random_address(0).lower()}" not in hub.devices  # the longest silent went first
+    assert f"ble/{random_address(49).lower()}" in hub.devices
+    assert adapter.evicted_total == 50 + 1 - 8
+    assert adapter.stats()["ble_evicted"] == 43
+    summaries = [r for r in caplog.records if r.levelno == logging.WARNING and "evicted" in r.getMessage()]
+    assert len(summaries) == 1  # once a minute, not once per eviction
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG and "evicted for" in r.getMessage()]) == 43
+    daemon = SimpleNamespace(config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, hub=hub,
+                             adapters={"ble": adapter}, uplink=None, rules=None)  # fmt: skip
+    assert 'edged_adapter_ble_evicted_total{adapter="ble"} 43.0' in Metrics(daemon).render().decode()
+
+
+async def test_configured_advertisers_are_never_evicted(hub, watch, running, tmp_path):
+    air = Air()
+    adapter = make(hub, tmp_path, air, max_devices=4, addresses=[SENSOR], names=["SBHT-*"], bthome_keys={LOCKED: KEY})
+    running(adapter)
+    await scanning(air, watch)
+    bthome_advert(air, SENSOR, [(0x02, 21.5)])
+    air.advertise(LOCKED, name="SBHT-lock", service_data={bthome.UUID: PUBLISHED_ENCRYPTED})
+    await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06)
+    for number in range(20):  # the configured two are now the longest silent
+        bthome_advert(air, random_address(number), [(0x02, 99.0)])
+    bthome_advert(air, "A4:C1:38:00:00:77", [(0x02, 18.0)])  # an unlisted sensor matching the name still gets in
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:77", "temperature") == 18.0, timeout=3)
+    assert value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 21.5
+    assert value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06
+    assert adapter.evicted_total == 21 - 2

@@ -13,9 +13,9 @@ import ipaddress
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from edged import adapters
 from edged.adapter import AdapterConfig
@@ -23,6 +23,7 @@ from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Duration, Model, Secret
 from edged.outbox import OutboxConfig
 from edged.rules.config import Rules, point_problems
+from edged.status.authority import host_entry, origin_entry
 from edged.uplink.config import UplinkConfig
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
@@ -70,6 +71,11 @@ class HttpStatusConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     token: Secret | None = None  # bearer token; required unless host is loopback
+    # Names besides the listen address and localhost that the API answers to
+    # (``gateway.lan``: any port; ``gateway.lan:8080``: that port only).
+    allowed_hosts: tuple[Annotated[str, AfterValidator(host_entry)], ...] = ()
+    # Web origins besides the API's own whose pages may write (``https://dashboard.lan``).
+    allowed_origins: tuple[Annotated[str, AfterValidator(origin_entry)], ...] = ()
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpStatusConfig:
@@ -82,11 +88,23 @@ class HttpStatusConfig(Model):
 
 
 class CoapStatusConfig(Model):
-    """The read-only status resources over CoAP (unauthenticated: keep it on loopback or a trusted network)."""
+    """The read-only status resources over CoAP. They have no authentication, so
+    a listener off loopback must say ``allow_unauthenticated: true``."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(5683, ge=0, le=65535)
+    allow_unauthenticated: bool = False  # serve off loopback without authentication (a trusted network only)
+
+    @model_validator(mode="after")
+    def _opt_in_off_loopback(self) -> CoapStatusConfig:
+        if self.enabled and not self.allow_unauthenticated and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is reachable from the network and the CoAP status resources have no "
+                "authentication; set allow_unauthenticated: true to serve them there (a trusted network only), "
+                "or listen on 127.0.0.1:"
+            )
+        return self
 
 
 class StatusConfig(Model):

@@ -12,8 +12,9 @@ The same documents as the HTTP API (edged/status/views.py), read-only:
 Each answers in JSON (content format 50, the default) or CBOR (60) as the
 Accept option asks; any other Accept is 4.06. Observers are notified at
 most every ``NOTIFY_INTERVAL`` seconds, only when what they watch changed.
-There is no authentication: listen on loopback (the default) or a trusted
-network only.
+There is no authentication: the server listens on loopback (the default)
+unless ``allow_unauthenticated: true`` says another address is on a trusted
+network; the configuration and this server refuse it otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiocoap import error, resource
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.util.linkformat import Link, LinkFormat
 
+from edged.config import is_loopback
 from edged.model import DeviceAdded, DeviceRemoved, DeviceStatus, Event, Reading
 from edged.status.views import device_json, devices_json, health_json, status_json
 
@@ -121,6 +123,10 @@ class CoapStatusServer:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.config = daemon.config.status.coap
+        if not self.config.allow_unauthenticated and not is_loopback(self.config.host):
+            raise ValueError(
+                f"refusing to serve the unauthenticated CoAP status on {self.config.host} without allow_unauthenticated"
+            )
         self.health = ObservableDocument(lambda: health_json(daemon)[1], "edged.health")
         self.devices = ObservableDocument(lambda: devices_json(daemon), "edged.devices")
         self.device = DeviceResource(daemon)

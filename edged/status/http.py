@@ -16,11 +16,22 @@ Write:
 When a token is configured every request but ``GET /health`` and the page's
 static files must carry ``Authorization: Bearer <token>``. The configuration
 refuses a listener off loopback without a token, and so does this server.
+
+A web page the user visits must not reach the API through the browser:
+every request must name this API in ``Host`` (the listen address,
+``localhost``, ``127.0.0.1``, ``[::1]`` or the address the connection came
+in on, with this port; or a ``status.http.allowed_hosts`` entry), else 421,
+so a name rebound to this address (DNS rebinding) gets nothing. A write
+(any method but GET and HEAD) must be ``Content-Type: application/json``
+(415 otherwise: a cross-site form or ``no-cors`` fetch cannot send it) and,
+when it carries ``Origin``, come from the API's own origin or one in
+``status.http.allowed_origins`` (403 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import json
@@ -28,11 +39,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from edged.config import is_loopback
 from edged.errors import EdgedError
 from edged.model import Command, CommandResult, CommandStatus, Origin
+from edged.status.authority import DEFAULT_PORTS, Authority, WebOrigin
 from edged.status.views import device_json, devices_json, health_json, isotime, status_json
 
 if TYPE_CHECKING:
@@ -44,6 +56,10 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 PERMIT_MAX_SECONDS = 254  # the Zigbee permit-join limit
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # every other method is a write
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+REPORTED_MAX = 64  # distinct refusals logged as warnings; the rest at debug level
 
 # What a command's outcome means for the HTTP client.
 _RESULT_STATUS = {
@@ -63,7 +79,14 @@ class StatusServer:
         if token is None and not is_loopback(self.config.host):
             raise ValueError(f"refusing to serve the status API on {self.config.host} without a token")
         self._token = None if token is None else token.get_secret_value().encode()
-        self.app = web.Application(middlewares=[self._authorize])
+        self._names = set(LOOPBACK_NAMES)
+        if self.config.host not in WILDCARD_HOSTS:
+            with contextlib.suppress(ValueError):  # not a name a browser could send
+                self._names.add(Authority(self.config.host).host)
+        self._allowed_hosts = tuple(Authority.parse(entry) for entry in self.config.allowed_hosts)
+        self._allowed_origins = frozenset(WebOrigin.parse(entry) for entry in self.config.allowed_origins)
+        self._reported: set[tuple[int, str]] = set()
+        self.app = web.Application(middlewares=[self._same_origin, self._authorize])
         self.app.add_routes(
             [
                 web.get("/health", self.health),
@@ -95,6 +118,71 @@ class StatusServer:
         finally:
             self.listening.clear()
             await runner.cleanup()
+
+    # -- what a browser may send -------------------------------------------
+
+    @web.middleware
+    async def _same_origin(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Answer only requests that name this API, and take writes only as JSON from its own pages."""
+        host = request.headers.get(hdrs.HOST)
+        authority = None if host is None else self._own_authority(request, host)
+        if host is not None and authority is None:
+            return self._refuse(request, 421, host, (
+                f"this API does not answer to the name {host!r}; if that is this gateway's name, "
+                "add it to status.http.allowed_hosts"
+            ))
+        if request.method in SAFE_METHODS:
+            return await handler(request)
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and not self._own_origin(request, origin, authority):
+            return self._refuse(request, 403, origin, (
+                f"writes from the web page at {origin!r} are refused: only this API's own pages "
+                "(and status.http.allowed_origins) may write"
+            ))
+        if request.content_type != "application/json":
+            return self._refuse(request, 415, request.content_type, (
+                f"a write must be sent as Content-Type: application/json; got {request.content_type!r}"
+            ))
+        return await handler(request)
+
+    def _own_authority(self, request: web.Request, host: str) -> Authority | None:
+        """``host`` (a Host header) with its port filled in if it names this API; None otherwise."""
+        try:
+            authority = Authority.parse(host)
+        except ValueError:
+            return None
+        port = authority.port or 80
+        local_host, local_port = _local_address(request)
+        names = self._names if local_host is None else self._names | {local_host}
+        if authority.host in names and port == (local_port or self.port):
+            return Authority(authority.host, port)
+        for allowed in self._allowed_hosts:
+            if allowed.host == authority.host and allowed.port in (None, port):
+                return Authority(authority.host, port)
+        return None
+
+    def _own_origin(self, request: web.Request, origin: str, authority: Authority | None) -> bool:
+        try:
+            parsed = WebOrigin.parse(origin)
+        except ValueError:
+            return False  # "null" (a sandboxed frame, a file) and anything unreadable
+        if parsed in self._allowed_origins:
+            return True
+        if authority is None:
+            return False
+        return parsed == WebOrigin(request.scheme, authority.host, authority.port or DEFAULT_PORTS[request.scheme])
+
+    def _refuse(self, request: web.Request, status: int, found: str, reason: str) -> web.Response:
+        """A refusal, logged as a warning the first time it is seen (a page can repeat it endlessly)."""
+        key = (status, found)
+        level = logging.DEBUG
+        if key not in self._reported and len(self._reported) < REPORTED_MAX:
+            self._reported.add(key)
+            level = logging.WARNING
+        log.log(level, "refused %s %s from %s (%d): %s", request.method, request.raw_path, request.remote, status, reason)
+        return _error(status, reason)
 
     # -- authorization ---------------------------------------------------
 
@@ -212,6 +300,17 @@ def _is_public(request: web.Request) -> bool:
     if request.method not in ("GET", "HEAD"):
         return False
     return request.path in ("/health", "/") or request.path.startswith("/static/")
+
+
+def _local_address(request: web.Request) -> tuple[str | None, int | None]:
+    """The address and port the request's connection came in on."""
+    sockname = None if request.transport is None else request.transport.get_extra_info("sockname")
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return None, None
+    try:
+        return Authority(sockname[0]).host, sockname[1]
+    except ValueError:
+        return None, sockname[1]
 
 
 def _error(status: int, message: str) -> web.Response:

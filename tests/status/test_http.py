@@ -70,7 +70,7 @@ async def test_write_api_reports_why_a_command_was_refused(start_daemon: StartDa
         assert status == 404 and "no point" in body["error"]
         status, body = await post(SETPOINT, {"setpoint": 20})
         assert status == 400 and "value" in body["error"]
-        async with session.post(url + SETPOINT, data=b"{not json") as response:
+        async with session.post(url + SETPOINT, data=b"{not json", headers={"Content-Type": "application/json"}) as response:
             assert response.status == 400
         status, body = await post("/api/devices/sim/relay/points/relay", {"value": True})
         assert status == 200 and body["status"] == "ok"

@@ -46,6 +46,10 @@ class AdapterConfig(Model):
         run time (Zigbee joins, BLE advertisers)."""
         return None
 
+    def advice(self) -> list[str]:
+        """Warnings for ``edged check-config``: valid settings that could be safer, as ``key.path: text``."""
+        return []
+
 
 C = TypeVar("C", bound=AdapterConfig)
 

@@ -77,6 +77,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = read_config(args.file, check_points=True)
     if config is None:
         return EXIT_CONFIG
+    for index, adapter in enumerate(config.adapters):
+        for line in adapter.advice():
+            print(f"{args.file}: warning: adapters[{index}].{line}", file=sys.stderr)
     print(f"{args.file}: ok ({len(config.adapters)} adapter(s), {len(config.rules)} rule(s))")
     return 0
 

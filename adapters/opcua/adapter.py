@@ -1,8 +1,13 @@
 """The OPC UA adapter: one asyncua client session per server.
 
-A session resolves every configured node once (browse paths in one
-TranslateBrowsePaths call, writable nodes' DataType in one Read), then
-receives subscribed values and reads polled ones:
+A session reads the server's NamespaceArray, resolves every configured node
+once (browse paths in one TranslateBrowsePaths call, writable nodes' DataType
+in one Read), then receives subscribed values and reads polled ones:
+
+- Namespaces are looked up by URI at every session (namespaces.py): a node
+  configured with a namespace index follows the URI that index had when edged
+  first used it, so it is never read or written in another namespace that
+  took the index; a namespace the server no longer has makes its points bad.
 
 - Subscriptions run in asyncua's iterator mode. The client's observer is told
   after every Publish response how many notifications it queued, and the
@@ -42,7 +47,9 @@ from asyncua.observer import Observer
 
 from edged.adapter import Adapter
 from edged.adapters.opcua import variant
+from edged.adapters.opcua.address import BrowsePath, namespace_indexes
 from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
+from edged.adapters.opcua.namespaces import MAP_FILE, NamespaceMap, NamespaceMissing, SessionNamespaces
 from edged.backoff import Backoff, retry_forever
 from edged.errors import AdapterError, CommandError
 from edged.hub import Hub
@@ -55,6 +62,7 @@ _POLICIES = {
     "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
 }
 _TRANSPORT_ERRORS = (ConnectionError, OSError, TimeoutError)
+_NO_SUCH_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
 
 @dataclass(slots=True, eq=False)
@@ -65,6 +73,7 @@ class _Binding:
     spec: NodeConfig
     point: Point
     node: Node | None = None  # set while a session is up and the node resolved
+    problem: str | None = None  # why it did not resolve in this session (a write answers with it)
     vtype: ua.VariantType | None = None  # the node's encoding, for writes
     parent: Node | None = None  # a method's object
     arguments: list[ua.VariantType | None] | None = None  # a method's input argument types
@@ -104,6 +113,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         self._client: Client | None = None  # while a session is up
         self._warned: set[tuple[str, str]] = set()
         self._sessions = 0
+        self._namespaces = NamespaceMap(state_dir / MAP_FILE, config.endpoint)
+        self._missing: set[tuple[str, str]] = set()  # (device id, namespace) reported missing, while it is
+        self._moved: dict[int, int] = {}  # configured index -> index it was last reported at
 
     async def start(self) -> None:
         library_log = logging.getLogger("asyncua")
@@ -119,6 +131,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 points[node.key] = point
                 self._bindings[(device_id, node.key)] = _Binding(device_id, node, point)
             self.add_device(Device(device_id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
+        await asyncio.to_thread(self._namespaces.load)
+        if self._namespaces.error is not None:
+            self.log.error("%s: nodes named by namespace index are not used", self._namespaces.error)
         backoff = Backoff(initial=self.config.reconnect.initial, maximum=self.config.reconnect.maximum)
         self.tasks.spawn(
             retry_forever(f"{self.name}: {self.config.endpoint}", self._session, self.log, backoff, self._failed),
@@ -167,7 +182,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         finally:
             self._client = None
             for binding in self._bindings.values():
-                binding.node = None
+                binding.node = binding.problem = None
             for device_id in {b.device_id for b in self._bindings.values()}:
                 self.set_online(device_id, False)
             await self._disconnect(client)
@@ -220,17 +235,26 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
     async def _resolve(self, client: Client) -> None:
         """Find every node (browse paths in one call) and the data type of writable ones (one Read)."""
         bindings = list(self._bindings.values())
-        by_path = [b for b in bindings if b.spec.path is not None]
+        namespaces = await self._session_namespaces(client)
+        by_path: list[tuple[_Binding, ua.RelativePath]] = []
+        missing: dict[tuple[str, str], list[_Binding]] = defaultdict(list)
         for binding in bindings:
-            if binding.spec.node is not None:
-                try:
-                    binding.node = client.get_node(binding.spec.node)
-                except (ua.UaError, ValueError) as exc:
-                    self._node_failed(binding, f"NodeId is not valid: {exc}")
+            location = binding.spec.location
+            try:
+                if isinstance(location, BrowsePath):
+                    by_path.append((binding, namespaces.relative_path(location)))
+                else:
+                    binding.node = client.get_node(namespaces.node_id(location))
+            except NamespaceMissing as exc:
+                missing[(binding.device_id, exc.key)].append(binding)
+                binding.problem = f"{binding.spec.address}: {exc.reason}"
+            except (ua.UaError, ValueError) as exc:
+                self._node_failed(binding, f"NodeId is not valid: {exc}")
+        self._report_namespaces(namespaces, missing)
         if by_path:
             root = ua.NodeId(ua.ObjectIds.RootFolder)
-            results = await client.translate_browsepaths(root, [f"/{b.spec.path}" for b in by_path])
-            for binding, result in zip(by_path, results, strict=True):
+            results = await client.translate_browsepaths(root, [path for _, path in by_path])
+            for (binding, _), result in zip(by_path, results, strict=True):
                 if result.StatusCode.is_good() and result.Targets:
                     binding.node = client.get_node(result.Targets[0].TargetId)
                 else:
@@ -242,7 +266,11 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         if writable:
             types = await client.read_attributes([b.node for b in writable], ua.AttributeIds.DataType)
             for binding, data_value in zip(writable, types, strict=True):
-                if data_value.StatusCode is not None and data_value.StatusCode.is_good() and data_value.Value:
+                status = data_value.StatusCode
+                if status is not None and status.value in _NO_SUCH_NODE:
+                    self._node_failed(binding, f"the server has no such node ({status.name})")
+                    continue
+                if status is not None and status.is_good() and data_value.Value:
                     binding.vtype = variant.variant_type(data_value.Value.Value)
                 if binding.vtype is None:
                     self.log.warning(
@@ -272,8 +300,53 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         binding.parent = parent
         binding.arguments = [variant.variant_type(argument.DataType) for argument in arguments]
 
+    async def _session_namespaces(self, client: Client) -> SessionNamespaces:
+        """The server's NamespaceArray now; indexes the configuration uses for the first time are recorded."""
+        try:
+            array = await client.get_namespace_array()
+        except ua.UaError as exc:
+            raise AdapterError(f"cannot read the NamespaceArray of {self.config.endpoint}: {exc}") from exc
+        if not isinstance(array, list) or not all(isinstance(uri, str) for uri in array):
+            raise AdapterError(f"the NamespaceArray of {self.config.endpoint} is not a list of URIs: {array!r}")
+        used = namespace_indexes([b.spec.location for b in self._bindings.values()])
+        learnt = self._namespaces.learn(array, used)
+        if learnt:
+            self.log.info(
+                "namespace indexes in the configuration mean: %s (kept in %s)",
+                ", ".join(f"ns={i} = {array[i]}" for i in learnt), self._namespaces.path,
+            )
+            try:
+                await asyncio.to_thread(self._namespaces.save)
+            except OSError as exc:
+                self.errors_total += 1
+                self.log.warning("cannot keep the namespace map in %s: %s", self._namespaces.path, exc)
+        return SessionNamespaces(array, self._namespaces)
+
+    def _report_namespaces(self, namespaces: SessionNamespaces, missing: dict[tuple[str, str], list[_Binding]]) -> None:
+        """Log a moved namespace once per move, a missing one once per device while it stays missing."""
+        for index, now in sorted(namespaces.moved.items()):
+            if self._moved.get(index) != now:
+                self._moved[index] = now
+                self.log.warning(
+                    "namespace %s is now index %d on the server (ns=%d when edged first used it); "
+                    "nodes configured with ns=%d follow it",
+                    self._namespaces.uris[index], now, index, index,
+                )
+        for index in [i for i in self._moved if i not in namespaces.moved]:
+            del self._moved[index]
+        for (device_id, key), bindings in missing.items():
+            if (device_id, key) not in self._missing:
+                self.log.warning(
+                    "%s: %s; its points %s read bad and refuse writes", device_id, bindings[0].problem,
+                    ", ".join(b.spec.key for b in bindings), extra={"device": device_id},
+                )
+            now = time.time()
+            self.publish([Reading(b.device_id, b.spec.key, None, now, Quality.BAD) for b in bindings])
+        self._missing = set(missing)
+
     def _node_failed(self, binding: _Binding, reason: str) -> None:
         binding.node = None
+        binding.problem = f"{binding.spec.address}: {reason}"
         self.log.warning(
             "%s.%s (%s): %s", binding.device_id, binding.spec.key, binding.spec.address, reason,
             extra={"device": binding.device_id},
@@ -415,8 +488,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         if binding is None:
             raise CommandError(f"no such point {command.device_id}.{command.key}")
         client, node = self._client, binding.node
-        if client is None or node is None:
+        if client is None:
             raise CommandError(f"not connected to {self.config.endpoint}")
+        if node is None:
+            raise CommandError(binding.problem or f"{binding.spec.address} is not available in this session")
         if binding.spec.method:
             await self._call(binding, command)
             return

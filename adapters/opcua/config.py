@@ -2,26 +2,24 @@
 
 One adapter instance talks to one server (``endpoint``). Its ``devices`` group
 the server's nodes into edged devices; every node becomes one point. A node
-is named by NodeId (``ns=2;s=Boiler.Temp``, ``ns=2;i=1001``) or by a browse
-path from the Root folder (``0:Objects/2:Boiler/2:Temp``). Nodes are
+is named by NodeId (``nsu=urn:plant;s=Boiler.Temp``, ``ns=2;i=1001``) or by a
+browse path from the Root folder (``0:Objects/nsu=urn:plant;Boiler/2:Temp``);
+see address.py for the forms. Nodes are
 subscribed to by default; a node with ``poll:`` is read at that interval,
 together with every other node of the same interval in one Read request.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
+from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
 from edged.fields import Duration, Model, Secret
 from edged.model import ValueType
-
-_NODE_ID = re.compile(r"^(ns=\d+;)?[isgb]=.+$")
-_PATH_ELEMENT = re.compile(r"^\d+:[^/]+$")
 
 
 class Deadband(Model):
@@ -69,23 +67,14 @@ class NodeConfig(Model):
     @field_validator("node")
     @classmethod
     def _node_id(cls, value: str | None) -> str | None:
-        if value is not None and not _NODE_ID.match(value):
-            raise ValueError(f"expected a NodeId such as ns=2;s=Boiler.Temp or ns=2;i=1001; got {value!r}")
+        if value is not None:
+            NodeAddress.parse(value)
         return value
 
     @field_validator("path")
     @classmethod
     def _browse_path(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        elements = value.strip("/").split("/")
-        bad = [e for e in elements if not _PATH_ELEMENT.match(e)]
-        if bad:
-            raise ValueError(
-                f"expected a browse path of namespace:BrowseName elements from Root, such as "
-                f"0:Objects/2:Boiler/2:Temp; {bad[0]!r} has no namespace index"
-            )
-        return "/".join(elements)
+        return None if value is None else str(BrowsePath.parse(value))
 
     @model_validator(mode="after")
     def _one_address(self) -> NodeConfig:
@@ -105,6 +94,11 @@ class NodeConfig(Model):
     @property
     def address(self) -> str:
         return self.node or f"path {self.path}"
+
+    @property
+    def location(self) -> NodeAddress | BrowsePath:
+        """The parsed ``node`` or ``path``."""
+        return NodeAddress.parse(self.node) if self.node is not None else BrowsePath.parse(self.path or "")
 
 
 class DeviceConfig(Model):
@@ -184,6 +178,25 @@ class OpcuaConfig(AdapterConfig):
     def declared_points(self) -> dict[str, dict[str, bool]]:
         return {f"{self.instance}/{d.id}": {n.key: n.commandable for n in d.nodes} for d in self.devices}
 
+    def advice(self) -> list[str]:
+        """One line per namespace index (other than 0) that nodes name by number: the nsu= form is safer."""
+        where: dict[int, list[tuple[str, NodeConfig]]] = {}
+        for d, device in enumerate(self.devices):
+            for n, node in enumerate(device.nodes):
+                for index in sorted(namespace_indexes([node.location])):
+                    where.setdefault(index, []).append((f"devices[{d}].nodes[{n}]", node))
+        lines = []
+        for index, uses in sorted(where.items()):
+            key, node = uses[0]
+            field = "node" if node.node is not None else "path"
+            example = _by_uri(node.location, index)
+            lines.append(
+                f"{key}.{field}: {len(uses)} node(s) name namespace {index} by its index, which the server may "
+                f"renumber when it restarts; name it by URI instead, e.g. {example!r} for {node.node or node.path!r} "
+                f"(the URI is the server's NamespaceArray[{index}]; see docs/opcua.md)"
+            )
+        return lines
+
     @model_validator(mode="after")
     def _checks(self) -> OpcuaConfig:
         if (self.username is None) != (self.password is None):
@@ -193,3 +206,13 @@ class OpcuaConfig(AdapterConfig):
         if duplicates:
             raise ValueError(f"two devices share the id {duplicates[0]!r}:")
         return self
+
+
+def _by_uri(location: NodeAddress | BrowsePath, index: int) -> str:
+    """``location`` with namespace ``index`` written as ``nsu=<URI of namespace N>``."""
+    placeholder = f"<URI of namespace {index}>"
+    if isinstance(location, NodeAddress):
+        return f"nsu={placeholder};{location.identifier}"
+    return "/".join(
+        f"nsu={placeholder};{e.name}" if e.namespace == index else str(e) for e in location.elements
+    )

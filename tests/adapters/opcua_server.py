@@ -17,6 +17,7 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from edged.adapters.opcua.certs import CERT_FILE, KEY_FILE, CertificateFiles, write_certificate
 
 NAMESPACE = "urn:edged:test:plant"
+OTHER_NAMESPACE = "urn:edged:test:other"  # a second vendor's namespace, for servers that reorder theirs
 SERVER_URI = "urn:edged:test:server"
 
 
@@ -35,10 +36,16 @@ class PlantServer:
     cert_dir: Path | None = None
     trusted_client: Path | None = None  # client certificate the server trusts
     users: dict[str, str] | None = None  # username -> password; None: anonymous sessions
+    namespace: str = NAMESPACE  # the plant's namespace URI
+    # A namespace registered before the plant's (so the plant's index is one higher), with a
+    # decoy Boiler whose nodes have the plant's identifiers and browse names: what a node
+    # configured by the plant's old index would find there.
+    shadow: str | None = None
     server: Server | None = None
     nodes: dict[str, Node] = field(default_factory=dict)
     types: dict[str, ua.VariantType] = field(default_factory=dict)
     calls: list[tuple[str, object]] = field(default_factory=list)  # (method, argument) of every method call
+    decoys: dict[str, Node] = field(default_factory=dict)  # the shadow namespace's nodes, by name
 
     @property
     def endpoint(self) -> str:
@@ -74,7 +81,16 @@ class PlantServer:
             server.set_certificate_validator(CertificateValidator(options, store).validate)
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        ns = await server.register_namespace(NAMESPACE)
+        self.decoys.clear()
+        if self.shadow is not None:
+            other = await server.register_namespace(self.shadow)
+            decoy = await server.nodes.objects.add_object(ua.NodeId("Boiler", other), ua.QualifiedName("Boiler", other))
+            for name, value in (("Temperature", -99.0), ("Setpoint", -99.0)):
+                variant = ua.Variant(value, ua.VariantType.Double if name == "Temperature" else ua.VariantType.Float)
+                node = await decoy.add_variable(ua.NodeId(f"Boiler.{name}", other), ua.QualifiedName(name, other), variant)
+                await node.set_writable()
+                self.decoys[name] = node
+        ns = await server.register_namespace(self.namespace)
         boiler = await server.nodes.objects.add_object(ua.NodeId("Boiler", ns), ua.QualifiedName("Boiler", ns))
         specs = {
             "Temperature": ua.Variant(20.0, ua.VariantType.Double),
@@ -128,6 +144,10 @@ class PlantServer:
 
     async def get(self, name: str) -> object:
         return await self.nodes[name].read_value()
+
+    async def namespace_index(self) -> int:
+        assert self.server is not None
+        return await self.server.get_namespace_index(self.namespace)
 
 
 class _Users:

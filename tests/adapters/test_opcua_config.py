@@ -87,3 +87,41 @@ def test_polled_node_takes_no_deadband(tmp_path):
 def test_a_method_is_called_not_read(tmp_path):
     text = problems(tmp_path, BASE + "        - {key: reset, node: 'ns=2;s=Reset', method: true, poll: 1s}\n")
     assert "edged.yaml:7: adapters[0].devices[0].nodes[0]: a method is called, not read" in text
+
+
+def test_nodes_and_browse_paths_by_namespace_uri_load(tmp_path):
+    path = tmp_path / "edged.yaml"
+    path.write_text(
+        "adapters:\n"
+        + textwrap.indent(
+            BASE
+            + "        - {key: temp, node: 'nsu=urn:acme:plant;s=Boiler.Temp'}\n"
+            + "        - {key: id, node: 'nsu=http://acme.com/UA/Plant/;g=09087e75-8e5e-499b-954f-f2a9603db28a'}\n"
+            + "        - {key: level, path: '0:Objects/nsu=http://acme.com/UA/Plant/;Boiler/nsu=urn:a%3Bb;Level'}\n",
+            "  ",
+        )
+    )
+    (adapter,) = load_config(path).adapters
+    temp, guid, level = (node.location for node in adapter.devices[0].nodes)
+    assert (temp.namespace, temp.identifier) == ("urn:acme:plant", "s=Boiler.Temp")
+    assert guid.namespace == "http://acme.com/UA/Plant/"  # a URI may hold '/' in a NodeId and in a path
+    assert [(e.namespace, e.name) for e in level.elements] == [
+        (0, "Objects"), ("http://acme.com/UA/Plant/", "Boiler"), ("urn:a;b", "Level")  # %3B is ';'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ("{key: t, node: 'nsu=;s=X'}", "expected a NodeId such as"),
+        ("{key: t, node: 'nsu=urn:x;q=X'}", "expected a NodeId such as"),
+        ("{key: t, node: 'ns=2;i=twelve'}", "i= takes a number"),
+        ("{key: t, node: 'ns=70000;i=1'}", "a namespace index is at most 65535"),
+        ("{key: t, path: '0:Objects/nsu=urn:x'}", "has no ';' and name after the URI"),
+        ("{key: t, path: '0:Objects//2:X'}", "has an empty element"),
+    ],
+    ids=["empty-uri", "unknown-identifier", "numeric", "index-range", "uri-without-name", "empty-element"],
+)
+def test_bad_namespace_forms_are_named(tmp_path, node, expected):
+    text = problems(tmp_path, BASE + f"        - {node}\n")
+    assert "edged.yaml:7: adapters[0].devices[0].nodes[0]." in text and expected in text, text

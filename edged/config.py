@@ -15,12 +15,12 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
-from edged.fields import Duration, Model, Secret
+from edged.fields import Duration, Model, Secret, holds_secret
 from edged.outbox import OutboxConfig
 from edged.rules.config import Rules, point_problems
 from edged.status.authority import host_entry, origin_entry
@@ -170,7 +170,7 @@ def load_config(path: str | Path, check_points: bool = False) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_problems(exc, (), path, sources, data))
+        problems.extend(_problems(exc, Config, (), path, sources, data))
     if not problems and check_points:
         for problem in point_problems(config.rules, config.adapters):
             loc = ("rules", problem.rule, *problem.where)
@@ -220,29 +220,34 @@ def _validate_adapters(data: dict[str, Any], path: Path, sources: SourceMap, pro
     for index, entry in enumerate(raw):
         where: KeyPath = ("adapters", index)
         type_ = entry.get("type") if isinstance(entry, dict) else None
-        if type_ not in adapters.REGISTRY:
+        if not isinstance(type_, str) or type_ not in adapters.REGISTRY:
             file, line = sources.locate((*where, "type"), str(path))
             expected = ", ".join(sorted(adapters.REGISTRY))
-            found = "nothing" if type_ is None else repr(type_)
+            found = "nothing" if type_ is None else _shown(type_)
             problems.append(ConfigProblem(file, line, format_path((*where, "type")), f"expected one of {expected}; got {found}"))
             continue
+        model = adapters.config_model(type_)
         try:
-            validated.append(adapters.config_model(type_).model_validate(entry))
+            validated.append(model.model_validate(entry))
         except ValidationError as exc:
-            problems.extend(_problems(exc, where, path, sources, data))
+            problems.extend(_problems(exc, model, where, path, sources, data))
     return validated
 
 
-def _problems(exc: ValidationError, prefix: KeyPath, path: Path, sources: SourceMap, data: Any = None) -> list[ConfigProblem]:
+def _problems(
+    exc: ValidationError, model: type[BaseModel], prefix: KeyPath, path: Path, sources: SourceMap, data: Any = None
+) -> list[ConfigProblem]:
+    """``exc``'s errors, from validating ``data`` at ``prefix`` as a ``model``, located in the sources."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = (*prefix, *(part for part in error["loc"] if not _is_union_tag(part)))
         if data is not None:
             loc = _drop_tags(loc, data)
+        secret = holds_secret(model, loc[len(prefix) :])
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, error["ctx"]["discriminator"].strip("'"))  # the problem is that key: ``type``
         file, line = sources.locate(loc, str(path))
-        problems.append(ConfigProblem(file, line, _name_rule(loc, data) or format_path(loc), _describe(error)))
+        problems.append(ConfigProblem(file, line, _name_rule(loc, data) or format_path(loc), _describe(error, secret)))
     return problems
 
 
@@ -283,7 +288,8 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, secret: bool = False) -> str:
+    """What went wrong; the value found is shown, unless it is (or may be) a ``secret``."""
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -295,14 +301,43 @@ def _describe(error: Any) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     message = message.replace("Input should be", "expected")
+    found = error.get("input")
+    if secret:
+        return _without_secret(message, found)
     if message.endswith(":"):
         return message[:-1]
     if "; got " in message:  # the validator said what it found
         return message
-    found = error.get("input")
     if isinstance(found, (dict, list)):
         return f"{message}; got a {type(found).__name__}"
-    return f"{message}; got {found!r}"
+    return f"{message}; got {_shown(found)}"
+
+
+def _without_secret(message: str, found: Any) -> str:
+    """``message`` about a secret that was ``found``, with the value cut out."""
+    message = message.removesuffix(":").split("; got ")[0]
+    text = found.get_secret_value() if isinstance(found, SecretStr) else str(found)
+    if len(text) >= 4:  # shorter ones are no secret worth the name, and would cut words apart
+        message = message.replace(text, "(the secret)")
+    if isinstance(found, (str, SecretStr)):
+        kind = "a string"
+    elif isinstance(found, bool):
+        kind = "true or false"
+    elif isinstance(found, (int, float)):
+        kind = "a number"
+    elif isinstance(found, dict):
+        return message  # {env: ...}, {file: ...}: the validator named what is wrong
+    elif found is None:
+        kind = "nothing"
+    else:
+        kind = f"a {type(found).__name__}"
+    return f"{message}; got {kind} (not shown: it is a secret)"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as it is shown in a message, shortened if long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _resolve_paths(config: Config, path: Path) -> Config:

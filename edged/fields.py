@@ -4,20 +4,25 @@
 models are frozen, so a validated configuration cannot drift. ``Duration``
 takes ``250ms``, ``5s``, ``10m``, ``1h`` or a number of seconds. ``Secret``
 takes ``{env: NAME}``, ``{file: PATH}``, ``{credential: NAME}`` (a systemd
-credential, read from ``$CREDENTIALS_DIRECTORY``) or an inline string.
+credential, read from ``$CREDENTIALS_DIRECTORY``) or an inline string;
+``holds_secret`` tells where in a model a secret is, so that no error
+message shows one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+MAX_SECRET_BYTES = 65536  # a secret file larger than this is a mistake (or not a file: /dev/zero)
 
 
 class Model(BaseModel):
@@ -39,12 +44,15 @@ def parse_duration(value: Any) -> Any:
 
 
 def resolve_secret(value: Any) -> Any:
+    # The messages never show the value: it may be the secret itself.
     if isinstance(value, SecretStr):
         return value
     if isinstance(value, str):
         return SecretStr(value)
     if isinstance(value, dict) and len(value) == 1:
         ((source, name),) = value.items()
+        if source in ("env", "file", "credential") and (not isinstance(name, str) or not name or "\0" in name):
+            raise ValueError(f"expected {{{source}: NAME}} with a NAME that is a non-empty string")
         if source == "env":
             if name not in os.environ:
                 raise ValueError(f"environment variable {name} is not set")
@@ -54,14 +62,46 @@ def resolve_secret(value: Any) -> Any:
                 directory = os.environ.get("CREDENTIALS_DIRECTORY")
                 if not directory:
                     raise ValueError(f"credential {name!r} asked for, but $CREDENTIALS_DIRECTORY is not set")
-                path = Path(directory) / str(name)
-            else:
-                path = Path(str(name))
-            try:
-                return SecretStr(path.read_text().strip())
-            except OSError as exc:
-                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+                return _read_secret(Path(directory) / name)
+            return _read_secret(Path(name))
     raise ValueError("expected a string, {env: NAME}, {file: PATH} or {credential: NAME}")
+
+
+def _read_secret(path: Path) -> SecretStr:
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ValueError(f"secret file {path} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    try:
+        return SecretStr(raw.decode("utf-8").strip())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"secret file {path} is not UTF-8 text") from exc
+
+
+def holds_secret(annotation: Any, loc: Sequence[str | int]) -> bool:
+    """Whether the value at ``loc`` (keys and list indexes) in a value of type
+    ``annotation`` is a secret; where a union allows several types, whether any does."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return holds_secret(args[0], loc)
+    if origin in (Union, types.UnionType):
+        return any(holds_secret(arg, loc) for arg in args)
+    if not loc:
+        return isinstance(annotation, type) and issubclass(annotation, SecretStr)
+    part, rest = loc[0], loc[1:]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if part in (name, info.alias):
+                return holds_secret(info.annotation, rest)
+        return False
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return len(args) == 2 and holds_secret(args[1], rest)
+    if isinstance(origin, type) and issubclass(origin, (Sequence, set, frozenset)) and not issubclass(origin, str):
+        return any(holds_secret(arg, rest) for arg in args if arg is not Ellipsis)
+    return False
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

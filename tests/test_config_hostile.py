@@ -1,0 +1,183 @@
+"""A careless or hostile configuration file is refused by ``edged check-config``
+with exit code 2 and ``file:line: reason``: never a traceback, never minutes
+of CPU, and never the value of a secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edged.config import load_config
+from edged.errors import ConfigError
+from edged.fields import MAX_SECRET_BYTES
+from edged.yamlsource import MAX_BYTES
+
+GOOD = """\
+gateway:
+  id: test
+adapters:
+  - type: simulated
+    name: sim
+    devices:
+      - {id: t1, kind: thermostat}
+"""
+
+SECRET = "918273645546372819"  # distinctive: it must appear nowhere in what check-config prints
+
+
+def check(path: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", str(path)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], where: str, reason: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"{where}: {reason}" in result.stderr, result.stderr
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        (f"uplink:\n  type: mqtt\n  host: localhost\n  password: {SECRET}\n", 11, "uplink.password"),
+        (f"uplink:\n  type: coap\n  uri: coaps://127.0.0.1/r\n  identity: gw\n  psk: {SECRET}\n", 12, "uplink.psk"),
+        (f"status:\n  http:\n    token: {SECRET}\n", 10, "status.http.token"),
+    ],
+    ids=["mqtt-password", "coap-psk", "status-token"],
+)
+def test_a_secret_of_the_wrong_type_is_not_shown(tmp_path, section, line, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD + section)
+    result = check(path)
+    expected = "expected a string, {env: NAME}, {file: PATH} or {credential: NAME}; got a number"
+    assert_refused(result, f"{path}:{line}", f"{key}: {expected}")
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_a_secret_that_fails_its_check_is_not_shown(tmp_path):
+    key = f"{SECRET}00112233445566zz"  # 32 characters, but not hexadecimal
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD + f"  - type: zigbee\n    name: zb\n    radio: simulated\n    network:\n      key: {key}\n")
+    result = check(path)
+    assert_refused(result, f"{path}:12", "adapters[1].network.key: expected a network key of 16 bytes as 32 hex digits; got a string")
+    assert SECRET not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("{env: [EDGED_TOKEN]}", "expected {env: NAME} with a NAME that is a non-empty string"),
+        ("{file: big-token}", "secret file big-token is larger than 64 KiB"),
+    ],
+    ids=["env-name-a-list", "file-too-large"],
+)
+def test_a_secret_source_that_cannot_be_read_is_refused(tmp_path, token, reason):
+    (tmp_path / "big-token").write_text("x" * (MAX_SECRET_BYTES + 1))
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD + f"status:\n  http:\n    token: {token}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "edged", "check-config", path.name], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"c.yaml:10: status.http.token: {reason}" in result.stderr
+
+
+# --- files that would cost a traceback, time or memory ----------------------------------------
+
+
+def billion_laughs() -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):
+        name, previous = chr(ord("a") + level), chr(ord("a") + level - 1)
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = {
+    # id: (bytes of the file, line, reason)
+    "not-utf8": (GOOD.encode().replace(b"id: test", b"id: t\xffst"), 2, "not UTF-8 text (byte 0xff)"),
+    "control-character": (GOOD.encode().replace(b"id: test", b"id: t\x01st"), 2, "the character U+0001 is not allowed in YAML"),
+    "5000-nested-lists": (("gateway: " + "[" * 5000 + "]" * 5000 + "\n").encode(), 1, ""),
+    "5000-nested-maps": (("gateway: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n").encode(), 1, ""),
+    "deep-block": ("".join(f"{'  ' * depth}k:\n" for depth in range(1000)).encode(), 100, "values nest deeper than 100 levels"),
+    "billion-laughs": (billion_laughs().encode(), 6, "aliases repeat more than 100000 values in all"),
+    "alias-inside-itself": (b"gateway: &g {id: *g}\n", 1, "the alias *g is inside the value it names"),
+    "5000-digit-number": (f"gateway:\n  id: {'7' * 5000}\n".encode(), 2, "cannot read this value as int: Exceeds the limit"),
+    "no-such-date": (b"gateway:\n  id: 2024-02-30\n", 2, "cannot read this value as timestamp: day is out of range for month"),
+    "too-large": (GOOD.encode() + b"# " + b"x" * MAX_BYTES + b"\n", 1, "the file is larger than 4 MiB"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_hostile_file_exits_2_with_file_and_line(tmp_path, case):
+    content, line, reason = HOSTILE[case]
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    assert_refused(check(path, timeout=20), f"{path}:{line}", reason)
+
+
+def test_an_included_file_has_the_same_limits(tmp_path):
+    (tmp_path / "extra.yaml").write_text("rules: []\n# " + "x" * MAX_BYTES + "\n")
+    (tmp_path / "main.yaml").write_text(GOOD + "include: [extra.yaml]\n")
+    assert_refused(check(tmp_path / "main.yaml", timeout=20), f"{tmp_path / 'extra.yaml'}:1", "the file is larger than 4 MiB")
+
+
+def test_an_adapter_type_that_is_no_string_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("type: simulated", "type: [simulated]"))
+    assert_refused(check(path), f"{path}:4", "adapters[0].type: expected one of")
+
+
+# --- any input: a configuration or a ConfigError ------------------------------------------------
+
+KEYS = ["gateway", "id", "adapters", "type", "simulated", "name", "devices", "kind", "include", "rules", "uplink",
+        "mqtt", "host", "topic", "status", "http", "token", "outbox", "env", "file", "interval", "when", "then"]  # fmt: skip
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.sampled_from(KEYS)
+    | st.text(max_size=20)
+    | st.sampled_from(["2024-02-30", "0x_", "1" * 5000, "{prefix}/{x}", "5s", "-1", ".nan"])
+)
+DOCUMENTS = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=4)
+)
+TEXTS = DOCUMENTS.map(lambda doc: yaml.safe_dump(doc, allow_unicode=True)) | st.text(max_size=200)
+
+
+def load_or_refuse(path: Path) -> None:
+    try:
+        load_config(path, check_points=True)
+    except ConfigError as exc:
+        assert exc.problems
+        assert all(problem.file and problem.message for problem in exc.problems)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS)
+def test_any_text_is_a_config_or_a_config_error(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    load_or_refuse(path)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | TEXTS.map(lambda text: text.encode("utf-8", "surrogatepass")))
+def test_any_bytes_are_a_config_or_a_config_error(tmp_path, content):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    load_or_refuse(path)

@@ -25,6 +25,7 @@ from edged.outbox import OutboxConfig
 from edged.rules.config import Rules, point_problems
 from edged.status.authority import host_entry, origin_entry
 from edged.uplink.config import UplinkConfig
+from edged.uplink.topic import mqtt_string
 from edged.yamlsource import KeyPath, SourceMap, format_path, load
 
 
@@ -45,6 +46,14 @@ class GatewayConfig(Model):
     command_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0
     location: Location | None = None  # for sun triggers
+
+    @field_validator("id")
+    @classmethod
+    def _topic_level(cls, value: str) -> str:
+        mqtt_string(value)  # the default MQTT client id
+        if "+" in value or "#" in value:
+            raise ValueError("cannot contain + or #: the gateway id is put into MQTT topics, where they are wildcards")
+        return value
 
     @field_validator("timezone")
     @classmethod

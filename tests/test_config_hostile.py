@@ -139,6 +139,66 @@ def test_an_adapter_type_that_is_no_string_is_a_config_error(tmp_path):
     assert_refused(check(path), f"{path}:4", "adapters[0].type: expected one of")
 
 
+# --- names MQTT refuses ------------------------------------------------------------------------
+
+MQTT = GOOD + "uplink:\n  type: mqtt\n  host: localhost\n"
+
+MQTT_NAMES = {
+    # id: (text after GOOD's gateway.id or at the end of MQTT, line, expected)
+    "gateway-id-wildcard": ('gateway:\n  id: "gw#1"\n', 2, "gateway.id: cannot contain + or #"),
+    "gateway-id-empty": ('gateway:\n  id: ""\n', 2, "gateway.id: cannot be empty"),
+    "gateway-id-nul": ('gateway:\n  id: "gw\\0"\n', 2, "gateway.id: cannot contain the character U+0000 (NUL)"),
+    "gateway-id-too-long": (f"gateway:\n  id: {'é' * 40000}\n", 2, "gateway.id: is 80000 bytes long in UTF-8; MQTT allows at most 65535"),
+    "client-id-empty": ('  client_id: ""\n', 11, "uplink.client_id: cannot be empty"),
+    "client-id-control": ('  client_id: "gw\\x01"\n', 11, "uplink.client_id: cannot contain the character U+0001"),
+    "topic-nul": ('  topic: "{prefix}/\\0/{device}"\n', 11, "uplink.topic: cannot contain the character U+0000 (NUL)"),
+    "topic-format-spec": (
+        '  topic: "{prefix}/{device:>999999999}"\n',
+        11,
+        "uplink.topic: a placeholder takes no format spec or conversion: write {device}",
+    ),
+    "event-topic-conversion": (
+        '  event_topic: "{prefix}/{event!r}"\n',
+        11,
+        "uplink.event_topic: a placeholder takes no format spec or conversion",
+    ),
+    "status-topic-empty": ('  status_topic: ""\n', 11, "uplink.status_topic: cannot be empty"),
+    "result-topic-too-long": (f"  result_topic: {'r' * 65536}\n", 11, "uplink.result_topic: is 65536 bytes long in UTF-8"),
+    "prefix-control": ('  prefix: "edged\\x7f"\n', 11, "uplink.prefix: cannot contain the character U+007F"),
+    "command-topic-partial-wildcard": (
+        '  command_topic: "{prefix}/commands/x+"\n',
+        11,
+        "uplink.command_topic: a wildcard + or # must be a whole level",
+    ),
+    "command-topic-inner-hash": ('  command_topic: "{prefix}/#/x"\n', 11, "uplink.command_topic: the wildcard # must be the last level"),
+    "command-topic-takes-results": (
+        '  command_topic: "{prefix}/commands/+"\n',
+        8,
+        "uplink: command_topic '{prefix}/commands/+' would receive what the gateway publishes to result_topic",
+    ),
+    "command-topic-wildcard-for-home-assistant": (
+        '  command_topic: "{prefix}/cmd/+"\n  topic: "{prefix}/{device}/{point}"\n  homeassistant: {}\n',
+        8,
+        "uplink: Home Assistant publishes commands to command_topic, so it cannot contain the wildcards + or #",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MQTT_NAMES, ids=list(MQTT_NAMES))
+def test_a_name_mqtt_refuses_exits_2_with_file_line_and_key(tmp_path, case):
+    text, line, expected = MQTT_NAMES[case]
+    path = tmp_path / "c.yaml"
+    path.write_text(MQTT.replace("gateway:\n  id: test\n", text) if text.startswith("gateway:") else MQTT + text)
+    assert_refused(check(path), f"{path}:{line}", expected)
+
+
+def test_a_command_topic_may_have_wildcards_as_whole_levels(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(MQTT + '  command_topic: "{prefix}/commands/+/#"\n  result_topic: "{prefix}/results"\n')
+    result = check(path)
+    assert result.returncode == 0, result.stderr
+
+
 # --- any input: a configuration or a ConfigError ------------------------------------------------
 
 KEYS = ["gateway", "id", "adapters", "type", "simulated", "name", "devices", "kind", "include", "rules", "uplink",

@@ -15,22 +15,28 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from edged.fields import Duration, Model, Secret
+from edged.uplink.topic import matches, mqtt_string, topic_filter, topic_name
 
 
-def _check_template(template: str, allowed: Collection[str], required: Collection[str] = ()) -> str:
+def _check_template(template: str, allowed: Collection[str], required: Collection[str] = (), subscribed: bool = False) -> str:
+    """A topic template: its ``{placeholders}`` are known, and it is a topic (a filter
+    if it is ``subscribed`` to) once they are filled in with values that are topic levels."""
+    mqtt_string(template)
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
         raise ValueError(f"bad topic template {template!r}: {exc}") from exc
+    for name, spec, conversion in fields:
+        if spec or conversion:
+            raise ValueError(f"a placeholder takes no format spec or conversion: write {{{name}}}")
+    names = {name for name, _, _ in fields}
     unknown = names - set(allowed)
     if unknown:
         raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; expected any of {', '.join(sorted(allowed))}")
     missing = set(required) - names
     if missing:
         raise ValueError(f"the template must contain {{{sorted(missing)[0]}}}")
-    if "#" in template or "+" in template:
-        raise ValueError("a topic to publish to cannot contain the wildcards + or #")
-    return template
+    return topic_filter(template) if subscribed else topic_name(template)
 
 
 class TlsConfig(Model):
@@ -58,7 +64,7 @@ class HomeAssistantConfig(Model):
     def _prefix(cls, value: str) -> str:
         if not value or "#" in value or "+" in value or value.endswith("/"):
             raise ValueError("expected a topic prefix such as homeassistant, without wildcards or a trailing /")
-        return value
+        return topic_name(value)
 
 
 class _Lanes(Model):
@@ -114,10 +120,46 @@ class MqttUplinkConfig(_Lanes):
     def _event_topic(cls, value: str) -> str:
         return _check_template(value, {"prefix", "gateway", "event"})
 
-    @field_validator("status_topic", "command_topic", "result_topic")
+    @field_validator("status_topic", "result_topic")
     @classmethod
     def _fixed_topic(cls, value: str) -> str:
         return _check_template(value, {"prefix", "gateway"})
+
+    @field_validator("command_topic")
+    @classmethod
+    def _command_topic(cls, value: str) -> str:
+        return _check_template(value, {"prefix", "gateway"}, subscribed=True)  # wildcards as whole levels
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str | None) -> str | None:
+        return value if value is None else mqtt_string(value)
+
+    @model_validator(mode="after")
+    def _discovery_publishes_commands(self) -> MqttUplinkConfig:
+        if self.homeassistant is not None and ("+" in self.command_topic or "#" in self.command_topic):
+            raise ValueError("Home Assistant publishes commands to command_topic, so it cannot contain the wildcards + or #:")
+        return self
+
+    @model_validator(mode="after")
+    def _commands_are_not_echoed(self) -> MqttUplinkConfig:
+        """A command topic with wildcards must not take in what the gateway publishes: a
+        result there would be read as a command, answered with a result, and so on."""
+        if "+" not in self.command_topic and "#" not in self.command_topic:
+            return self
+        published = {"topic": self.topic, "event_topic": self.event_topic, "result_topic": self.result_topic,
+                     "status_topic": self.status_topic, "status_topic (a device's)": self.status_topic + "/{device}"}  # fmt: skip
+        prefix = self.prefix.format(gateway="gw")
+        command_filter = self.command_topic.format(prefix=prefix, gateway="gw")
+        for name, template in published.items():
+            for level in ("x", "x/y"):  # device ids, point keys and event names fill one level or more
+                topic = template.format(prefix=prefix, gateway="gw", device=level, point=level, event=level)
+                if matches(command_filter, topic):
+                    raise ValueError(
+                        f"command_topic {self.command_topic!r} would receive what the gateway publishes to {name} "
+                        f"({template!r}); move one of them:"
+                    )
+        return self
 
 
 class CoapUplinkConfig(_Lanes):

@@ -7,6 +7,7 @@ adapter or uplink edge, with the cause chained (``raise ... from exc``).
     ├── AdapterError       a protocol adapter cannot reach or talk to its devices
     │   └── DeviceError    one device misbehaved (timeout, exception response, ...)
     └── UplinkError        the cloud connection failed
+        └── Refused        the cloud answered, and did not take one message
 """
 
 from __future__ import annotations
@@ -54,3 +55,17 @@ class DeviceError(AdapterError):
 
 class UplinkError(EdgedError):
     pass
+
+
+class Refused(UplinkError):
+    """The cloud answered one message with a refusal (an MQTT 5 reason code of 0x80 or
+    more, a CoAP 4.xx). ``reason`` is what it said; a ``permanent`` refusal will not
+    change when the message is sent again (too large, malformed), a passing one may
+    (not authorized until an ACL is fixed, quota exceeded)."""
+
+    def __init__(self, where: str, reason: str, *, permanent: bool, final: bool = False) -> None:
+        self.where = where  # the topic or URI
+        self.reason = reason
+        self.permanent = permanent
+        self.final = final  # no point in another try: the message can never be sent as it is
+        super().__init__(f"{where}: {reason}")

@@ -36,6 +36,13 @@ _OUTBOX: dict[str, tuple[str, str, str]] = {
     "outbox_accepted": ("edged_outbox_accepted", "counter", "Readings committed to the outbox"),
     "outbox_acked": ("edged_outbox_acked", "counter", "Readings removed after the cloud acknowledged them"),
     "outbox_commit_failing": ("edged_outbox_commit_failing", "gauge", "1 while commits fail (disk full, I/O error)"),
+    "outbox_open_failing": ("edged_outbox_open_failing", "gauge", "1 while the outbox database cannot be opened"),
+    "outbox_dead_letters": ("edged_outbox_dead_letters_readings", "gauge", "Readings held in the dead letters"),
+    "outbox_dead_lettered": ("edged_outbox_dead_lettered", "counter", "Readings moved to the dead letters (refused for good)"),
+    "outbox_requeued": ("edged_outbox_requeued", "counter", "Readings an operator moved back from the dead letters"),
+    "outbox_discarded": ("edged_outbox_discarded", "counter", "Readings deleted from the dead letters"),
+    "outbox_corrupt": ("edged_outbox_corrupt", "counter", "Damaged outbox files moved aside"),
+    "outbox_generation": ("edged_outbox_generation", "gauge", "The generation in the key of new messages"),
 }
 _OUTBOX_DROPS = {"outbox_dropped_full": "full", "outbox_rejected": "rejected", "outbox_expired": "expired"}
 
@@ -134,6 +141,12 @@ class DaemonCollector(Collector):
         for attribute in ("connected", "acked", "reconnects"):
             if attribute not in stats and isinstance(getattr(uplink, attribute, None), (bool, int, float)):
                 stats[attribute] = getattr(uplink, attribute)
+        refused = stats.pop("refused", None)
+        if isinstance(refused, dict):
+            family = CounterMetricFamily("edged_uplink_refused", "Messages the cloud refused, by reason", labels=["reason"])
+            for reason, count in sorted(refused.items()):
+                family.add_metric([reason], count)
+            yield family
         for key, value in sorted(stats.items()):
             if isinstance(value, bool) or key == "connected":
                 yield GaugeMetricFamily(f"edged_uplink_{key}", f"Uplink {key} (1 = yes)", value=float(bool(value)))

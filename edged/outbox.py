@@ -18,13 +18,31 @@ A commit that fails (disk full, I/O error) loses nothing: what it carried
 goes back to the front of the queue and is committed again with backoff,
 while ``commit_error`` says why for the health view; memory stays bounded by
 ``MAX_PENDING`` as for a slow disk. Only at shutdown, after one last try,
-is what could not be stored counted as rejected.
+is what could not be stored counted as rejected. ``put`` takes readings
+before the database is open; they wait in memory like those of a slow disk.
+
+Message keys: every row carries the *generation* of the outbox that
+stored it. A new generation starts at every ``open`` and is fsynced (in a
+file beside the database, and in the database) before any row of it exists,
+so ``(generation, id)`` is never given to two different messages, even when
+a power cut loses the last transactions (and the ids with them) or the
+database is deleted or replaced.
+
+Rows the cloud refuses for good are moved to a dead-letter table
+(``dead_letter``), from where an operator lists, requeues or discards them.
+
+Accounting: every reading handed to ``put`` is, at any moment, in exactly one
+of ``pending`` (waiting for its commit), ``rejected`` or ``accepted``; every
+accepted one in exactly one of ``acked``, ``depth`` (stored), ``dropped_full``,
+``expired``, ``dead_letters`` (held in the dead-letter table) or
+``discarded``. ``balance()`` checks both equations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -39,6 +57,7 @@ from pydantic import ByteSize, Field, field_validator
 
 from edged.backoff import Backoff
 from edged.fields import Duration, Model
+from edged.files import write_atomic
 from edged.model import Reading
 from edged.tasks import TaskSet
 
@@ -47,7 +66,7 @@ T = TypeVar("T")
 
 READINGS = 0
 EVENT = 1
-_COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked")
+_COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked", "dead_lettered", "requeued", "discarded", "corrupt")
 MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 
@@ -63,6 +82,7 @@ class OutboxConfig(Model):
     # crash, a power loss may lose the last transactions; full: survives both.
     synchronous: Literal["off", "normal", "full"] = "normal"
     row_readings: int = Field(1000, ge=1, le=100_000)  # readings packed per row (and per message)
+    dead_letter_rows: int = Field(1000, ge=0)  # refused rows kept for an operator; the oldest go beyond this
 
     @field_validator("synchronous", mode="before")
     @classmethod
@@ -78,6 +98,21 @@ class Row(NamedTuple):
     subject: str  # device id for readings, event type for events
     count: int
     payload: bytes
+    gen: int = 0  # the outbox generation that stored it: (gen, id) is the message's key
+
+
+class DeadLetter(NamedTuple):
+    """A row the cloud refused for good, as an operator sees it."""
+
+    id: int
+    gen: int
+    kind: str
+    subject: str
+    count: int
+    size: int
+    created: float
+    failed: float
+    reason: str
 
 
 class Outbox:
@@ -91,6 +126,8 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._pending: list[Sequence[Reading]] = []
         self._pending_count = 0
+        self._committing = 0  # readings in the commit under way
+        self._rejected_unsaved = 0  # refused on the loop, not yet in a committed counter
         self._stalled = False
         self._pending_events: list[tuple[str, bytes]] = []
         self._acked: list[int] = []
@@ -107,7 +144,15 @@ class Outbox:
         self.rejected = 0  # refused because full (reject_newest)
         self.expired = 0  # removed by ttl
         self.acked = 0
+        self.dead_lettered = 0  # moved to the dead-letter table (rows the cloud refused for good)
+        self.requeued = 0  # moved back from it by an operator
+        self.discarded = 0  # deleted from it, by an operator or its bound
+        self.corrupt = 0  # damaged database files moved aside
+        self.received = 0  # handed to ``put`` by this process
+        self.generation = 0  # of the rows this process stores
+        self.open_error: str | None = None  # why the database cannot be opened, while it cannot
         self.depth = 0
+        self.dead_letters = 0  # readings in the dead-letter table
         self.bytes = 0
         self.rows = 0
         self.oldest: float | None = None  # when the oldest row was accepted
@@ -115,9 +160,19 @@ class Outbox:
     # -- lifecycle -------------------------------------------------------
 
     async def open(self) -> None:
+        """Open (or create) the database and start a new generation; then commit what
+        ``put`` queued meanwhile. A damaged file is moved aside and a fresh one started;
+        a failure to open is raised and kept in ``open_error`` (the queue stays in memory)."""
         self._closing.clear()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
-        await self._in_thread(self._open)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        try:
+            await self._in_thread(self._open)
+        except (sqlite3.Error, OSError) as exc:
+            self.open_error = f"{self.path}: {exc}"
+            raise
+        self.open_error = None
+        self._wake()
 
     async def close(self) -> None:
         """Commit everything handed over, then close the database."""
@@ -139,22 +194,88 @@ class Outbox:
     def is_open(self) -> bool:
         return self._db is not None
 
+    @property
+    def generation_path(self) -> Path:
+        """The file that keeps the newest generation, beside the database."""
+        return self.path.with_name(self.path.stem + ".generation")
+
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
-        db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
-            " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
-            " payload BLOB NOT NULL)"
-        )
+        corrupt = 0
+        try:
+            db = self._connect()
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            corrupt = 1
+            aside = self._move_aside(exc)
+            log.error("outbox %s is damaged (%s): moved aside to %s; starting a new one", self.path, exc, aside.name)
+            db = self._connect()
         self._recount(db)
+        self.corrupt += corrupt
+        self.generation = self._next_generation(db)
         (self.last_id,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        # What a crash left in memory was never accepted; what waits now is still to come.
+        self.received = self.accepted + self.rejected + self._rejected_unsaved + self.pending
         self._db = db
         self._update_oldest()
-        log.info("outbox %s: %d readings waiting (%d bytes)", self.path, self.depth, self.bytes)
+        log.info("outbox %s: %d readings waiting (%d bytes), generation %d", self.path, self.depth, self.bytes, self.generation)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+            (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {verdict}")
+            db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
+                " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
+                " payload BLOB NOT NULL, gen INTEGER NOT NULL DEFAULT 0)"
+            )
+            if "gen" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
+                db.execute("ALTER TABLE outbox ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")  # a file of an older release
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
+                " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL,"
+                " gen INTEGER NOT NULL, reason TEXT NOT NULL, failed REAL NOT NULL)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> Path:
+        """Rename a damaged database (with its WAL and shared-memory files) out of the way."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.replace(aside.with_name(aside.name + suffix))
+        return aside
+
+    def _next_generation(self, db: sqlite3.Connection) -> int:
+        """Start a generation above any this outbox (file or database) has used, durably."""
+        try:
+            stored = int(self.generation_path.read_text().strip() or 0)
+        except FileNotFoundError:
+            stored = 0
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s (%s); the generation continues from the database", self.generation_path, exc)
+            stored = 0
+        (in_db,) = db.execute(
+            "SELECT max(coalesce((SELECT value FROM counters WHERE name='generation'), 0),"
+            " coalesce((SELECT max(gen) FROM outbox), 0), coalesce((SELECT max(gen) FROM dead_letter), 0))"
+        ).fetchone()
+        generation = max(stored, in_db) + 1
+        # Durable before any row (and so any message) of this generation exists.
+        write_atomic(self.generation_path, f"{generation}\n".encode())
+        db.execute(
+            "INSERT INTO counters (name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (generation,),
+        )
+        return generation
 
     def _recount(self, db: sqlite3.Connection) -> None:
         """Set the figures from what is committed."""
@@ -163,6 +284,14 @@ class Outbox:
                 setattr(self, name, value)
         depth, size, rows = db.execute("SELECT total(count), total(size), count(*) FROM outbox").fetchone()
         self.depth, self.bytes, self.rows = int(depth), int(size), rows
+        (dead,) = db.execute("SELECT total(count) FROM dead_letter").fetchone()
+        self.dead_letters = int(dead)
+
+    def _save_counters(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            [(name, getattr(self, name)) for name in _COUNTERS],
+        )
 
     def _close(self) -> None:
         if self._db is not None:
@@ -179,19 +308,21 @@ class Outbox:
         growing memory until the process is killed and loses them all."""
         if not readings:
             return
+        self.received += len(readings)
         if self._pending_count >= MAX_PENDING:
             if not self._stalled:
                 log.error("outbox: %d readings wait for the disk; refusing more until it catches up", MAX_PENDING)
                 self._stalled = True
-            self.rejected += len(readings)
+            self._rejected_unsaved += len(readings)
             return
         self._pending.append(readings)
         self._pending_count += len(readings)
         self._wake()
 
     def put_event(self, subject: str, data: dict[str, Any]) -> None:
-        """Queue one event (a JSON object) for the next commit."""
-        self._pending_events.append((subject, json.dumps(data, separators=(",", ":"), default=str).encode()))
+        """Queue one event (a JSON object; NaN and infinities become null) for the next commit."""
+        self.received += 1
+        self._pending_events.append((subject, _event_json(data)))
         self._wake()
 
     def ack(self, ids: Iterable[int]) -> None:
@@ -211,21 +342,28 @@ class Outbox:
             await asyncio.shield(self._writer)
 
     def _wake(self) -> None:
-        if self._writer is None:
+        if self._writer is None and self._db is not None:
             self._writer = self._tasks.spawn(self._drain(), name="outbox writer")
 
     async def _drain(self) -> None:
         try:
-            while self._pending or self._pending_events or self._acked:
+            while self._pending or self._pending_events or self._acked or self._rejected_unsaved:
                 batches, self._pending = self._pending, []
+                self._committing = self._pending_count + len(self._pending_events)
                 self._pending_count, self._stalled = 0, False
                 events, self._pending_events = self._pending_events, []
                 acked, self._acked = self._acked, []
+                refused, self._rejected_unsaved = self._rejected_unsaved, 0
                 try:
-                    rows = await self._in_thread(self._commit, batches, events, acked)
+                    rows = await self._in_thread(self._commit, batches, events, acked, refused)
                 except sqlite3.Error as exc:
+                    self._rejected_unsaved += refused
+                    if self._closing.is_set() and not (batches or events or acked):
+                        break  # only the counters were left to save, and they cannot be
                     await self._failed(exc, batches, events, acked)
                     continue
+                finally:
+                    self._committing = 0
                 if self.commit_error is not None:
                     log.warning("outbox: commits work again")
                     self.commit_error = None
@@ -243,7 +381,7 @@ class Outbox:
         readings = sum(len(b) for b in batches)
         if self._closing.is_set():
             log.error("outbox: cannot commit at shutdown (%s); %d readings and %d events are lost", exc, readings, len(events))
-            self.rejected += readings + len(events)
+            self._rejected_unsaved += readings + len(events)
             return
         if self.commit_error is None:
             log.error("outbox: cannot commit (%s); keeping %d readings in memory and trying again", exc, readings)
@@ -259,30 +397,30 @@ class Outbox:
 
     # -- worker thread ---------------------------------------------------
 
-    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]], acked: list[int]) -> list[Row]:
+    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]], acked: list[int],
+                refused: int = 0) -> list[Row]:  # fmt: skip
         db = self._db
         assert db is not None, "outbox is not open"
         now = self.clock()
         records = self._pack(batches, events)
         db.execute("BEGIN IMMEDIATE")
         try:
+            self.rejected += refused
             if acked:
                 self._delete_acked(db, acked)
             self._expire(db, now)
             records = self._make_room(db, records)
             rows = []
-            insert = "INSERT INTO outbox (kind, subject, created, count, size, payload) VALUES (?, ?, ?, ?, ?, ?)"
+            gen = self.generation
+            insert = "INSERT INTO outbox (kind, subject, created, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?)"
             for kind, subject, count, size, payload in records:
-                cursor = db.execute(insert, (kind, subject, now, count, size, payload))
-                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload))
+                cursor = db.execute(insert, (kind, subject, now, count, size, payload, gen))
+                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
             for row in rows:
                 self.depth += row.count
                 self.accepted += row.count
             # The counters commit with the rows they count, so they stay exact across crashes.
-            db.executemany(
-                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-                [(name, getattr(self, name)) for name in _COUNTERS],
-            )
+            self._save_counters(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite itself rolls back on some errors (a full disk)
@@ -394,7 +532,7 @@ class Outbox:
         rows: list[Row] = []
         total = 0
         cursor = self._db.execute(
-            "SELECT id, kind, subject, count, payload FROM outbox WHERE id > ? AND id <= ? ORDER BY id", (after, upto)
+            "SELECT id, kind, subject, count, payload, gen FROM outbox WHERE id > ? AND id <= ? ORDER BY id", (after, upto)
         )
         for row in cursor:
             rows.append(Row(*row))
@@ -404,11 +542,156 @@ class Outbox:
         cursor.close()
         return rows
 
+    # -- dead letters ----------------------------------------------------
+
+    async def dead_letter(self, row: Row, reason: str) -> bool:
+        """Move a row the cloud refused for good out of the queue; False if it is already gone."""
+        moved = await self._in_thread(self._dead_letter, row.id, reason)
+        for listener in list(self._listeners):
+            listener([])
+        if moved:
+            log.error("outbox: message %d:%d (%s, %d readings) moved to the dead letters: %s",
+                      row.gen, row.id, row.subject, row.count, reason)  # fmt: skip
+        return moved
+
+    def _dead_letter(self, row_id: int, reason: str) -> bool:
+        def move(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "INSERT INTO dead_letter (id, kind, subject, created, count, size, payload, gen, reason, failed)"
+                " SELECT id, kind, subject, created, count, size, payload, gen, ?, ? FROM outbox WHERE id = ?",
+                (reason, self.clock(), row_id),
+            )
+            gone = db.execute("DELETE FROM outbox WHERE id = ? RETURNING count, size", (row_id,)).fetchall()
+            for count, size in gone:
+                self.depth -= count
+                self.bytes -= size
+                self.rows -= 1
+                self.dead_lettered += count
+                self.dead_letters += count
+            self._trim_dead_letters(db)
+            return bool(gone)
+
+        return self._transaction(move)
+
+    def _trim_dead_letters(self, db: sqlite3.Connection) -> None:
+        keep = self.config.dead_letter_rows
+        for (count,) in db.execute(
+            "DELETE FROM dead_letter WHERE id NOT IN (SELECT id FROM dead_letter ORDER BY id DESC LIMIT ?) RETURNING count", (keep,)
+        ).fetchall():
+            self.dead_letters -= count
+            self.discarded += count
+
+    async def list_dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        def read() -> list[DeadLetter]:
+            assert self._db is not None, "outbox is not open"
+            return [
+                DeadLetter(id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason)
+                for id, gen, kind, subject, count, size, created, failed, reason in self._db.execute(
+                    "SELECT id, gen, kind, subject, count, size, created, failed, reason FROM dead_letter ORDER BY id LIMIT ?",
+                    (limit,),
+                )
+            ]
+
+        return await self._in_thread(read)
+
+    async def requeue(self, ids: Iterable[int] | None = None) -> int:
+        """Put dead letters (all of them with ``None``) back in the queue as new messages;
+        returns how many readings went back. They are sent like new rows."""
+        wanted = None if ids is None else list(ids)
+
+        def move(db: sqlite3.Connection) -> list[Row]:
+            rows = []
+            gen = self.generation
+            for old_id, kind, subject, created, count, size, payload in self._select_dead(db, wanted):
+                cursor = db.execute(
+                    "INSERT INTO outbox (kind, subject, created, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (kind, subject, created, count, size, payload, gen),
+                )
+                db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
+                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
+                self.depth += count
+                self.bytes += size
+                self.rows += 1
+                self.dead_letters -= count
+                self.requeued += count
+            return rows
+
+        rows = await self._in_thread(self._transaction, move)
+        if rows:
+            self.last_id = max(self.last_id, rows[-1].id)
+            self._update_oldest_soon()
+            for listener in list(self._listeners):
+                listener(rows)
+        return sum(row.count for row in rows)
+
+    async def discard(self, ids: Iterable[int] | None = None) -> int:
+        """Delete dead letters (all of them with ``None``); returns how many readings went."""
+        wanted = None if ids is None else list(ids)
+
+        def delete(db: sqlite3.Connection) -> int:
+            total = 0
+            for old_id, *_, count, _size, _payload in self._select_dead(db, wanted):
+                db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
+                total += count
+            self.dead_letters -= total
+            self.discarded += total
+            return total
+
+        return await self._in_thread(self._transaction, delete)
+
+    @staticmethod
+    def _select_dead(db: sqlite3.Connection, ids: list[int] | None) -> list[tuple[Any, ...]]:
+        query = "SELECT id, kind, subject, created, count, size, payload FROM dead_letter"
+        if ids is None:
+            return db.execute(query + " ORDER BY id").fetchall()
+        found = []
+        for row_id in ids:
+            found.extend(db.execute(query + " WHERE id = ?", (row_id,)).fetchall())
+        return found
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one transaction that also saves the counters (worker thread)."""
+        db = self._db
+        assert db is not None, "outbox is not open"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            self._save_counters(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._recount(db)
+            raise
+        return result
+
+    def _update_oldest_soon(self) -> None:
+        if self._executor is not None:
+            self._executor.submit(self._update_oldest)
+
     # -- metrics ---------------------------------------------------------
 
     @property
+    def pending(self) -> int:
+        """Readings (and events) handed over and not yet committed or refused."""
+        return self._pending_count + len(self._pending_events) + self._committing
+
+    @property
+    def refused(self) -> int:
+        """Readings refused before they were stored (full, or a disk that could not keep up)."""
+        return self.rejected + self._rejected_unsaved
+
+    def balance(self) -> tuple[int, int]:
+        """The two accounting equations as differences (both 0 when every reading is accounted for):
+        ``received - (pending + accepted + refused)`` and
+        ``accepted - (acked + depth + dropped_full + expired + dead_letters + discarded)``."""
+        taken = self.received - (self.pending + self.accepted + self.refused)
+        kept = self.accepted - (self.acked + self.depth + self.dropped_full + self.expired + self.dead_letters + self.discarded)
+        return taken, kept
+
+    @property
     def dropped(self) -> int:
-        return self.dropped_full + self.rejected + self.expired
+        return self.dropped_full + self.refused + self.expired
 
     def stats(self) -> dict[str, float | int | None]:
         return {
@@ -419,10 +702,17 @@ class Outbox:
             "outbox_accepted": self.accepted,
             "outbox_dropped": self.dropped,
             "outbox_dropped_full": self.dropped_full,
-            "outbox_rejected": self.rejected,
+            "outbox_rejected": self.refused,
             "outbox_expired": self.expired,
             "outbox_acked": self.acked,
+            "outbox_dead_letters": self.dead_letters,
+            "outbox_dead_lettered": self.dead_lettered,
+            "outbox_requeued": self.requeued,
+            "outbox_discarded": self.discarded,
+            "outbox_corrupt": self.corrupt,
+            "outbox_generation": self.generation,
             "outbox_commit_failing": int(self.commit_error is not None),
+            "outbox_open_failing": int(self.open_error is not None),
         }
 
 
@@ -435,6 +725,24 @@ def _encode(chunk: list[tuple[Any, ...]]) -> bytes:
         return _dumps(chunk).encode()
     except ValueError:
         return _dumps([(k, None if isinstance(v, float) and not math.isfinite(v) else v, t, q) for k, v, t, q in chunk]).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _event_json(data: dict[str, Any]) -> bytes:
+    """Strict JSON (RFC 8259) for an event."""
+    try:
+        return _dumps(data).encode()
+    except ValueError:
+        return _dumps(_finite(data)).encode()
 
 
 def _ranges(ids: list[int]) -> list[tuple[int, int]]:

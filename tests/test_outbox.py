@@ -211,7 +211,97 @@ async def test_what_cannot_be_stored_at_shutdown_is_counted(tmp_path: Path) -> N
     await limit_database(outbox, None)
     outbox.put(readings("a", 10, 5000))
     await outbox.close()  # one last try, then give up rather than hang the shutdown
-    assert outbox.rejected == 5000
+    assert outbox.refused == 5000
     again = await opened(tmp_path)
-    assert (again.accepted, again.rejected, again.depth) == (10, 0, 10)  # the counters on disk could not be updated either
+    # The rows could not be stored, but the counter that records their loss could.
+    assert (again.accepted, again.rejected, again.depth) == (10, 5000, 10)
     await again.close()
+
+
+async def committed_keys(outbox: Outbox, batch: list[Reading]) -> set[tuple[int, int]]:
+    """Put ``batch``; return the (generation, id) message keys of the rows it became."""
+    rows: list = []
+    unsubscribe = outbox.subscribe(rows.extend)
+    outbox.put(batch)
+    await outbox.flush()
+    unsubscribe()
+    return {(row.gen, row.id) for row in rows}
+
+
+def remove_database(directory: Path) -> None:
+    for file in directory.glob("outbox.sqlite*"):
+        file.unlink()
+
+
+def moved_aside(directory: Path) -> list[Path]:
+    return list(directory.glob("outbox.sqlite.corrupt-*"))
+
+
+def copy_database(source: Path, target: Path) -> None:
+    target.mkdir(exist_ok=True)
+    for file in source.glob("outbox.sqlite*"):
+        (target / file.name).write_bytes(file.read_bytes())
+
+
+async def test_a_power_cut_that_loses_the_last_transactions_never_reuses_a_message_key(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path, row_readings=10)
+    await committed_keys(outbox, readings("a", 0, 30))
+    copy_database(tmp_path, tmp_path / "before")  # what the disk held when the power went
+    sent = await committed_keys(outbox, readings("a", 30, 30))  # committed, sent and acknowledged by the cloud
+    await outbox.close()
+    remove_database(tmp_path)
+    copy_database(tmp_path / "before", tmp_path)  # the WAL's tail is lost; the generation file is not
+
+    again = await opened(tmp_path, row_readings=10)
+    new = await committed_keys(again, readings("b", 0, 30))
+    assert {row_id for _, row_id in new} & {row_id for _, row_id in sent}, "the ids themselves came back"
+    assert not new & sent, "but (generation, id) never names two messages"
+    assert again.generation > outbox.generation
+    await again.close()
+
+
+async def test_a_deleted_or_replaced_outbox_file_starts_a_new_generation(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path)
+    sent = await committed_keys(outbox, readings("a", 0, 5))
+    await outbox.close()
+    remove_database(tmp_path)
+    fresh = await opened(tmp_path)
+    new = await committed_keys(fresh, readings("a", 5, 5))
+    assert not new & sent and fresh.generation > outbox.generation
+    await fresh.close()
+
+    fresh.generation_path.unlink()  # the generation file lost too: the database still knows
+    last = await opened(tmp_path)
+    assert last.generation > fresh.generation
+    await last.close()
+
+
+async def test_a_damaged_outbox_file_is_moved_aside_counted_and_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "outbox.sqlite").write_bytes(b"this is not a database" * 100)
+    outbox = await opened(tmp_path)
+    (aside,) = moved_aside(tmp_path)
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert outbox.corrupt == 1 and outbox.stats()["outbox_corrupt"] == 1
+    assert "is damaged" in caplog.text
+    outbox.put(readings("a", 0, 10))
+    await outbox.flush()
+    assert stored(outbox) == [("a", i) for i in range(10)]
+    await outbox.close()
+
+
+async def test_readings_put_before_the_database_opens_wait_and_are_committed(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    outbox = Outbox(OutboxConfig(), blocker)
+    outbox.put(readings("a", 0, 10))
+    with pytest.raises(OSError):
+        await outbox.open()
+    assert outbox.open_error is not None and outbox.stats()["outbox_open_failing"] == 1
+    outbox.put(readings("a", 10, 10))
+    assert outbox.balance() == (0, 0) and outbox.pending == 20
+    blocker.unlink()
+    await outbox.open()
+    await outbox.flush()
+    assert stored(outbox) == [("a", i) for i in range(20)]
+    assert outbox.balance() == (0, 0) and outbox.open_error is None
+    await outbox.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, ByteSize, Discriminator, Field, Tag, field_validator, model_validator
 
 from edged.fields import Duration, Model, Secret
 from edged.uplink.topic import matches, mqtt_string, topic_filter, topic_name
@@ -70,6 +70,8 @@ class HomeAssistantConfig(Model):
 class _Lanes(Model):
     inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged
     backfill_rate: int = Field(0, ge=0)  # readings/s for the backlog after an outage; 0 = as fast as it goes
+    # A message the cloud refuses for good (too large, malformed) is tried this often, then dead-lettered.
+    max_attempts: int = Field(3, ge=1, le=100)
 
 
 class MqttUplinkConfig(_Lanes):
@@ -87,6 +89,7 @@ class MqttUplinkConfig(_Lanes):
     clean_session: bool = True
     connect_timeout: Duration = 10.0
     qos: Literal[1, 2] = 1
+    max_message_bytes: ByteSize | None = Field(None, ge=256)  # larger reading messages are split
     prefix: str = "edged/{gateway}"
     # Readings: without {point} one message per device per commit (a JSON batch);
     # with {point} one message per reading.

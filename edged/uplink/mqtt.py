@@ -1,19 +1,28 @@
 """MQTT uplink (aiomqtt): publishes outbox rows as JSON with QoS 1 and takes
 cloud commands from a command topic.
 
-Messages (``seq`` is the outbox row id, the message id the cloud uses to
-drop duplicates):
+Messages (``gen`` and ``seq`` are the outbox generation and row id; with
+the gateway id, and ``part`` for a split message, they are the key the cloud
+drops duplicates by):
 
 - readings, one message per device per commit, on ``topic``::
 
-    {"gateway": "gw1", "device": "modbus/boiler", "seq": 42,
+    {"gateway": "gw1", "device": "modbus/boiler", "gen": 3, "seq": 42,
      "readings": [["temperature", 21.5, 1767225600.25, 0], ...]}
 
   each reading being ``[point, value, ts (UTC epoch s), quality (0 good,
   1 uncertain, 2 bad)]``; with ``{point}`` in ``topic``, one message per
-  reading: ``{"seq": 42, "value": 21.5, "ts": ..., "quality": 0}``.
+  reading: ``{"gen": 3, "seq": 42, "value": 21.5, "ts": ..., "quality": 0}``.
+  A message larger than the broker's Maximum Packet Size (MQTT 5) or
+  ``max_message_bytes`` is split into ``"parts": n`` messages, each with its
+  ``"part"`` (0 .. n-1) and a share of the readings.
 - events on ``event_topic`` (``{event}`` = ``device_status`` or ``rule``),
-  command results on ``result_topic``: ``{"seq": 43, ...the event...}``.
+  command results on ``result_topic``: ``{"gen": 3, "seq": 43, ...the event...}``.
+
+With MQTT 5, a PUBACK (or PUBREC/PUBCOMP) whose reason code is 0x80 or more
+is a refusal, not a delivery: the message stays in the outbox (``Refused``).
+MQTT 3.1.1 has no way to say so: a broker acknowledges a publish its ACL
+denies like any other, and drops it.
 - ``status_topic``: retained ``online`` after connecting; ``offline`` as the
   Last Will and on a clean stop.
 - commands arrive on ``command_topic``:
@@ -36,7 +45,7 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edged.errors import UplinkError
+from edged.errors import Refused, UplinkError
 from edged.model import Command, Device
 from edged.outbox import EVENT, Row
 from edged.uplink import homeassistant
@@ -47,6 +56,47 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 60.0  # a message not acknowledged within this fails the connection
 SESSION_EXPIRY = 7 * 86400  # seconds the broker keeps a persistent MQTT 5 session (clean_session: false)
+PACKET_OVERHEAD = 16  # bytes of a PUBLISH packet besides its topic and payload (header, packet id, properties)
+# MQTT 5 reason codes that will be given again however often the message is sent.
+PERMANENT = {0x90: "topic name invalid", 0x95: "packet too large", 0x99: "payload format invalid"}
+
+
+class Client(aiomqtt.Client):
+    """aiomqtt's client, also telling what the broker answered: the reason code of
+    each acknowledgement and the limits of its CONNACK (MQTT 5)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_packet_size: int | None = None
+        self._reasons: dict[int, Any] = {}
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
+        size = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
+        self.max_packet_size = size if isinstance(size, int) and size > 0 else None
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if mid in self._pending_publishes:
+            self._reasons[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_checked(self, topic: str, payload: bytes | str, qos: int, timeout: float) -> None:
+        """Publish and wait for the acknowledgement; raise ``Refused`` when its reason code says no."""
+        async with self._outgoing_calls_sem or contextlib.nullcontext():
+            info = self._client.publish(topic, payload, qos)
+            if info.rc != 0:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            if info.is_published():
+                return
+            confirmation = asyncio.Event()
+            with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                try:
+                    await self._wait_for(confirmation.wait(), timeout=timeout)
+                finally:
+                    reason = self._reasons.pop(info.mid, None)
+        code = getattr(reason, "value", 0)
+        if code >= 0x80:
+            raise Refused(topic, f"{reason} (0x{code:02X})", permanent=code in PERMANENT)
 
 
 class MqttLink:
@@ -55,6 +105,8 @@ class MqttLink:
     def __init__(self, config: MqttUplinkConfig, gateway_id: str, client: aiomqtt.Client) -> None:
         self.config = config
         self.client = client
+        limits = [size for size in (config.max_message_bytes, getattr(client, "max_packet_size", None)) if size]
+        self.max_packet = min(limits) if limits else None  # bytes a PUBLISH packet may have
         prefix = config.prefix.format(gateway=gateway_id)
         self._names = {"prefix": prefix, "gateway": gateway_id}
         self._gateway = json.dumps(gateway_id).encode()
@@ -72,26 +124,40 @@ class MqttLink:
         return topic
 
     async def send(self, row: Row) -> None:
+        """Publish one row and return once the broker took it; ``Refused`` if it said no."""
         try:
             if row.kind == EVENT:
                 topic = self.result_topic if row.subject == "command_result" else self._event_topic(row.subject)
-                await self._publish(topic, b'{"seq":%d,' % row.id + row.payload[1:])
+                await self._publish(topic, b'{"gen":%d,"seq":%d,' % (row.gen, row.id) + row.payload[1:])
             elif self._per_point:
                 await asyncio.gather(
                     *(
                         self._publish(
                             self.topic(row.subject, key),
-                            json.dumps({"seq": row.id, "value": value, "ts": ts, "quality": quality}),
+                            json.dumps({"gen": row.gen, "seq": row.id, "value": value, "ts": ts, "quality": quality}),
                         )
                         for key, value, ts, quality in json.loads(row.payload)
                     )
                 )
             else:
                 device = json.dumps(row.subject).encode()
-                head = b'{"gateway":%s,"device":%s,"seq":%d,"readings":' % (self._gateway, device, row.id)
-                await self._publish(self.topic(row.subject), head + row.payload + b"}")
+                head = b'{"gateway":%s,"device":%s,"gen":%d,"seq":%d,' % (self._gateway, device, row.gen, row.id)
+                topic = self.topic(row.subject)
+                room = self._room(topic)
+                if room is None or len(head) + len(row.payload) + 12 <= room:
+                    await self._publish(topic, head + b'"readings":' + row.payload + b"}")
+                else:
+                    parts = _split(json.loads(row.payload), room - len(head) - 48)
+                    for index, part in enumerate(parts):  # in order: a cloud may join them as they come
+                        await self._publish(topic, head + b'"part":%d,"parts":%d,"readings":%s}' % (index, len(parts), part))
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"publish failed: {exc}") from exc
+
+    def _room(self, topic: str) -> int | None:
+        """Bytes a payload on ``topic`` may have, if the broker or the configuration sets a limit."""
+        if self.max_packet is None:
+            return None
+        return self.max_packet - len(topic.encode()) - PACKET_OVERHEAD
 
     def discovery(self, device: Device | None = None) -> list[homeassistant.Message]:
         """The Home Assistant discovery configs of ``device``'s points, or of the gateway itself."""
@@ -123,7 +189,14 @@ class MqttLink:
         return self.config.event_topic.format(**self._names, event=_level(event))
 
     async def _publish(self, topic: str, payload: bytes | str) -> None:
-        await self.client.publish(topic, payload, qos=self.config.qos, timeout=PUBLISH_TIMEOUT)
+        room = self._room(topic)
+        if room is not None and len(payload) > room:
+            raise Refused(topic, f"a message of {len(payload)} bytes does not fit in a packet of {self.max_packet} bytes",
+                          permanent=True, final=True)  # fmt: skip
+        if isinstance(self.client, Client):
+            await self.client.publish_checked(topic, payload, self.config.qos, PUBLISH_TIMEOUT)
+        else:
+            await self.client.publish(topic, payload, qos=self.config.qos, timeout=PUBLISH_TIMEOUT)
 
     async def commands(self, handle: Callable[[Command | None, str | None, Any], None]) -> None:
         """Hand every command message to ``handle(command, error, raw_id)``; raise when disconnected."""
@@ -134,6 +207,23 @@ class MqttLink:
                 handle(command, error, raw_id)
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
+
+
+def _split(readings: list[Any], room: int) -> list[bytes]:
+    """JSON arrays of consecutive readings, each at most ``room`` bytes where a single reading allows."""
+    parts: list[bytes] = []
+    current: list[bytes] = []
+    size = 2
+    for reading in readings:
+        item = json.dumps(reading, separators=(",", ":")).encode()
+        if current and size + len(item) + 1 > room:
+            parts.append(b"[" + b",".join(current) + b"]")
+            current, size = [], 2
+        current.append(item)
+        size += len(item) + 1
+    if current:
+        parts.append(b"[" + b",".join(current) + b"]")
+    return parts
 
 
 def _level(name: str) -> str:
@@ -171,7 +261,7 @@ async def connect(config: MqttUplinkConfig, gateway_id: str) -> AsyncIterator[Mq
         # MQTT 5 ends a session at disconnect unless it is given an expiry: keep it (and its queued commands).
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY
-    client = aiomqtt.Client(
+    client = Client(
         config.host,
         config.port,
         identifier=config.client_id or gateway_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edged.backoff import Backoff, retry_forever
-from edged.errors import UplinkError
+from edged.errors import Refused, UplinkError
 from edged.hub import Hub
 from edged.model import (
     Command,
@@ -36,7 +37,7 @@ from edged.outbox import Outbox, OutboxConfig
 from edged.tasks import TaskSet
 from edged.uplink.commands import Parsed, RejectionLimit, SeenCommands
 from edged.uplink.config import CoapUplinkConfig, MqttUplinkConfig, UplinkConfig
-from edged.uplink.sender import Send, Sender
+from edged.uplink.sender import Refusals, Send, Sender
 
 if TYPE_CHECKING:
     from edged.uplink.mqtt import MqttLink
@@ -67,6 +68,7 @@ class UplinkService:
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._sent = [0, 0]  # live, backlog readings of past connections
+        self.refusals = Refusals(uplink_config.max_attempts)
         self.delivered: Counter[str] = Counter()  # readings the cloud acknowledged, by adapter
         # Figures for metrics (see also ``stats()``).
         self.connected = False
@@ -82,16 +84,17 @@ class UplinkService:
 
     async def run(self) -> None:
         self._down_since = time.monotonic()
-        await self.outbox.open()
-        if isinstance(self.config, CoapUplinkConfig) and self.config.command_uri:  # commands read from a resource come again
-            await asyncio.to_thread(self.seen.load)
+        # Take readings and events before the database is open: they wait in memory meanwhile.
         unsubscribe = [
             self.hub.subscribe(self.outbox.put),
             self.hub.subscribe_events(self._on_event),
             self.outbox.subscribe(lambda rows: self._changed.set()),
         ]
-        self._changed.set()
         try:
+            await self._open_outbox()
+            if isinstance(self.config, CoapUplinkConfig) and self.config.command_uri:  # commands read from a resource come again
+                await asyncio.to_thread(self.seen.load)
+            self._changed.set()
             await retry_forever(
                 f"uplink {self.config.type}", self._session, log, self.backoff, on_failure=self._on_failure
             )
@@ -100,6 +103,19 @@ class UplinkService:
                 stop()
             await self._commands.close()
             await self.outbox.close()  # commits everything handed over (the SIGTERM path)
+
+    async def _open_outbox(self) -> None:
+        """Open the outbox, trying again with backoff while it cannot be (``open_error`` says why)."""
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while True:
+            try:
+                await self.outbox.open()
+                return
+            except (OSError, sqlite3.Error) as exc:
+                delay = backoff.next_delay()
+                log.error("outbox cannot open (%s); readings wait in memory; trying again in %.1f s", exc, delay)
+                self._changed.set()
+                await asyncio.sleep(delay)
 
     async def _session(self) -> None:
         if isinstance(self.config, MqttUplinkConfig):
@@ -120,14 +136,19 @@ class UplinkService:
                 await self._serve(link.send, commands)
 
     async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
-        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered)
+        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered,
+                        self.refusals, self.backoff)  # fmt: skip
         self._sender = sender
         self.connected = True
         self._down_since = None
         self._changed.set()
-        self.backoff.reset()
         try:
             await _first_failure([sender.run(), *([commands] if commands else [])])
+        except Refused:
+            raise
+        except UplinkError:
+            self.refusals.lost(*sender.ended_with)
+            raise
         finally:
             self.connected = False
             self._down_since = time.monotonic()
@@ -241,6 +262,8 @@ class UplinkService:
         full = self.outbox.bytes / self.outbox.config.max_bytes
         if full >= HEALTH_FULL:
             problems.append(f"outbox is {full:.0%} full")
+        if self.outbox.open_error is not None:
+            problems.append(f"outbox cannot open: {self.outbox.open_error}")
         if self.outbox.commit_error is not None:
             problems.append(f"outbox cannot store readings: {self.outbox.commit_error}")
         if self._down_since is not None and time.monotonic() - self._down_since >= HEALTH_DOWN:
@@ -264,6 +287,7 @@ class UplinkService:
             "uplink_reconnects": self.reconnects,
             "uplink_commands_repeated": self.commands_repeated,
             "uplink_commands_dropped": self.rejections.dropped,
+            "uplink_refused": dict(self.refusals.by_reason),
         }
 
 

@@ -53,6 +53,7 @@ class Broker:
     port: int = field(default_factory=free_port)
     tls: dict[str, Path] | None = None
     users: dict[str, str] | None = None  # when set, only these may connect
+    extra: list[str] = field(default_factory=list)  # more mosquitto.conf lines (acl_file, max_packet_size, ...)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -80,6 +81,7 @@ class Broker:
             for user, password in self.users.items():
                 subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
             lines.append(f"password_file {passwords}")
+        lines += self.extra
         conf.write_text("\n".join(lines) + "\n")
         with (self.workdir / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)

@@ -3,8 +3,10 @@
 Every outbox row is one confirmable POST: readings as a SenML pack in CBOR
 (see ``senml``) to ``uri``, events as a CBOR map to ``event_uri`` and
 command results to ``result_uri``. A row is acknowledged by a 2.xx
-response; anything else, or no answer within ``timeout``, fails the
-connection and the rows are sent again after a reconnect.
+response. A 4.xx is a refusal (``Refused``): for good, except 4.01
+Unauthorized, 4.03 Forbidden and 4.29 Too Many Requests, which may pass; a
+5.xx, or no answer within ``timeout``, fails the connection and the rows are
+sent again after a reconnect.
 
 Cloud commands: with ``command_uri`` the gateway observes that resource
 (RFC 7641); its representation, and every notification, is one command:
@@ -30,7 +32,7 @@ import aiocoap
 import aiocoap.error
 import cbor2
 
-from edged.errors import UplinkError
+from edged.errors import Refused, UplinkError
 from edged.outbox import EVENT, Row
 from edged.uplink import senml
 from edged.uplink.commands import Parsed, parse_command
@@ -42,6 +44,7 @@ CBOR = 60  # application/cbor
 Take = Callable[[bytes, Parsed], Awaitable[None]]  # a command message and what parse_command made of it
 DEFAULT_MAX_AGE = 60.0  # seconds a representation stays fresh without a Max-Age option (RFC 7252)
 MIN_MAX_AGE = 5.0  # never register or poll again more often than this
+PASSING = {aiocoap.UNAUTHORIZED, aiocoap.FORBIDDEN, aiocoap.numbers.codes.Code.TOO_MANY_REQUESTS}  # 4.xx that may pass
 
 
 class CoapLink:
@@ -56,17 +59,19 @@ class CoapLink:
     async def send(self, row: Row) -> None:
         config = self.config
         if row.kind == EVENT:
-            event = {"type": row.subject, "seq": row.id, **json.loads(row.payload)}
+            event = {"type": row.subject, "gen": row.gen, "seq": row.id, **json.loads(row.payload)}
             uri = config.event_uri or config.uri
             if row.subject == "command_result":
                 uri = config.result_uri or uri
             payload, fmt = cbor2.dumps(event), CBOR
         else:
             uri = config.uri
-            payload = senml.encode_row(self.gateway_id, row.subject, row.id, row.payload)
+            payload = senml.encode_row(self.gateway_id, row.subject, row.id, row.payload, row.gen)
             fmt = senml.CONTENT_FORMAT
         request = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload, content_format=fmt)
         response = await self._answer(request, self.context.request(request).response)
+        if response.code.class_ == 4:
+            raise Refused(f"POST {uri}", str(response.code), permanent=response.code not in PASSING)
         if not response.code.is_successful():
             raise UplinkError(f"POST {uri} answered {response.code}")
 

@@ -4,8 +4,9 @@ A row of one device becomes one pack: the first record carries the base
 name ``<gateway>/<device>/`` and base time (the first reading's ts), every
 record its point as ``n``, a time offset ``t`` and the value as ``v``
 (numbers), ``vb`` (bools) or ``vs`` (strings). Two extension labels that a
-receiver may ignore (RFC 8428 section 4.4): ``seq`` in the first record is
-the outbox message id; ``q`` is the quality when not good (1 uncertain,
+receiver may ignore (RFC 8428 section 4.4): ``gen`` and ``seq`` in the first
+record are the outbox generation and message id (the key to drop duplicates
+by); ``q`` is the quality when not good (1 uncertain,
 2 bad). A reading without a value (``None``) carries only ``q``.
 """
 
@@ -23,7 +24,7 @@ BN, BT = -2, -3
 N, V, VS, VB, T = 0, 2, 3, 4, 6
 
 
-def pack(gateway: str, device: str, seq: int, readings: list[list[Any]]) -> list[dict[Any, Any]]:
+def pack(gateway: str, device: str, seq: int, readings: list[list[Any]], gen: int = 0) -> list[dict[Any, Any]]:
     """SenML records for ``[key, value, ts, quality]`` readings of one device."""
     records: list[dict[Any, Any]] = []
     base = readings[0][2] if readings else 0.0
@@ -39,13 +40,13 @@ def pack(gateway: str, device: str, seq: int, readings: list[list[Any]]) -> list
             record["q"] = quality
         records.append(record)
     if records:
-        records[0].update({BN: f"{gateway}/{device}/", BT: base, "seq": seq})
+        records[0].update({BN: f"{gateway}/{device}/", BT: base, "gen": gen, "seq": seq})
     return records
 
 
-def encode_row(gateway: str, device: str, seq: int, payload: bytes) -> bytes:
+def encode_row(gateway: str, device: str, seq: int, payload: bytes, gen: int = 0) -> bytes:
     """CBOR SenML for one outbox row of readings."""
-    return cbor2.dumps(pack(gateway, device, seq, json.loads(payload)))
+    return cbor2.dumps(pack(gateway, device, seq, json.loads(payload), gen))
 
 
 def resolve(records: list[dict[Any, Any]]) -> list[tuple[str, Any, float]]:

@@ -260,3 +260,24 @@ async def test_readings_flow_while_the_command_resource_does_not_exist_yet(
     hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(10)])
     await uplink.wait_for(lambda: uplink.outbox.acked == 10, 20)
     assert uplink.reconnects == 0
+
+
+async def test_a_post_refused_with_4xx_goes_to_the_dead_letters_and_the_rest_flows_on(
+    tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
+) -> None:
+    # The server's root resource answers POST with 4.05 Method Not Allowed: a refusal for good.
+    config = uplink_config(coap_server.port, uri=f"coaps://127.0.0.1:{coap_server.port}/", max_attempts=2, timeout=10)
+    await request(config, aiocoap.PUT, config.event_uri, b"-")
+    uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.2))
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.connected, 10)
+    hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])
+    await uplink.wait_for(lambda: uplink.outbox.dead_letters == 1, 20)
+    uplink.outbox.put_event("rule", {"rule": "r1"})
+    await uplink.wait_for(lambda: uplink.outbox.acked == 1, 20)
+    (letter,) = await uplink.outbox.list_dead_letters()
+    assert "4.05" in letter.reason and letter.subject == "sim/a"
+    assert sum(uplink.stats()["uplink_refused"].values()) == 2
+    assert uplink.outbox.balance() == (0, 0)
+    event = cbor2.loads(await request(config, aiocoap.GET, config.event_uri))
+    assert (event["gen"], event["type"]) == (uplink.outbox.generation, "rule")

@@ -12,6 +12,9 @@ Write:
 - ``POST /api/devices/{id}/points/{key}`` ``{"value": v}``: issue a Command, answer its result
 - ``POST /api/zigbee/remove`` ``{"device": id}``: ask a Zigbee device to leave and forget it.
 - ``POST /api/zigbee/permit`` ``{"seconds": n}``: let Zigbee devices join
+- ``GET /api/outbox/dead-letters``: messages the cloud refused for good
+- ``POST /api/outbox/dead-letters/requeue`` or ``.../discard``, ``{"ids": [...]}``
+  or ``{"all": true}``: send them again as new messages, or delete them
 
 When a token is configured every request but ``GET /health`` and the page's
 static files must carry ``Authorization: Bearer <token>``. The configuration
@@ -44,6 +47,7 @@ from aiohttp import hdrs, web
 from edged.config import is_loopback
 from edged.errors import EdgedError
 from edged.model import Command, CommandResult, CommandStatus, Origin
+from edged.outbox import Outbox
 from edged.status.authority import DEFAULT_PORTS, Authority, WebOrigin
 from edged.status.views import device_json, devices_json, health_json, isotime, status_json
 
@@ -96,6 +100,8 @@ class StatusServer:
                 web.get("/api/devices/{id:.+}", self.device),
                 web.post("/api/zigbee/permit", self.permit_join),
                 web.post("/api/zigbee/remove", self.remove_device),
+                web.get("/api/outbox/dead-letters", self.dead_letters),
+                web.post("/api/outbox/dead-letters/{action:requeue|discard}", self.handle_dead_letters),
                 web.get("/metrics", self.metrics),
                 web.get("/", self.page),
                 web.static("/static", STATIC),
@@ -295,6 +301,36 @@ class StatusServer:
         return web.json_response({"removed": device_id})
 
 
+    def _outbox(self) -> Outbox | None:
+        outbox = getattr(self.daemon.uplink, "outbox", None)
+        return outbox if isinstance(outbox, Outbox) and outbox.is_open else None
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        outbox = self._outbox()
+        if outbox is None:
+            return _error(409, "no outbox is open (is an uplink configured?)")
+        letters = await outbox.list_dead_letters()
+        return web.json_response({"dead_letters": [letter._asdict() for letter in letters], "readings": outbox.dead_letters})
+
+    async def handle_dead_letters(self, request: web.Request) -> web.Response:
+        outbox = self._outbox()
+        if outbox is None:
+            return _error(409, "no outbox is open (is an uplink configured?)")
+        body = await _json_object(request)
+        ids = body.get("ids")
+        if body.get("all") is True and ids is None:
+            wanted = None
+        elif isinstance(ids, list) and len(ids) <= 10_000 and all(type(i) is int for i in ids):
+            wanted = ids
+        else:
+            raise _bad_request('expected {"ids": [<message id>, ...]} or {"all": true}')
+        action = request.match_info["action"]
+        count = await (outbox.requeue(wanted) if action == "requeue" else outbox.discard(wanted))
+        log.warning("API %s of dead letters %s from %s: %d readings", action, "all" if wanted is None else wanted,
+                    request.remote, count)  # fmt: skip
+        return web.json_response({"requeued" if action == "requeue" else "discarded": count})
+
+
 def _is_public(request: web.Request) -> bool:
     """``GET /health`` and the page's static files carry no data and need no token."""
     if request.method not in ("GET", "HEAD"):
@@ -324,8 +360,8 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _bad_request(f"the body is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep, a number too long
+        raise _bad_request(f"the body is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(body, dict):
         raise _bad_request(f"expected a JSON object; got {type(body).__name__}")
     return body

@@ -1,0 +1,35 @@
+"""The dead letters through the HTTP API: list, requeue, discard."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from edged.outbox import Outbox
+from tests.status.conftest import StartDaemon, http_url
+from tests.uplink.peers import free_port
+
+
+async def test_dead_letters_are_listed_requeued_and_discarded_through_the_api(start_daemon: StartDaemon) -> None:
+    # No broker listens: the readings stay in the outbox, where two are made dead letters.
+    daemon = await start_daemon(extra=f"uplink: {{type: mqtt, host: 127.0.0.1, port: {free_port()}}}\n")
+    outbox: Outbox = daemon.uplink.outbox
+    await daemon.uplink.wait_for(lambda: outbox.is_open and outbox.rows >= 2, 10)
+    first, second = await outbox.fetch(0, outbox.last_id, 1), await outbox.fetch(outbox.last_id - 1, outbox.last_id, 1)
+    assert await outbox.dead_letter(first[0], "refused: too large") and await outbox.dead_letter(second[0], "refused")
+    url = http_url(daemon) + "/api/outbox/dead-letters"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            listed = await response.json()
+        assert response.status == 200
+        assert [(d["id"], d["reason"]) for d in listed["dead_letters"]] == [(first[0].id, "refused: too large"),
+                                                                            (second[0].id, "refused")]
+        async with session.post(url + "/requeue", json={"ids": [first[0].id]}) as response:
+            assert (response.status, await response.json()) == (200, {"requeued": first[0].count})
+        async with session.post(url + "/discard", json={"ids": "all"}) as response:
+            assert response.status == 400, "a malformed request is refused with a reason"
+        async with session.post(url + "/discard", json={"all": True}) as response:
+            assert (response.status, await response.json()) == (200, {"discarded": second[0].count})
+        async with session.get(url) as response:
+            assert (await response.json())["dead_letters"] == []
+    assert outbox.balance() == (0, 0)
+    assert (outbox.requeued, outbox.discarded) == (first[0].count, second[0].count)

@@ -28,6 +28,15 @@ so ``(generation, id)`` is never given to two different messages, even when
 a power cut loses the last transactions (and the ids with them) or the
 database is deleted or replaced.
 
+Age: ``ttl`` and ``outbox_oldest_age`` are measured in the outbox's own
+*age clock*, the seconds it has been open in total (``time.monotonic`` while
+open, continued across restarts from a value stored with the counters), not
+the wall clock: a board without a real-time clock steps its wall clock by
+days when it syncs time after boot, and that step must not expire readings
+accepted a moment before. So age counts the time the gateway runs; time with
+the power off (or the daemon stopped) does not count. Rows of a file from an
+older release, which have no age yet, start ageing when it is first opened.
+
 Rows the cloud refuses for good are moved to a dead-letter table
 (``dead_letter``), from where an operator lists, requeues or discards them.
 
@@ -69,6 +78,7 @@ EVENT = 1
 _COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked", "dead_lettered", "requeued", "discarded", "corrupt")
 MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
+_INSERT_ROW = "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class OutboxConfig(Model):
@@ -76,7 +86,10 @@ class OutboxConfig(Model):
 
     path: Path = Path("outbox.sqlite")  # relative to the gateway's state_dir
     max_bytes: ByteSize = Field(ByteSize(256 * 2**20), gt=0)  # 256MiB; takes 500MB, 1GiB, ...
-    ttl: Duration = 7 * 86400.0  # readings older than this are dropped (counted as expired)
+    # Readings older than this are dropped (counted as expired). Age counts only the
+    # time the gateway runs: time with the power off does not count, and a step of
+    # the wall clock (a time sync after boot) changes nothing.
+    ttl: Duration = 7 * 86400.0
     policy: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
     # off: survives a process crash, not a power loss; normal: survives a process
     # crash, a power loss may lose the last transactions; full: survives both.
@@ -118,10 +131,14 @@ class DeadLetter(NamedTuple):
 class Outbox:
     """Durable queue; ``put`` and ``put_event`` never block the loop."""
 
-    def __init__(self, config: OutboxConfig, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: OutboxConfig, state_dir: Path, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.config = config
         self.path = config.path if config.path.is_absolute() else state_dir / config.path
-        self.clock = clock
+        self.clock = clock  # wall clock: the times an operator reads (created, failed)
+        self.monotonic = monotonic  # drives the age clock (ttl, oldest age): never jumps
+        self._age_base = 0.0  # the age clock when this process opened the database
+        self._age_opened = monotonic()
         self._executor: ThreadPoolExecutor | None = None  # the one thread that touches the database
         self._db: sqlite3.Connection | None = None
         self._pending: list[Sequence[Reading]] = []
@@ -155,7 +172,7 @@ class Outbox:
         self.dead_letters = 0  # readings in the dead-letter table
         self.bytes = 0
         self.rows = 0
-        self.oldest: float | None = None  # when the oldest row was accepted
+        self.oldest: float | None = None  # when the oldest row was accepted, in the age clock
 
     # -- lifecycle -------------------------------------------------------
 
@@ -212,6 +229,10 @@ class Outbox:
         self._recount(db)
         self.corrupt += corrupt
         self.generation = self._next_generation(db)
+        (stored_age,) = db.execute("SELECT coalesce((SELECT value FROM counters WHERE name='age_clock'), 0)").fetchone()
+        self._age_base, self._age_opened = float(stored_age), self.monotonic()
+        # Rows of an older release were stamped by the wall clock only: they start ageing now.
+        db.execute("UPDATE outbox SET age_clock = ? WHERE age_clock IS NULL", (self._age_base,))
         (self.last_id,) = db.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name='outbox'").fetchone()
         # What a crash left in memory was never accepted; what waits now is still to come.
         self.received = self.accepted + self.rejected + self._rejected_unsaved + self.pending
@@ -231,10 +252,12 @@ class Outbox:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
                 " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
-                " payload BLOB NOT NULL, gen INTEGER NOT NULL DEFAULT 0)"
+                " payload BLOB NOT NULL, gen INTEGER NOT NULL DEFAULT 0, age_clock REAL)"
             )
             if "gen" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
                 db.execute("ALTER TABLE outbox ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")  # a file of an older release
+            if "age_clock" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
+                db.execute("ALTER TABLE outbox ADD COLUMN age_clock REAL")  # likewise; filled in by _open
             db.execute(
                 "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
                 " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL,"
@@ -290,11 +313,22 @@ class Outbox:
     def _save_counters(self, db: sqlite3.Connection) -> None:
         db.executemany(
             "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-            [(name, getattr(self, name)) for name in _COUNTERS],
+            [*((name, getattr(self, name)) for name in _COUNTERS), ("age_clock", self.age_clock())],
         )
+
+    def age_clock(self) -> float:
+        """Seconds this outbox has been open in total: the clock rows age by (never jumps)."""
+        return self._age_base + self.monotonic() - self._age_opened
 
     def _close(self) -> None:
         if self._db is not None:
+            try:  # keep the time since the last commit; a crash loses only that much age
+                self._db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('age_clock', ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                    (self.age_clock(),),
+                )
+            except sqlite3.Error as exc:
+                log.warning("outbox: cannot store its age clock at close (%s)", exc)
             self._db.close()
             self._db = None
 
@@ -401,20 +435,19 @@ class Outbox:
                 refused: int = 0) -> list[Row]:  # fmt: skip
         db = self._db
         assert db is not None, "outbox is not open"
-        now = self.clock()
+        now, age = self.clock(), self.age_clock()
         records = self._pack(batches, events)
         db.execute("BEGIN IMMEDIATE")
         try:
             self.rejected += refused
             if acked:
                 self._delete_acked(db, acked)
-            self._expire(db, now)
+            self._expire(db, age)
             records = self._make_room(db, records)
             rows = []
             gen = self.generation
-            insert = "INSERT INTO outbox (kind, subject, created, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?)"
             for kind, subject, count, size, payload in records:
-                cursor = db.execute(insert, (kind, subject, now, count, size, payload, gen))
+                cursor = db.execute(_INSERT_ROW, (kind, subject, now, age, count, size, payload, gen))
                 rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
             for row in rows:
                 self.depth += row.count
@@ -461,10 +494,11 @@ class Outbox:
                 self.rows -= 1
                 self.acked += count
 
-    def _expire(self, db: sqlite3.Connection, now: float) -> None:
-        if self.oldest is None or self.oldest >= now - self.config.ttl:
+    def _expire(self, db: sqlite3.Connection, age: float) -> None:
+        """Delete rows older than ``ttl``; ``age`` is the age clock now."""
+        if self.oldest is None or self.oldest >= age - self.config.ttl:
             return
-        gone = db.execute("DELETE FROM outbox WHERE created < ? RETURNING count, size", (now - self.config.ttl,)).fetchall()
+        gone = db.execute("DELETE FROM outbox WHERE age_clock < ? RETURNING count, size", (age - self.config.ttl,)).fetchall()
         for count, size in gone:
             self.depth -= count
             self.bytes -= size
@@ -518,7 +552,7 @@ class Outbox:
 
     def _update_oldest(self) -> None:
         assert self._db is not None
-        row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        row = self._db.execute("SELECT age_clock FROM outbox ORDER BY id LIMIT 1").fetchone()
         self.oldest = row[0] if row else None
 
     # -- reading back (backlog) ------------------------------------------
@@ -596,17 +630,15 @@ class Outbox:
 
     async def requeue(self, ids: Iterable[int] | None = None) -> int:
         """Put dead letters (all of them with ``None``) back in the queue as new messages;
-        returns how many readings went back. They are sent like new rows."""
+        returns how many readings went back. They are sent like new rows, and their age
+        (for ``ttl``) starts again from zero."""
         wanted = None if ids is None else list(ids)
 
         def move(db: sqlite3.Connection) -> list[Row]:
             rows = []
-            gen = self.generation
+            gen, age = self.generation, self.age_clock()
             for old_id, kind, subject, created, count, size, payload in self._select_dead(db, wanted):
-                cursor = db.execute(
-                    "INSERT INTO outbox (kind, subject, created, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (kind, subject, created, count, size, payload, gen),
-                )
+                cursor = db.execute(_INSERT_ROW, (kind, subject, created, age, count, size, payload, gen))
                 db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
                 rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
                 self.depth += count
@@ -698,7 +730,7 @@ class Outbox:
             "outbox_depth": self.depth,
             "outbox_bytes": self.bytes,
             "outbox_rows": self.rows,
-            "outbox_oldest_age": None if self.oldest is None else max(0.0, self.clock() - self.oldest),
+            "outbox_oldest_age": None if self.oldest is None else max(0.0, self.age_clock() - self.oldest),
             "outbox_accepted": self.accepted,
             "outbox_dropped": self.dropped,
             "outbox_dropped_full": self.dropped_full,

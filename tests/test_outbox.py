@@ -30,8 +30,9 @@ def stored_bytes(outbox: Outbox) -> int:
         return db.execute("SELECT total(size) FROM outbox").fetchone()[0]
 
 
-async def opened(tmp_path: Path, clock: object = None, **config: object) -> Outbox:
-    outbox = Outbox(OutboxConfig.model_validate(config), tmp_path, **({"clock": clock} if clock else {}))
+async def opened(tmp_path: Path, clock: object = None, monotonic: object = None, **config: object) -> Outbox:
+    clocks = {name: f for name, f in (("clock", clock), ("monotonic", monotonic)) if f}
+    outbox = Outbox(OutboxConfig.model_validate(config), tmp_path, **clocks)
     await outbox.open()
     return outbox
 
@@ -109,7 +110,7 @@ async def test_reject_newest_keeps_the_oldest_and_counts_the_rejected(tmp_path: 
 
 async def test_readings_older_than_the_ttl_expire_and_are_counted(tmp_path: Path) -> None:
     now = [1000.0]
-    outbox = await opened(tmp_path, clock=lambda: now[0], ttl="1h")
+    outbox = await opened(tmp_path, monotonic=lambda: now[0], ttl="1h")
     outbox.put(readings("a", 0, 30))
     await outbox.flush()
     now[0] += 1800
@@ -304,4 +305,71 @@ async def test_readings_put_before_the_database_opens_wait_and_are_committed(tmp
     await outbox.flush()
     assert stored(outbox) == [("a", i) for i in range(20)]
     assert outbox.balance() == (0, 0) and outbox.open_error is None
+    await outbox.close()
+
+
+DAY = 86400.0
+
+
+async def test_a_wall_clock_step_after_boot_does_not_expire_fresh_readings(tmp_path: Path) -> None:
+    wall, running = [0.0], [500.0]  # a board without a real-time clock boots in 1970
+    outbox = await opened(tmp_path, clock=lambda: wall[0], monotonic=lambda: running[0], ttl="7d")
+    outbox.put(readings("a", 0, 10))
+    await outbox.flush()
+    wall[0] += 30 * DAY  # time sync: the wall clock steps a month forward
+    running[0] += 10
+    outbox.put(readings("a", 10, 10))
+    await outbox.flush()
+    assert outbox.expired == 0 and [v for _, v in stored(outbox)] == list(range(20))
+    assert outbox.stats()["outbox_oldest_age"] == 10
+
+    running[0] += 7 * DAY - 5  # the first readings have now waited longer than ttl; the second not
+    outbox.put(readings("a", 20, 10))
+    await outbox.flush()
+    assert outbox.expired == 10 and [v for _, v in stored(outbox)] == list(range(10, 30))
+    assert outbox.balance() == (0, 0)
+    await outbox.close()
+
+
+async def test_the_age_of_stored_readings_survives_a_restart(tmp_path: Path) -> None:
+    running = [100.0]
+    outbox = await opened(tmp_path, monotonic=lambda: running[0], ttl="7d")
+    outbox.put(readings("a", 0, 10))
+    await outbox.flush()
+    running[0] += 2 * DAY  # no commit in between: close keeps this time too
+    await outbox.close()
+
+    rebooted = [3.0]  # the monotonic clock starts again near zero after a reboot
+    again = await opened(tmp_path, monotonic=lambda: rebooted[0], ttl="7d")
+    assert again.stats()["outbox_oldest_age"] == 2 * DAY
+    rebooted[0] += 5 * DAY + 1
+    again.put(readings("a", 10, 10))
+    await again.flush()
+    assert again.expired == 10 and [v for _, v in stored(again)] == list(range(10, 20))
+    await again.close()
+
+
+async def test_rows_of_an_older_release_are_kept_and_age_from_the_upgrade(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as db:  # the layout before generations and the age clock
+        db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        db.execute(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
+            " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL)"
+        )
+        payload = json.dumps([["v", i, 1.0, 0] for i in range(5)]).encode()
+        db.execute("INSERT INTO outbox (kind, subject, created, count, size, payload) VALUES (0, 'a', 0.0, 5, 40, ?)", (payload,))
+        db.execute("INSERT INTO counters VALUES ('accepted', 5)")
+    db.close()
+    running = [50.0]
+    outbox = await opened(tmp_path, monotonic=lambda: running[0], ttl="7d")
+    assert outbox.depth == 5 and outbox.stats()["outbox_oldest_age"] == 0
+    running[0] += DAY
+    outbox.put(readings("a", 5, 5))
+    await outbox.flush()
+    assert outbox.expired == 0 and [v for _, v in stored(outbox)] == list(range(10)), "stamped in 1970, yet kept"
+    running[0] += 6 * DAY + 1
+    outbox.put(readings("a", 10, 5))
+    await outbox.flush()
+    assert outbox.expired == 5 and [v for _, v in stored(outbox)] == list(range(5, 15))
+    assert outbox.balance() == (0, 0)
     await outbox.close()

@@ -222,6 +222,17 @@ class Daemon:
 
     # -- reload --------------------------------------------------------------
 
+    def _hand_over_uplink(self) -> Callable[[], Part]:
+        """Build the new uplink (from ``self.config``) and let it take the Hub's readings from the
+        old one in the same instant, so each reading goes to exactly one outbox; the old one
+        commits what it took as it stops. Returns the unit factory: the new uplink first."""
+        old = self.uplink
+        new = self._make_uplink()
+        new.listen()
+        old.stop_listening()
+        prepared = [new]
+        return lambda: prepared.pop() if prepared else self._make_uplink()
+
     def request_reload(self) -> None:
         if self._group is not None and not self._stopping.is_set():
             self._group.create_task(self.reload(), name="reload")
@@ -240,15 +251,18 @@ class Daemon:
         old_plan, new_plan = self._plan(self.config), self._plan(new)
         self.config = new
         gone = [name for name in self._units if name not in new_plan or new_plan[name][0] != self._units[name].settings]
+        factories = {name: factory for name, (_, factory) in new_plan.items()}
+        if "uplink" in gone and "uplink" in new_plan and self.uplink is not None:
+            factories["uplink"] = self._hand_over_uplink()
         if "rules" in gone and "rules" in new_plan and self.rules is not None and hasattr(self.rules, "reload"):
             self._warn_rule_points(new)
             self.rules.reload(new.rules)  # keeps the state of unchanged rules
             self._units["rules"].settings = new_plan["rules"][0]
             gone.remove("rules")
         await self._stop_units(gone, new.gateway.stop_timeout)
-        for name, (settings, factory) in new_plan.items():
+        for name, (settings, _) in new_plan.items():
             if name not in self._units:
-                self._start_unit(name, settings, factory)
+                self._start_unit(name, settings, factories[name])
         started = [n for n in new_plan if n not in old_plan or n in gone]
         gc.freeze()
         log.info("configuration reloaded: %d unit(s) restarted or started, %d stopped",

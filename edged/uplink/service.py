@@ -68,6 +68,7 @@ class UplinkService:
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._sent = [0, 0]  # live, backlog readings of past connections
+        self._listening: list[Callable[[], None]] = []
         self.refusals = Refusals(uplink_config.max_attempts)
         self.delivered: Counter[str] = Counter()  # readings the cloud acknowledged, by adapter
         # Figures for metrics (see also ``stats()``).
@@ -82,14 +83,25 @@ class UplinkService:
         self._changed = asyncio.Event()
         self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
 
+    def listen(self) -> None:
+        """Take the Hub's readings and events from now on (into memory until the outbox opens).
+        Called by ``run()``, or earlier by a reload that hands over from a running uplink."""
+        if not self._listening:
+            self._listening = [
+                self.hub.subscribe(self.outbox.put),
+                self.hub.subscribe_events(self._on_event),
+                self.outbox.subscribe(lambda rows: self._changed.set()),
+            ]
+
+    def stop_listening(self) -> None:
+        """Take no more readings (the rest of what was taken is committed by ``run()``'s end)."""
+        for stop in self._listening:
+            stop()
+        self._listening = []
+
     async def run(self) -> None:
         self._down_since = time.monotonic()
-        # Take readings and events before the database is open: they wait in memory meanwhile.
-        unsubscribe = [
-            self.hub.subscribe(self.outbox.put),
-            self.hub.subscribe_events(self._on_event),
-            self.outbox.subscribe(lambda rows: self._changed.set()),
-        ]
+        self.listen()
         try:
             await self._open_outbox()
             if isinstance(self.config, CoapUplinkConfig) and self.config.command_uri:  # commands read from a resource come again
@@ -99,8 +111,7 @@ class UplinkService:
                 f"uplink {self.config.type}", self._session, log, self.backoff, on_failure=self._on_failure
             )
         finally:
-            for stop in unsubscribe:
-                stop()
+            self.stop_listening()
             await self._commands.close()
             await self.outbox.close()  # commits everything handed over (the SIGTERM path)
 

@@ -55,12 +55,19 @@ class GatewayConfig(Model):
             raise ValueError("cannot contain + or #: the gateway id is put into MQTT topics, where they are wildcards")
         return value
 
+    @field_validator("state_dir")
+    @classmethod
+    def _no_nul(cls, value: Path) -> Path:
+        if "\0" in str(value):
+            raise ValueError("a path cannot contain the character NUL")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file
             raise ValueError("expected an IANA time zone such as UTC or Europe/Berlin") from exc
         return value
 

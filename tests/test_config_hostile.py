@@ -115,6 +115,7 @@ HOSTILE = {
     "alias-inside-itself": (b"gateway: &g {id: *g}\n", 1, "the alias *g is inside the value it names"),
     "5000-digit-number": (f"gateway:\n  id: {'7' * 5000}\n".encode(), 2, "cannot read this value as int: Exceeds the limit"),
     "no-such-date": (b"gateway:\n  id: 2024-02-30\n", 2, "cannot read this value as timestamp: day is out of range for month"),
+    "timezone-too-long": (GOOD.replace("id: test", f"id: test\n  timezone: {'a' * 300}").encode(), 3, "gateway.timezone: expected an IANA"),
     "too-large": (GOOD.encode() + b"# " + b"x" * MAX_BYTES + b"\n", 1, "the file is larger than 4 MiB"),
 }
 
@@ -131,6 +132,22 @@ def test_an_included_file_has_the_same_limits(tmp_path):
     (tmp_path / "extra.yaml").write_text("rules: []\n# " + "x" * MAX_BYTES + "\n")
     (tmp_path / "main.yaml").write_text(GOOD + "include: [extra.yaml]\n")
     assert_refused(check(tmp_path / "main.yaml", timeout=20), f"{tmp_path / 'extra.yaml'}:1", "the file is larger than 4 MiB")
+
+
+def test_a_modbus_point_type_that_is_a_list_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        GOOD + "  - type: modbus\n    name: plant\n    connections:\n      - transport: tcp\n        host: 127.0.0.1\n"
+        "        devices:\n          - id: meter\n            order: CDAB\n            points:\n"
+        "              - {key: volts, table: input, address: 0, type: [float32]}\n"
+    )
+    assert_refused(check(path), f"{path}:17", "adapters[1].connections[0].devices[0].points[0].type: expected")
+
+
+def test_a_state_dir_with_nul_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("id: test", 'id: test\n  state_dir: "st\\0ate"'))
+    assert_refused(check(path), f"{path}:3", "gateway.state_dir: a path cannot contain the character NUL")
 
 
 def test_an_adapter_type_that_is_no_string_is_a_config_error(tmp_path):

@@ -177,7 +177,7 @@ class DeviceConfig(Model):
     def _device_order(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("order") is None or not isinstance(data.get("points"), list):
             return data
-        numbers = {None, *(t.value for t in DataType)} - {"bool", "bit", "string"}  # None: uint16
+        numbers = tuple({None, *(t.value for t in DataType)} - {"bool", "bit", "string"})  # None: uint16; a tuple: a type may be a list
         points = [
             {**point, "order": data["order"]}
             if isinstance(point, dict) and "order" not in point and point.get("type") in numbers

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
+from edged.yamlsource import is_device
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_SECRET_BYTES = 65536  # a secret file larger than this is a mistake (or not a file: /dev/zero)
@@ -69,6 +71,8 @@ def resolve_secret(value: Any) -> Any:
 
 def _read_secret(path: Path) -> SecretStr:
     try:
+        if is_device(path):
+            raise ValueError(f"secret file {path} is a device, not a file")
         with path.open("rb") as stream:
             raw = stream.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:

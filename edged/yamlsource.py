@@ -13,6 +13,7 @@ values (a "billion laughs" document expands to billions from a few lines).
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,10 @@ def load(file: Path) -> tuple[Any, SourceMap]:
 def _read(file: Path, name: str) -> str:
     """The text of ``file``: at most ``MAX_BYTES`` of UTF-8 that YAML can hold."""
     try:
+        if is_device(file):  # opening one may block (a terminal) or act (a watchdog)
+            raise ConfigError([ConfigProblem(name, None, "", "a device, not a file")])
         with file.open("rb") as stream:
-            raw = stream.read(MAX_BYTES + 1)  # not more: the file may be endless (a device)
+            raw = stream.read(MAX_BYTES + 1)  # not more: a pipe may be endless
     except OSError as exc:
         raise ConfigError([ConfigProblem(name, None, "", f"cannot read: {exc.strerror}")]) from exc
     if len(raw) > MAX_BYTES:
@@ -109,6 +112,12 @@ def _read(file: Path, name: str) -> str:
         line = text.count("\n", 0, bad.start()) + 1
         raise ConfigError([ConfigProblem(name, line, "", f"the character U+{ord(bad.group()):04X} is not allowed in YAML")])
     return text
+
+
+def is_device(path: Path) -> bool:
+    """Whether ``path`` is a character or block device (``/dev/zero``, ``/dev/tty``)."""
+    mode = path.stat().st_mode
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 class _Refused(yaml.MarkedYAMLError):

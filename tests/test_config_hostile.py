@@ -134,6 +134,14 @@ def test_an_included_file_has_the_same_limits(tmp_path):
     assert_refused(check(tmp_path / "main.yaml", timeout=20), f"{tmp_path / 'extra.yaml'}:1", "the file is larger than 4 MiB")
 
 
+def test_a_device_is_not_read_as_an_included_file_or_a_secret(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD + "include: [/dev/zero]\n")
+    assert_refused(check(path), "/dev/zero", "a device, not a file")
+    path.write_text(GOOD + "status:\n  http:\n    token: {file: /dev/zero}\n")
+    assert_refused(check(path), f"{path}:10", "status.http.token: secret file /dev/zero is a device, not a file")
+
+
 def test_a_modbus_point_type_that_is_a_list_is_a_config_error(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(

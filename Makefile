@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto mosquitto-clients libcoap3-bin socat autoconf automake libtool \
                 chromium python3-venv python3-dev gcc
 
-.PHONY: demo test check lint bench system-deps install-deps clean
+.PHONY: demo test check lint bench fuzz system-deps install-deps clean
 
 demo: $(BIN)/edged
 	$(BIN)/edged demo
@@ -21,6 +21,12 @@ check: lint
 
 lint:
 	$(BIN)/ruff check .
+
+# Property-based tests with a large budget (HYPOTHESIS_PROFILE=fuzz, see tests/conftest.py): every test file that uses hypothesis.
+FUZZ_TESTS = $(shell grep -rl --include='test_*.py' 'from hypothesis' tests)
+
+fuzz:
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --timeout 0 -q $(FUZZ_TESTS)
 
 bench: install-deps
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -60,7 +60,9 @@ class SourceMap:
 def format_path(path: KeyPath) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        # A key with a line break or a control character is quoted: it cannot forge a line of output.
+        name = part if not isinstance(part, str) or (part.isprintable() and part) else repr(part)
+        text += f"[{name}]" if isinstance(part, int) else (f".{name}" if text else str(name))
     return text
 
 

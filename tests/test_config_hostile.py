@@ -134,6 +134,14 @@ def test_an_included_file_has_the_same_limits(tmp_path):
     assert_refused(check(tmp_path / "main.yaml", timeout=20), f"{tmp_path / 'extra.yaml'}:1", "the file is larger than 4 MiB")
 
 
+def test_a_key_with_a_line_break_is_shown_on_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("id: test", 'id: test\n  "colour\\nc.yaml:1: ok": blue'))
+    result = check(path)
+    assert_refused(result, f"{path}:3", "gateway.'colour\\nc.yaml:1: ok': unknown key")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_a_device_is_not_read_as_an_included_file_or_a_secret(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(GOOD + "include: [/dev/zero]\n")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from bleak.backends.scanner import AdvertisementData
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edged.adapters.ble import advert, atc, bthome, ibeacon, mibeacon, ruuvi
@@ -24,11 +25,21 @@ SERVICE_UUIDS = (bthome.UUID, atc.UUID, mibeacon.UUID)
 COMPANIES = (ruuvi.COMPANY_ID, ibeacon.COMPANY_ID)
 
 
+def _object(object_id: int) -> st.SearchStrategy[bytes]:
+    """One object of a known id: its id and a value of the size the id fixes (text and raw: a length byte)."""
+    size = bthome.OBJECTS[object_id].size
+    value = st.binary(max_size=12).map(lambda b: bytes([len(b)]) + b) if size == 0 else st.binary(min_size=size,
+                                                                                                 max_size=size)
+    return value.map(lambda v: bytes([object_id]) + v)
+
+
+KNOWN = st.sampled_from(sorted(bthome.OBJECTS)).flatmap(_object)
+
+
 def _objects() -> st.SearchStrategy[bytes]:
-    """BTHome object bytes that mostly start with known ids, so decoding gets past the first byte."""
-    known = st.sampled_from(sorted(bthome.OBJECTS))
-    one = st.tuples(st.one_of(known, st.integers(0, 255)), st.binary(max_size=6)).map(lambda t: bytes([t[0]]) + t[1])
-    return st.lists(one, max_size=8).map(b"".join)
+    """BTHome objects, mostly well formed so that decoding reaches every id's value, some garbage."""
+    garbage = st.binary(min_size=1, max_size=6)
+    return st.lists(st.one_of(KNOWN, KNOWN, garbage), max_size=8).map(b"".join)
 
 
 bthome_plain = st.tuples(st.integers(0, 255).map(lambda b: (b & 0x1F) | 0x40), _objects()).map(
@@ -107,6 +118,17 @@ def test_bthome_raises_only_bthome_error_or_bad_address(data: bytes, address: st
     except ValueError as exc:  # BTHomeError, or (as advert.decode documents) an address that is no MAC
         assert str(exc)
         return
+    for measurement in packet.measurements:
+        _check(measurement)
+
+
+@pytest.mark.parametrize("object_id", sorted(bthome.OBJECTS), ids=lambda i: f"0x{i:02x}")
+@settings(max_examples=max(10, settings().max_examples // 10))  # times about 100 ids
+@given(data=st.data())
+def test_every_bthome_object_decodes_any_value(object_id: int, data: st.DataObject) -> None:
+    objects = data.draw(_object(object_id)) + b"".join(data.draw(st.lists(KNOWN, max_size=3)))
+    packet = bthome.decode(bthome.service_data(objects), ADDRESS)
+    assert packet.measurements and packet.measurements[0].key == bthome.OBJECTS[object_id].key
     for measurement in packet.measurements:
         _check(measurement)
 

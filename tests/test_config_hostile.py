@@ -246,9 +246,11 @@ SCALARS = (
     | st.text(max_size=20)
     | st.sampled_from(["2024-02-30", "0x_", "1" * 5000, "{prefix}/{x}", "5s", "-1", ".nan"])
 )
-DOCUMENTS = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=4)
-)
+def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=4)
+
+
+DOCUMENTS = st.recursive(SCALARS, _containers)
 TEXTS = DOCUMENTS.map(lambda doc: yaml.safe_dump(doc, allow_unicode=True)) | st.text(max_size=200)
 
 

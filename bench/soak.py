@@ -83,7 +83,7 @@ class Subscriber:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.rows: dict[int, int] = {}  # seq -> readings (events count 1)
+        self.rows: dict[tuple[int | None, int], int] = {}  # (gen, seq) -> readings (events count 1)
         self.messages = 0
         self.changed = asyncio.Event()
 
@@ -98,7 +98,8 @@ class Subscriber:
                     async for message in client.messages:
                         body = json.loads(message.payload)  # type: ignore[arg-type]
                         self.messages += 1
-                        self.rows[body["seq"]] = len(body["readings"]) if "readings" in body else 1
+                        # The documented dedupe key: (gen, seq); a message sent again keeps both.
+                        self.rows[(body.get("gen"), body["seq"])] = len(body["readings"]) if "readings" in body else 1
                         self.changed.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.5)  # the broker is down: try again
@@ -272,6 +273,10 @@ async def main() -> None:
                     await asyncio.sleep(1.0)
             accepted = state["outbox"]["accepted"]
             dropped = state["outbox"]["dropped"]
+            final = state["outbox"]
+            # Every accepted reading in exactly one counter (they are committed with the rows, so across SIGKILLs too).
+            unaccounted = accepted - sum(final.get(key) or 0 for key in (
+                "acked", "depth", "dropped_full", "expired", "dead_letters", "discarded"))
             async with asyncio.timeout(120):
                 while subscriber.delivered < accepted:
                     subscriber.changed.clear()
@@ -299,6 +304,7 @@ async def main() -> None:
             print(f"rss_by_minute_of_that_process: {' '.join(f'{r:.1f}' for r in life.by_minute)} MiB")
     print(f"cpu_per_1000_readings: {edged.cpu / max(1, accepted) * 1000:.4f} s")
     print(f"rule_latency_p99: {max(p99s) * 1000 if p99s else float('nan'):.2f} ms (worst of {len(p99s)} windows)")
+    print(f"unaccounted: {unaccounted} readings (accepted minus acked, stored, dropped, expired, dead-lettered, discarded)")
     print(f"lost: {max(0, accepted - delivered)} readings")
 
 

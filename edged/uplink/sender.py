@@ -208,7 +208,7 @@ class Sender:
                 self._fail(exc)
                 return
         finally:
-            del self.inflight[row.id]
+            self.inflight.pop(row.id, None)
             if self.alone == row.id:
                 self.alone = None
             for _ in range(permits):

@@ -67,6 +67,7 @@ class UplinkService:
         self.seen = SeenCommands(state_dir / "cloud-commands.json")
         self._commands = TaskSet()
         self._sender: Sender | None = None
+        self._ended_with: tuple[dict[int, Any], int | None] = ({}, None)  # rows in flight when the last sender stopped
         self._sent = [0, 0]  # live, backlog readings of past connections
         self._listening: list[Callable[[], None]] = []
         self.refusals = Refusals(uplink_config.max_attempts)
@@ -147,26 +148,35 @@ class UplinkService:
                 await self._serve(link.send, commands)
 
     async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
-        sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered,
-                        self.refusals, self.backoff)  # fmt: skip
-        self._sender = sender
         self.connected = True
         self._down_since = None
         self._changed.set()
         try:
-            await _first_failure([sender.run(), *([commands] if commands else [])])
-        except Refused:
-            raise
+            await _first_failure([self._send_all(send), *([commands] if commands else [])])
         except UplinkError:
-            self.refusals.lost(*sender.ended_with)
+            self.refusals.lost(*self._ended_with)
             raise
         finally:
             self.connected = False
             self._down_since = time.monotonic()
             self._changed.set()
-            self._sender = None
-            self._sent[0] += sender.sent_live
-            self._sent[1] += sender.sent_backlog
+
+    async def _send_all(self, send: Send) -> None:
+        """Drain the outbox over the connection. After a refusal that may pass, start over from
+        the outbox after the backoff delay, on the same connection (commands keep coming)."""
+        while True:
+            sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered,
+                            self.refusals, self.backoff)  # fmt: skip
+            self._sender = sender
+            try:
+                await sender.run()
+            except Refused:
+                await asyncio.sleep(self.backoff.next_delay())
+            finally:
+                self._sender = None
+                self._ended_with = sender.ended_with
+                self._sent[0] += sender.sent_live
+                self._sent[1] += sender.sent_backlog
 
     def _on_failure(self, exc: BaseException) -> None:
         self.reconnects += 1

@@ -46,6 +46,10 @@ class GatewayConfig(Model):
     command_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0
     location: Location | None = None  # for sun triggers
+    # kernel: readings stored while the kernel says the system clock is not synchronised
+    # (no time server reached since boot) are marked "clock": "unsynced" in their messages;
+    # trusted: the clock is always taken as right (a real-time clock set by hand, no time server).
+    clock: Literal["kernel", "trusted"] = "kernel"
 
     @field_validator("id")
     @classmethod

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from edged import adapters
 from edged.adapter import Adapter, AdapterConfig
 from edged.backoff import Backoff, retry_forever
+from edged.clock import ClockWatch
 from edged.config import Config, load_config
 from edged.errors import ConfigError, EdgedError
 from edged.hub import Hub
@@ -60,6 +61,7 @@ class Daemon:
         self.uplink: Any = None
         self.status: Any = None
         self.started_at = time.time()
+        self.clock_synced = True  # kept by the clock watch while running
         self.loop_lag = 0.0
         self.ready = asyncio.Event()
         self.http_listening = asyncio.Event()  # set by the HTTP status server once it accepts
@@ -88,6 +90,7 @@ class Daemon:
         from edged.uplink.service import UplinkService
 
         self.uplink = UplinkService(self.config.outbox, self.config.uplink, self.hub, self.state_dir, self.config.gateway.id)
+        self.uplink.outbox.clock_synced = self.clock_synced
         return self.uplink
 
     def _make_adapter(self, config: AdapterConfig) -> Part:
@@ -131,9 +134,11 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        clock = ClockWatch(self.config.gateway.clock == "trusted", self._clock_changed)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                watch = group.create_task(clock.run(), name="clock watch")
                 for name, (settings, factory) in self._plan(self.config).items():
                     self._start_unit(name, settings, factory)
                 monitor = group.create_task(self._monitor_loop(), name="loop monitor")
@@ -144,6 +149,7 @@ class Daemon:
                 in_start_order = [name for name in self._plan(self.config) if name in self._units]
                 await self._stop_units(in_start_order, self.config.gateway.stop_timeout)
                 monitor.cancel()
+                watch.cancel()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -152,6 +158,11 @@ class Daemon:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _clock_changed(self, synced: bool) -> None:
+        self.clock_synced = synced
+        if self.uplink is not None:
+            self.uplink.outbox.clock_synced = synced
 
     async def _announce_ready(self) -> None:
         if "status:http" in self._units:

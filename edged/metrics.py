@@ -63,6 +63,10 @@ class DaemonCollector(Collector):
             "edged_event_loop_lag_seconds", "How late the event loop woke a 1 s timer, last measured",
             value=float(getattr(daemon, "loop_lag", 0.0)),
         )
+        yield GaugeMetricFamily(
+            "edged_clock_synced", "1 when the system clock is synchronised (or trusted); 0 marks stored readings unsynced",
+            value=int(daemon.clock_synced),
+        )
         yield CounterMetricFamily("edged_readings_in", "Readings that entered the Hub", value=daemon.hub.readings_in)
         yield from self._adapters()
         yield from self._rules()

@@ -37,6 +37,10 @@ accepted a moment before. So age counts the time the gateway runs; time with
 the power off (or the daemon stopped) does not count. Rows of a file from an
 older release, which have no age yet, start ageing when it is first opened.
 
+Clock: rows stored while ``clock_synced`` is False (the daemon's clock watch
+sets it) are marked ``unsynced``: their readings were stamped before the
+system clock was synchronised, and the uplink says so in their messages.
+
 Rows the cloud refuses for good are moved to a dead-letter table
 (``dead_letter``), from where an operator lists, requeues or discards them.
 
@@ -78,7 +82,9 @@ EVENT = 1
 _COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked", "dead_lettered", "requeued", "discarded", "corrupt")
 MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
-_INSERT_ROW = "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = (
+    "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen, unsynced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class OutboxConfig(Model):
@@ -112,6 +118,11 @@ class Row(NamedTuple):
     count: int
     payload: bytes
     gen: int = 0  # the outbox generation that stored it: (gen, id) is the message's key
+    unsynced: bool = False  # stored before the system clock was synchronised: its timestamps may be wrong
+
+
+class _Unsynced(tuple):  # type: ignore[type-arg]
+    """A batch put while the system clock was not synchronised."""
 
 
 class DeadLetter(NamedTuple):
@@ -146,7 +157,7 @@ class Outbox:
         self._committing = 0  # readings in the commit under way
         self._rejected_unsaved = 0  # refused on the loop, not yet in a committed counter
         self._stalled = False
-        self._pending_events: list[tuple[str, bytes]] = []
+        self._pending_events: list[tuple[str, bytes, bool]] = []
         self._acked: list[int] = []
         self._tasks = TaskSet()
         self._writer: asyncio.Task[None] | None = None
@@ -154,6 +165,7 @@ class Outbox:
         self._retry = Backoff(initial=0.5, maximum=30.0)
         self._closing = asyncio.Event()
         self.commit_error: str | None = None  # why commits fail, while they do
+        self.clock_synced = True  # False marks what is stored from now on as ``unsynced``
         self.last_id = 0  # id of the newest committed row
         # Figures for metrics (readings; an event counts as one).
         self.accepted = 0
@@ -263,6 +275,9 @@ class Outbox:
                 " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL,"
                 " gen INTEGER NOT NULL, reason TEXT NOT NULL, failed REAL NOT NULL)"
             )
+            for table in ("outbox", "dead_letter"):  # files of older releases have no clock mark
+                if "unsynced" not in {column[1] for column in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN unsynced INTEGER NOT NULL DEFAULT 0")
         except BaseException:
             db.close()
             raise
@@ -349,14 +364,14 @@ class Outbox:
                 self._stalled = True
             self._rejected_unsaved += len(readings)
             return
-        self._pending.append(readings)
+        self._pending.append(readings if self.clock_synced else _Unsynced(readings))
         self._pending_count += len(readings)
         self._wake()
 
     def put_event(self, subject: str, data: dict[str, Any]) -> None:
         """Queue one event (a JSON object; NaN and infinities become null) for the next commit."""
         self.received += 1
-        self._pending_events.append((subject, _event_json(data)))
+        self._pending_events.append((subject, _event_json(data), not self.clock_synced))
         self._wake()
 
     def ack(self, ids: Iterable[int]) -> None:
@@ -409,7 +424,7 @@ class Outbox:
         finally:
             self._writer = None
 
-    async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]],
+    async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]],
                       acked: list[int]) -> None:  # fmt: skip
         """Put what a failed commit carried back in front of the queue and wait before the next try."""
         readings = sum(len(b) for b in batches)
@@ -431,7 +446,7 @@ class Outbox:
 
     # -- worker thread ---------------------------------------------------
 
-    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]], acked: list[int],
+    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]], acked: list[int],
                 refused: int = 0) -> list[Row]:  # fmt: skip
         db = self._db
         assert db is not None, "outbox is not open"
@@ -446,9 +461,9 @@ class Outbox:
             records = self._make_room(db, records)
             rows = []
             gen = self.generation
-            for kind, subject, count, size, payload in records:
-                cursor = db.execute(_INSERT_ROW, (kind, subject, now, age, count, size, payload, gen))
-                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
+            for kind, subject, count, size, payload, unsynced in records:
+                cursor = db.execute(_INSERT_ROW, (kind, subject, now, age, count, size, payload, gen, unsynced))
+                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen, unsynced))
             for row in rows:
                 self.depth += row.count
                 self.accepted += row.count
@@ -465,9 +480,13 @@ class Outbox:
         self._update_oldest()
         return rows
 
-    def _pack(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes]]) -> list[tuple[Any, ...]]:
-        groups: dict[str, list[tuple[Any, ...]]] = {}
+    def _pack(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]]) -> list[tuple[Any, ...]]:
+        """Rows ``(kind, subject, count, size, payload, unsynced)``: a device's readings in
+        order, unsynced ones apart (they come first: a clock becomes synchronised)."""
+        synced: dict[str, list[tuple[Any, ...]]] = {}
+        unsynced: dict[str, list[tuple[Any, ...]]] = {}
         for batch in batches:
+            groups = unsynced if type(batch) is _Unsynced else synced
             for reading in batch:
                 group = groups.get(reading[0])
                 if group is None:
@@ -475,13 +494,14 @@ class Outbox:
                 group.append(reading[1:])
         per_row = self.config.row_readings
         records: list[tuple[Any, ...]] = []
-        for device, group in groups.items():
-            for start in range(0, len(group), per_row):
-                chunk = group[start : start + per_row]
-                payload = _encode(chunk)
-                records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload))
-        for subject, payload in events:
-            records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload))
+        for mark, groups in ((True, unsynced), (False, synced)):
+            for device, group in groups.items():
+                for start in range(0, len(group), per_row):
+                    chunk = group[start : start + per_row]
+                    payload = _encode(chunk)
+                    records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload, mark))
+        for subject, payload, mark in events:
+            records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload, mark))
         return records
 
     def _delete_acked(self, db: sqlite3.Connection, acked: list[int]) -> None:
@@ -566,10 +586,11 @@ class Outbox:
         rows: list[Row] = []
         total = 0
         cursor = self._db.execute(
-            "SELECT id, kind, subject, count, payload, gen FROM outbox WHERE id > ? AND id <= ? ORDER BY id", (after, upto)
+            "SELECT id, kind, subject, count, payload, gen, unsynced FROM outbox WHERE id > ? AND id <= ? ORDER BY id",
+            (after, upto),
         )
         for row in cursor:
-            rows.append(Row(*row))
+            rows.append(Row(*row[:6], bool(row[6])))
             total += row[3]
             if total >= limit:
                 break
@@ -591,8 +612,8 @@ class Outbox:
     def _dead_letter(self, row_id: int, reason: str) -> bool:
         def move(db: sqlite3.Connection) -> bool:
             db.execute(
-                "INSERT INTO dead_letter (id, kind, subject, created, count, size, payload, gen, reason, failed)"
-                " SELECT id, kind, subject, created, count, size, payload, gen, ?, ? FROM outbox WHERE id = ?",
+                "INSERT INTO dead_letter (id, kind, subject, created, count, size, payload, gen, unsynced, reason, failed)"
+                " SELECT id, kind, subject, created, count, size, payload, gen, unsynced, ?, ? FROM outbox WHERE id = ?",
                 (reason, self.clock(), row_id),
             )
             gone = db.execute("DELETE FROM outbox WHERE id = ? RETURNING count, size", (row_id,)).fetchall()
@@ -637,10 +658,10 @@ class Outbox:
         def move(db: sqlite3.Connection) -> list[Row]:
             rows = []
             gen, age = self.generation, self.age_clock()
-            for old_id, kind, subject, created, count, size, payload in self._select_dead(db, wanted):
-                cursor = db.execute(_INSERT_ROW, (kind, subject, created, age, count, size, payload, gen))
+            for old_id, kind, subject, created, count, size, payload, unsynced in self._select_dead(db, wanted):
+                cursor = db.execute(_INSERT_ROW, (kind, subject, created, age, count, size, payload, gen, unsynced))
                 db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
-                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen))
+                rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen, bool(unsynced)))
                 self.depth += count
                 self.bytes += size
                 self.rows += 1
@@ -662,7 +683,7 @@ class Outbox:
 
         def delete(db: sqlite3.Connection) -> int:
             total = 0
-            for old_id, *_, count, _size, _payload in self._select_dead(db, wanted):
+            for old_id, _kind, _subject, _created, count, *_ in self._select_dead(db, wanted):
                 db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
                 total += count
             self.dead_letters -= total
@@ -673,7 +694,7 @@ class Outbox:
 
     @staticmethod
     def _select_dead(db: sqlite3.Connection, ids: list[int] | None) -> list[tuple[Any, ...]]:
-        query = "SELECT id, kind, subject, created, count, size, payload FROM dead_letter"
+        query = "SELECT id, kind, subject, created, count, size, payload, unsynced FROM dead_letter"
         if ids is None:
             return db.execute(query + " ORDER BY id").fetchall()
         found = []

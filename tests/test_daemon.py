@@ -152,3 +152,15 @@ async def test_coap_status_is_served_when_enabled(tmp_path, port):
             await context.shutdown()
         assert response.code == aiocoap.CONTENT
         assert json.loads(response.payload)["id"] == "sim/meter"
+
+
+@pytest.mark.parametrize("clock", ["kernel", "trusted"])
+async def test_status_says_whether_the_clock_is_synchronised(tmp_path, port, clock):
+    from edged.clock import kernel_clock_synced
+
+    path = write_config(tmp_path / "c.yaml", port)
+    path.write_text(path.read_text().replace("state_dir: state", f"state_dir: state\n  clock: {clock}"))
+    async with daemon(path, port) as proc:
+        await proc.wait_notification("READY=1")
+        _, body = await proc.get("/api/status")
+        assert body["clock_synced"] is (clock == "trusted" or kernel_clock_synced() is not False)

@@ -373,3 +373,26 @@ async def test_rows_of_an_older_release_are_kept_and_age_from_the_upgrade(tmp_pa
     assert outbox.expired == 5 and [v for _, v in stored(outbox)] == list(range(5, 15))
     assert outbox.balance() == (0, 0)
     await outbox.close()
+
+
+async def test_readings_stored_before_the_clock_is_synchronised_stay_marked(tmp_path: Path) -> None:
+    outbox = await opened(tmp_path, row_readings=100)
+    outbox.clock_synced = False
+    outbox.put(readings("a", 0, 10))
+    outbox.put(readings("b", 0, 10))
+    outbox.clock_synced = True  # synchronised before the commit: the first batches keep their mark
+    outbox.put(readings("a", 10, 10))
+    await outbox.flush()
+    rows = await outbox.fetch(0, outbox.last_id, 1000)
+    assert [(r.subject, r.count, r.unsynced) for r in rows] == [("a", 10, True), ("b", 10, True), ("a", 10, False)]
+    assert [json.loads(r.payload)[0][1] for r in rows] == [0, 0, 10], "a device's readings stay in order"
+    await outbox.close()
+
+    outbox = await opened(tmp_path)  # the mark is stored with the row
+    assert [r.unsynced for r in await outbox.fetch(0, outbox.last_id, 1000)] == [True, True, False]
+    await outbox.dead_letter(rows[0], "refused")
+    assert await outbox.requeue() == 10
+    (requeued,) = [r for r in await outbox.fetch(rows[-1].id, outbox.last_id, 1000)]
+    assert (requeued.subject, requeued.unsynced) == ("a", True)
+    assert outbox.balance() == (0, 0)
+    await outbox.close()

@@ -68,6 +68,7 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "uptime": round(time.time() - daemon.started_at, 1),
         "health": health,
         "loop_lag": round(float(getattr(daemon, "loop_lag", 0.0)), 4),
+        "clock_synced": daemon.clock_synced,
         "readings_in": daemon.hub.readings_in,
         "adapters": {
             name: {

@@ -60,13 +60,15 @@ class CoapLink:
         config = self.config
         if row.kind == EVENT:
             event = {"type": row.subject, "gen": row.gen, "seq": row.id, **json.loads(row.payload)}
+            if row.unsynced:
+                event["clock"] = "unsynced"
             uri = config.event_uri or config.uri
             if row.subject == "command_result":
                 uri = config.result_uri or uri
             payload, fmt = cbor2.dumps(event), CBOR
         else:
             uri = config.uri
-            payload = senml.encode_row(self.gateway_id, row.subject, row.id, row.payload, row.gen)
+            payload = senml.encode_row(self.gateway_id, row.subject, row.id, row.payload, row.gen, row.unsynced)
             fmt = senml.CONTENT_FORMAT
         request = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload, content_format=fmt)
         response = await self._answer(request, self.context.request(request).response)

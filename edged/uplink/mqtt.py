@@ -23,6 +23,9 @@ With MQTT 5, a PUBACK (or PUBREC/PUBCOMP) whose reason code is 0x80 or more
 is a refusal, not a delivery: the message stays in the outbox (``Refused``).
 MQTT 3.1.1 has no way to say so: a broker acknowledges a publish its ACL
 denies like any other, and drops it.
+- A message stored before the system clock was synchronised carries
+  ``"clock": "unsynced"`` after ``seq``: its timestamps may be wrong (see
+  ``edged.clock``).
 - ``status_topic``: retained ``online`` after connecting; ``offline`` as the
   Last Will and on a clean stop.
 - commands arrive on ``command_topic``:
@@ -128,20 +131,21 @@ class MqttLink:
         try:
             if row.kind == EVENT:
                 topic = self.result_topic if row.subject == "command_result" else self._event_topic(row.subject)
-                await self._publish(topic, b'{"gen":%d,"seq":%d,' % (row.gen, row.id) + row.payload[1:])
+                await self._publish(topic, b'{"gen":%d,"seq":%d,%s' % (row.gen, row.id, _mark(row)) + row.payload[1:])
             elif self._per_point:
                 await asyncio.gather(
                     *(
                         self._publish(
                             self.topic(row.subject, key),
-                            json.dumps({"gen": row.gen, "seq": row.id, "value": value, "ts": ts, "quality": quality}),
+                            json.dumps({"gen": row.gen, "seq": row.id, **_CLOCK[row.unsynced], "value": value, "ts": ts,
+                                        "quality": quality}),
                         )
                         for key, value, ts, quality in json.loads(row.payload)
                     )
                 )
             else:
                 device = json.dumps(row.subject).encode()
-                head = b'{"gateway":%s,"device":%s,"gen":%d,"seq":%d,' % (self._gateway, device, row.gen, row.id)
+                head = b'{"gateway":%s,"device":%s,"gen":%d,"seq":%d,%s' % (self._gateway, device, row.gen, row.id, _mark(row))
                 topic = self.topic(row.subject)
                 room = self._room(topic)
                 if room is None or len(head) + len(row.payload) + 12 <= room:
@@ -207,6 +211,14 @@ class MqttLink:
                 handle(command, error, raw_id)
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
+
+
+_CLOCK: dict[bool, dict[str, str]] = {False: {}, True: {"clock": "unsynced"}}
+
+
+def _mark(row: Row) -> bytes:
+    """The clock mark of a message, with its comma (or nothing)."""
+    return b'"clock":"unsynced",' if row.unsynced else b""
 
 
 def _split(readings: list[Any], room: int) -> list[bytes]:

@@ -6,7 +6,8 @@ record its point as ``n``, a time offset ``t`` and the value as ``v``
 (numbers), ``vb`` (bools) or ``vs`` (strings). Two extension labels that a
 receiver may ignore (RFC 8428 section 4.4): ``gen`` and ``seq`` in the first
 record are the outbox generation and message id (the key to drop duplicates
-by); ``q`` is the quality when not good (1 uncertain,
+by); ``clock: "unsynced"`` in the first record marks readings stamped
+before the system clock was synchronised; ``q`` is the quality when not good (1 uncertain,
 2 bad). A reading without a value (``None``) carries only ``q``.
 """
 
@@ -24,7 +25,8 @@ BN, BT = -2, -3
 N, V, VS, VB, T = 0, 2, 3, 4, 6
 
 
-def pack(gateway: str, device: str, seq: int, readings: list[list[Any]], gen: int = 0) -> list[dict[Any, Any]]:
+def pack(gateway: str, device: str, seq: int, readings: list[list[Any]], gen: int = 0,
+         unsynced: bool = False) -> list[dict[Any, Any]]:  # fmt: skip
     """SenML records for ``[key, value, ts, quality]`` readings of one device."""
     records: list[dict[Any, Any]] = []
     base = readings[0][2] if readings else 0.0
@@ -41,12 +43,14 @@ def pack(gateway: str, device: str, seq: int, readings: list[list[Any]], gen: in
         records.append(record)
     if records:
         records[0].update({BN: f"{gateway}/{device}/", BT: base, "gen": gen, "seq": seq})
+        if unsynced:
+            records[0]["clock"] = "unsynced"
     return records
 
 
-def encode_row(gateway: str, device: str, seq: int, payload: bytes, gen: int = 0) -> bytes:
+def encode_row(gateway: str, device: str, seq: int, payload: bytes, gen: int = 0, unsynced: bool = False) -> bytes:
     """CBOR SenML for one outbox row of readings."""
-    return cbor2.dumps(pack(gateway, device, seq, json.loads(payload), gen))
+    return cbor2.dumps(pack(gateway, device, seq, json.loads(payload), gen, unsynced))
 
 
 def resolve(records: list[dict[Any, Any]]) -> list[tuple[str, Any, float]]:

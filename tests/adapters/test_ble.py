@@ -359,7 +359,7 @@ async def test_a_flood_of_random_addresses_cannot_lock_out_a_real_sensor(hub, wa
     summaries = [r for r in caplog.records if r.levelno == logging.WARNING and "evicted" in r.getMessage()]
     assert len(summaries) == 1  # once a minute, not once per eviction
     assert len([r for r in caplog.records if r.levelno == logging.DEBUG and "evicted for" in r.getMessage()]) == 43
-    daemon = SimpleNamespace(config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, hub=hub,
+    daemon = SimpleNamespace(config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, clock_synced=True, hub=hub,
                              adapters={"ble": adapter}, uplink=None, rules=None)  # fmt: skip
     assert 'edged_adapter_ble_evicted_total{adapter="ble"} 43.0' in Metrics(daemon).render().decode()
 

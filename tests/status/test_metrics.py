@@ -64,7 +64,7 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     from edged.hub import Hub
 
     daemon = SimpleNamespace(
-        config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, loop_lag=0.004,
+        config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, loop_lag=0.004, clock_synced=True,
         hub=Hub(), adapters={}, rules=rules, uplink=uplink,
     )
     got = samples(Metrics(daemon).render().decode())  # type: ignore[arg-type]

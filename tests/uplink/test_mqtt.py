@@ -286,3 +286,23 @@ async def test_with_a_persistent_session_commands_sent_while_offline_arrive_afte
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert [c.value for c in writes] == [True, False]
+
+
+async def test_messages_stored_before_the_clock_is_synchronised_say_so(
+    tmp_path: Path, hub: Hub, broker: Broker, running: Any
+) -> None:
+    async with collecting(broker.port, "edged/gw1/#") as cloud:
+        uplink = service(tmp_path, hub, broker.port)
+        running(uplink)
+        await uplink.wait_for(lambda: uplink.connected, 10)
+        uplink.outbox.clock_synced = False  # booted without a time server yet
+        hub.publish(batch("sim/a", 0, 5))
+        uplink.outbox.put_event("rule", {"rule": "r1", "ts": 5.0})
+        await uplink.outbox.flush()
+        uplink.outbox.clock_synced = True  # the time client synchronised the clock
+        hub.publish(batch("sim/a", 5, 5))
+        await cloud.until(lambda: cloud.count() >= 10 and any(m.get("rule") == "r1" for m in cloud.json))
+        marks = [(m.get("clock"), [r[1] for r in m["readings"]]) for m in cloud.json if "readings" in m]
+        assert marks == [("unsynced", [0, 1, 2, 3, 4]), (None, [5, 6, 7, 8, 9])]
+        (event,) = [m for m in cloud.json if m.get("rule") == "r1"]
+        assert event["clock"] == "unsynced" and event["ts"] == 5.0

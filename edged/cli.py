@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edged.demo", "run the gateway on simulated devices"),
     "status": ("edged.status.cli", "show the running gateway's status"),
     "provision": ("edged.provision", "create the gateway key and CSR"),
+    "outbox": ("edged.status.outbox_cli", "list, requeue or discard messages the cloud refused for good"),
     "rules": ("edged.rules.cli", "check rules or replay recorded readings against them"),
     "opcua": ("edged.adapters.opcua.cli", "OPC UA client certificates"),
     "zigbee": ("edged.adapters.zigbee.cli", "Zigbee network operations (permit joining)"),

@@ -1,10 +1,16 @@
-"""The dead letters through the HTTP API: list, requeue, discard."""
+"""The dead letters through the HTTP API and ``edged outbox``: list, requeue, discard."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+from pathlib import Path
+
 import aiohttp
+import pytest
 
 from edged.outbox import Outbox
+from edged.status import outbox_cli
 from tests.status.conftest import StartDaemon, http_url
 from tests.uplink.peers import free_port
 
@@ -34,3 +40,37 @@ async def test_dead_letters_are_listed_requeued_and_discarded_through_the_api(st
             assert (await response.json())["dead_letters"] == []
     assert outbox.balance() == (0, 0)
     assert (outbox.requeued, outbox.discarded) == (first[0].count, second[0].count)
+
+
+async def test_edged_outbox_lists_requeues_and_discards_dead_letters(
+    start_daemon: StartDaemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon = await start_daemon(extra=f"uplink: {{type: mqtt, host: 127.0.0.1, port: {free_port()}}}\n")
+    outbox: Outbox = daemon.uplink.outbox
+    await daemon.uplink.wait_for(lambda: outbox.is_open and outbox.rows >= 2, 10)
+    first = (await outbox.fetch(0, 2**62, 1))[0]
+    second = (await outbox.fetch(first.id, 2**62, 1))[0]
+    assert await outbox.dead_letter(first, "refused: quota") and await outbox.dead_letter(second, "refused: too large")
+    common = ["--url", http_url(daemon), "--config", str(tmp_path / "none.yaml")]
+
+    def edged_outbox(*argv: str) -> tuple[int, str, str]:
+        parser = argparse.ArgumentParser()
+        outbox_cli.add_arguments(parser)
+        code = outbox_cli.main(parser.parse_args([*argv, *common]))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = await asyncio.to_thread(edged_outbox, "dead-letters")
+    listed = [line.split()[:5] for line in out.splitlines()[1:3]]
+    assert code == 0 and listed == [[str(first.id), str(first.gen), "readings", first.subject, str(first.count)],
+                                    [str(second.id), str(second.gen), "readings", second.subject, str(second.count)]]
+    assert "refused: quota" in out and "2 dead letters" in out
+    code, _, err = await asyncio.to_thread(edged_outbox, "requeue")
+    assert code == outbox_cli.EXIT_CONFIG and "ids or --all" in err
+    code, out, _ = await asyncio.to_thread(edged_outbox, "requeue", str(first.id))
+    assert (code, out.strip()) == (0, f"{first.count} readings requeued")
+    code, out, _ = await asyncio.to_thread(edged_outbox, "discard", "--all")
+    assert (code, out.strip()) == (0, f"{second.count} readings discarded")
+    code, out, _ = await asyncio.to_thread(edged_outbox, "dead-letters")
+    assert (code, out.strip()) == (0, "no dead letters")
+    assert outbox.balance() == (0, 0) and outbox.dead_letters == 0

@@ -5,6 +5,7 @@ models are frozen, so a validated configuration cannot drift. ``Duration``
 takes ``250ms``, ``5s``, ``10m``, ``1h`` or a number of seconds. ``Secret``
 takes ``{env: NAME}``, ``{file: PATH}``, ``{credential: NAME}`` (a systemd
 credential, read from ``$CREDENTIALS_DIRECTORY``) or an inline string;
+``FilePath`` is a path without NUL (which no system call takes);
 ``holds_secret`` tells where in a model a secret is, so that no error
 message shows one.
 """
@@ -18,13 +19,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
 
 from edged.yamlsource import is_device
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_SECRET_BYTES = 65536  # a secret file larger than this is a mistake (or not a file: /dev/zero)
+
+
+def _no_nul(value: Path) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain the character NUL")
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_no_nul)]  # a path the operating system can take
 
 
 class Model(BaseModel):

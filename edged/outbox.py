@@ -69,7 +69,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from pydantic import ByteSize, Field, field_validator
 
 from edged.backoff import Backoff
-from edged.fields import Duration, Model
+from edged.fields import Duration, FilePath, Model
 from edged.files import write_atomic
 from edged.model import Reading
 from edged.tasks import TaskSet
@@ -90,7 +90,7 @@ _INSERT_ROW = (
 class OutboxConfig(Model):
     """``outbox:`` section: where and how much the gateway keeps while offline."""
 
-    path: Path = Path("outbox.sqlite")  # relative to the gateway's state_dir
+    path: FilePath = Path("outbox.sqlite")  # relative to the gateway's state_dir
     max_bytes: ByteSize = Field(ByteSize(256 * 2**20), gt=0)  # 256MiB; takes 500MB, 1GiB, ...
     # Readings older than this are dropped (counted as expired). Age counts only the
     # time the gateway runs: time with the power off does not count, and a step of

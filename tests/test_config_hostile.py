@@ -166,6 +166,22 @@ def test_a_state_dir_with_nul_is_a_config_error(tmp_path):
     assert_refused(check(path), f"{path}:3", "gateway.state_dir: a path cannot contain the character NUL")
 
 
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        ('uplink:\n  type: mqtt\n  host: 127.0.0.1\n  tls: {ca: "/etc/ca\\0.pem"}\n', 4, "uplink.tls.ca"),
+        ('outbox: {path: "out\\0box.sqlite"}\n', 1, "outbox.path"),
+        ("adapters:\n  - type: opcua\n    name: plc\n    endpoint: opc.tcp://127.0.0.1:4840\n"
+         '    security: {policy: Basic256Sha256, mode: SignAndEncrypt, certificate: "/a\\0.der", private_key: /k.pem,'
+         " trust_any_server: true}\n    devices: []\n", 5, "adapters[0].security.certificate"),
+    ],
+)
+def test_a_certificate_or_file_path_with_nul_is_a_config_error(tmp_path, section, line, key):
+    path = tmp_path / "c.yaml"
+    path.write_text("gateway: {id: test}\n" + section)
+    assert_refused(check(path), f"{path}:{line + 1}", f"{key}: a path cannot contain the character NUL")
+
+
 def test_an_adapter_type_that_is_no_string_is_a_config_error(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(GOOD.replace("type: simulated", "type: [simulated]"))

@@ -11,14 +11,13 @@ together with every other node of the same interval in one Read request.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
-from edged.fields import Duration, Model, Secret
+from edged.fields import Duration, FilePath, Model, Secret
 from edged.model import ValueType
 
 
@@ -127,14 +126,14 @@ class SecurityConfig(Model):
 
     policy: SecurityPolicy = "None"
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
-    certificate: Path | None = None
-    private_key: Path | None = None
+    certificate: FilePath | None = None
+    private_key: FilePath | None = None
     private_key_password: Secret | None = None
     application_uri: str = "urn:edged:client"
     # Trust: pin the server's certificate, and/or check it against a folder of trusted
     # certificates (the server's own or its CA's), or accept whatever it presents.
-    server_certificate: Path | None = None
-    trusted_certificates: Path | None = None
+    server_certificate: FilePath | None = None
+    trusted_certificates: FilePath | None = None
     trust_any_server: bool = False
 
     @model_validator(mode="after")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import string
 from collections.abc import Collection
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, ByteSize, Discriminator, Field, Tag, field_validator, model_validator
 
-from edged.fields import Duration, Model, Secret
+from edged.fields import Duration, FilePath, Model, Secret
 from edged.uplink.topic import matches, mqtt_string, topic_filter, topic_name
 
 
@@ -42,9 +41,9 @@ def _check_template(template: str, allowed: Collection[str], required: Collectio
 class TlsConfig(Model):
     """TLS towards the broker: ``ca`` to trust it, ``cert`` + ``key`` to prove who we are."""
 
-    ca: Path | None = None  # default: the system's trusted CAs
-    cert: Path | None = None
-    key: Path | None = None
+    ca: FilePath | None = None  # default: the system's trusted CAs
+    cert: FilePath | None = None
+    key: FilePath | None = None
     insecure: bool = False  # skip the host name check (never in production)
 
     @model_validator(mode="after")

@@ -112,6 +112,10 @@ class DaemonCollector(Collector):
             yield CounterMetricFamily("edged_rule_firings", "Rule firings", value=rules.firings_total)
         if hasattr(rules, "errors_total"):
             yield CounterMetricFamily("edged_rule_errors", "Rule actions that failed", value=rules.errors_total)
+        if hasattr(rules, "rules_paused"):
+            yield CounterMetricFamily(
+                "edged_rules_paused", "Rules paused because what rules did woke them too often (a loop)", value=rules.rules_paused
+            )
         latencies = getattr(rules, "latencies", None)
         if latencies is not None:
             yield latency_summary(

@@ -40,15 +40,18 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
-from asyncua.crypto import security_policies
-from asyncua.crypto.truststore import TrustStore
-from asyncua.crypto.validator import CertificateValidator, CertificateValidatorMethod, CertificateValidatorOptions
 from asyncua.observer import Observer
 
 from edged.adapter import Adapter
 from edged.adapters.opcua import variant
 from edged.adapters.opcua.address import BrowsePath, namespace_indexes
 from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
+from edged.adapters.opcua.connection import (
+    TRANSPORT_ERRORS,
+    check_pinned_certificate,
+    make_client,
+    quiet_expected_disconnects,
+)
 from edged.adapters.opcua.namespaces import MAP_FILE, NamespaceMap, NamespaceMissing, SessionNamespaces
 from edged.backoff import Backoff, retry_forever
 from edged.errors import AdapterError, CommandError
@@ -57,11 +60,6 @@ from edged.model import Command, Device, Point, Quality, Reading, Value, ValueTy
 from edged.tasks import TaskSet
 
 _QUALITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)  # by StatusCode bits 31..30
-_POLICIES = {
-    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
-    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
-}
-_TRANSPORT_ERRORS = (ConnectionError, OSError, TimeoutError)
 _NO_SUCH_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
 
@@ -116,12 +114,14 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         self._namespaces = NamespaceMap(state_dir / MAP_FILE, config.endpoint)
         self._missing: set[tuple[str, str]] = set()  # (device id, namespace) reported missing, while it is
         self._moved: dict[int, int] = {}  # configured index -> index it was last reported at
+        self.problem: str | None = None  # why the last session attempt failed, until one succeeds
 
     async def start(self) -> None:
         library_log = logging.getLogger("asyncua")
         if library_log.level == logging.NOTSET:
             # asyncua logs every Publish response (with its payload) at INFO; keep its warnings only.
             library_log.setLevel(logging.WARNING)
+        quiet_expected_disconnects()
         self._bindings.clear()
         for spec in self.config.devices:
             device_id = self.device_id(spec.id)
@@ -147,6 +147,14 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
 
     def _failed(self, exc: BaseException) -> None:
         self.errors_total += 1
+        text = str(exc)
+        self.problem = text if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+    def health_problems(self) -> list[str]:
+        """Why the adapter has no session with its server; empty while it has one."""
+        if self._client is not None or self.problem is None:
+            return []
+        return [f"adapter {self.name}: {self.problem}"]
 
     async def _session(self) -> None:
         """Connect, serve values until the connection is lost, always disconnect."""
@@ -155,10 +163,12 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         client.uaclient.observer = observer
         try:
             try:
+                await check_pinned_certificate(self.config.endpoint, self.config.security, self.config.timeout)
                 await client.connect(auto_reconnect=False)
             except ua.UaError as exc:
                 raise AdapterError(f"cannot open a session with {self.config.endpoint}: {exc}") from exc
             self._sessions += 1
+            self.problem = None
             if self._sessions > 1:
                 self.reconnects_total += 1
             self.log.info("connected to %s", self.config.endpoint)
@@ -189,30 +199,16 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
 
     async def _make_client(self) -> Client:
         config = self.config
-        client = Client(config.endpoint, timeout=config.timeout, watchdog_intervall=config.keepalive)
-        client.name = client.description = f"edged {self.name}"
-        client.session_timeout = int(config.session_timeout * 1000)
-        security = config.security
-        client.application_uri = security.application_uri
-        if config.username is not None and config.password is not None:
-            client.set_user(config.username)
-            client.set_password(config.password.get_secret_value())
-        if security.policy != "None":
-            password = security.private_key_password
-            try:
-                await client.set_security(
-                    _POLICIES[security.policy],
-                    str(security.certificate),
-                    str(security.private_key),
-                    password.get_secret_value() if password else None,
-                    str(security.server_certificate) if security.server_certificate else None,
-                    getattr(ua.MessageSecurityMode, security.mode),
-                )
-            except (ua.UaError, ValueError, OSError) as exc:
-                raise AdapterError(f"cannot set up {security.policy} {security.mode}: {exc}") from exc
-            if security.trusted_certificates is not None:
-                client.certificate_validator = await _server_validator(security.trusted_certificates)
-        return client
+        return await make_client(
+            config.endpoint,
+            config.security,
+            name=self.name,
+            timeout=config.timeout,
+            keepalive=config.keepalive,
+            session_timeout=config.session_timeout,
+            username=config.username,
+            password=config.password.get_secret_value() if config.password is not None else None,
+        )
 
     async def _disconnect(self, client: Client) -> None:
         try:
@@ -489,7 +485,8 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"no such point {command.device_id}.{command.key}")
         client, node = self._client, binding.node
         if client is None:
-            raise CommandError(f"not connected to {self.config.endpoint}")
+            reason = f": {self.problem}" if self.problem else ""
+            raise CommandError(f"not connected to {self.config.endpoint}{reason}")
         if node is None:
             raise CommandError(binding.problem or f"{binding.spec.address} is not available in this session")
         if binding.spec.method:
@@ -503,7 +500,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             (status,) = await client.uaclient.write_attributes([node.nodeid], [data_value], ua.AttributeIds.Value)
         except ua.UaStatusCodeError as exc:
             raise CommandError(f"the server refused the write: {exc}") from exc
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         if not status.is_good():
             raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
@@ -523,23 +520,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             await binding.parent.call_method(binding.node, *args)
         except ua.UaStatusCodeError as exc:
             raise CommandError(f"the server refused the call of {binding.spec.address}: {exc}") from exc
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise CommandError(f"call to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         # The point shows the value it was last called with (outputs are not kept).
         self.publish([Reading(binding.device_id, binding.spec.key, command.value, time.time())])
-
-
-async def _server_validator(folder: Path) -> CertificateValidatorMethod:
-    """Accept a server certificate only if it is valid now, names the server's
-    ApplicationUri, is meant for a server, and is in (or signed by a
-    certificate in) ``folder``; read again at every connect."""
-    try:
-        store = TrustStore([folder], [])
-        await store.load()
-    except (OSError, ValueError) as exc:
-        raise AdapterError(f"cannot load the trusted certificates in {folder}: {exc}") from exc
-    options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_SERVER
-    return CertificateValidator(options, store).validate
 
 
 def _epoch(stamp: datetime.datetime) -> float:

@@ -445,6 +445,8 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 now = time.time()
                 self.log.warning("read of %d nodes failed: %s", len(bindings), exc)
                 self.publish([Reading(b.device_id, b.spec.key, None, now, Quality.BAD) for b in bindings])
+            except ConnectionError:
+                return  # the socket is closed: the watchdog ends the session and logs it, once
             else:
                 now = time.time()
                 self.publish([self._reading(b, dv, now) for b, dv in zip(bindings, values, strict=True)])

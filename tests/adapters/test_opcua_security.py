@@ -1,19 +1,22 @@
-"""Secure OPC UA sessions with certificates made by ``edged opcua cert``."""
+"""Secure OPC UA sessions with certificates made by ``edged opcua cert``, and the reasons a session fails or ends."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from edged.adapters.opcua import cli
 from edged.adapters.opcua.adapter import OpcuaAdapter
 from edged.adapters.opcua.certs import CERT_FILE, KEY_FILE, make_certificate
 from edged.adapters.opcua.config import OpcuaConfig
-from edged.model import Quality
+from edged.errors import CommandError
+from edged.model import Command, Origin, Quality
 from tests.adapters.opcua_server import PlantServer, RetryLog, free_port
 
 CLIENT_URI = "urn:edged:test:gateway"
@@ -125,3 +128,55 @@ async def test_server_missing_from_the_certificate_folder_is_refused(secure_plan
         await retries.wait(2)
     assert any("BadCertificateUntrusted" in m for m in retries.messages), retries.messages
     assert not hub.devices["secure/boiler"].online
+
+
+def sha1_thumbprint(path: Path) -> str:
+    fingerprint = x509.load_der_x509_certificate(path.read_bytes()).fingerprint(hashes.SHA1())
+    return ":".join(f"{byte:02X}" for byte in fingerprint)
+
+
+async def test_pinned_certificate_mismatch_names_both_thumbprints(secure_plant, hub, running, tmp_path):
+    pinned = make_cert(tmp_path / "old-server", "urn:edged:test:server") / CERT_FILE  # not the one the server has
+    config = secure_config(secure_plant, tmp_path / "client", server_certificate=str(pinned))
+    adapter = OpcuaAdapter(config, hub, tmp_path)
+    retries = RetryLog(adapter.log)
+    with retries:
+        running(adapter)
+        await retries.wait(1)
+    expected, presented = sha1_thumbprint(pinned), sha1_thumbprint(secure_plant.server_files().certificate)
+    assert "server certificate mismatch" in retries.messages[0], retries.messages
+    assert expected in retries.messages[0] and presented in retries.messages[0]
+    assert "BadTcpInternalError" not in retries.messages[0] and "TimeoutError" not in retries.messages[0]
+    (problem,) = adapter.health_problems()
+    assert expected in problem and presented in problem
+    with pytest.raises(CommandError, match=presented):  # a command answers with the reason too
+        await adapter.write(Command("secure/boiler", "temperature", 1.0, Origin.API))
+    assert not hub.devices["secure/boiler"].online
+
+
+async def test_server_restart_logs_one_line_and_no_library_traceback(hub, watch, running, tmp_path, caplog):
+    plant = PlantServer(free_port())
+    await plant.start()
+    config = OpcuaConfig.model_validate({
+        "type": "opcua", "name": "plc", "endpoint": plant.endpoint, "keepalive": 0.5,
+        "reconnect": {"initial": 0.2, "maximum": 0.5}, "subscription": {"publishing_interval": 0.05},
+        "devices": [{"id": "boiler", "nodes": [{"key": "temperature", "node": "ns=2;s=Boiler.Temperature"},
+                                               {"key": "counter", "node": "ns=2;s=Boiler.Counter", "poll": 0.05}]}],
+    })  # fmt: skip
+    adapter = OpcuaAdapter(config, hub, tmp_path)
+    running(adapter)
+    try:
+        await watch.until(lambda: (device := hub.devices.get("plc/boiler")) is not None and device.online)
+        await plant.stop()
+        await watch.until(lambda: not hub.devices["plc/boiler"].online)
+        await plant.start()
+        await watch.until(lambda: hub.devices["plc/boiler"].online)
+        records = list(caplog.records)
+        assert adapter.health_problems() == []
+    finally:
+        await plant.stop()
+    library = [r for r in records if r.name.startswith("asyncua.client")]
+    assert not [r for r in library if r.exc_info or r.levelno >= logging.WARNING], [r.getMessage() for r in library]
+    ours = [r for r in records if r.name.startswith("edged") and r.levelno >= logging.WARNING]
+    assert not any(r.exc_info for r in ours)
+    assert sum("lost the connection" in r.getMessage() for r in ours) == 1, [r.getMessage() for r in ours]

@@ -31,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "provision": ("edged.provision", "create the gateway key and CSR"),
     "outbox": ("edged.status.outbox_cli", "list, requeue or discard messages the cloud refused for good"),
     "rules": ("edged.rules.cli", "check rules or replay recorded readings against them"),
-    "opcua": ("edged.adapters.opcua.cli", "OPC UA client certificates"),
+    "opcua": ("edged.adapters.opcua.cli", "OPC UA: browse a server's address space, client certificates"),
     "zigbee": ("edged.adapters.zigbee.cli", "Zigbee network operations (permit joining)"),
 }
 

@@ -225,6 +225,9 @@ class Daemon:
         for name, adapter in self.adapters.items():
             if adapter.state not in ("running", "starting"):
                 problems.append(f"adapter {name} is {adapter.state}")
+            check = getattr(adapter, "health_problems", None)
+            if check is not None:
+                problems.extend(check())
         for part in (self.uplink, self.rules):
             check = getattr(part, "health_problems", None)
             if check is not None:

@@ -122,3 +122,25 @@ async def test_a_rule_naming_a_missing_point_is_a_warning_and_the_rest_runs(tmp_
     finally:
         daemon.stop()
         await running
+
+
+class ExplainingAdapter(FlakyAdapter):
+    """Runs, but cannot reach its server for a reason it knows."""
+
+    def health_problems(self) -> list[str]:
+        return [f"adapter {self.name}: server certificate mismatch"]
+
+
+async def test_an_adapter_s_own_health_problems_reach_the_daemon_s_health(tmp_path, monkeypatch):
+    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:ExplainingAdapter"))
+    FlakyAdapter.starts = 1  # its polling works from the start
+    (tmp_path / "c.yaml").write_text("status: {http: {enabled: false}}\nadapters:\n  - {type: flaky, name: plc}\n")
+    daemon = Daemon(load_config(tmp_path / "c.yaml"), tmp_path / "c.yaml")
+    watch = Watch(daemon.hub)
+    running = asyncio.create_task(daemon.run())
+    try:
+        await watch.until(lambda: daemon.hub.value("plc/d", "x"))
+        assert daemon.health_problems() == ["adapter plc: server certificate mismatch"]
+    finally:
+        daemon.stop()
+        await running

@@ -223,6 +223,10 @@ class ModbusAdapter(Adapter[ModbusConfig]):
                 block.fail(device_id, time.time(), batch)
                 continue
             answered = True
+            if bus.busy:
+                # Let the next request on this line go out first: the device answers it
+                # while this one's values are decoded and passed on.
+                await asyncio.sleep(0)
             block.update(data, device_id, time.time(), batch)
         self.polls_total += 1
         if answered:

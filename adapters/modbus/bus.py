@@ -156,6 +156,11 @@ class Bus:
     # -- arbitration -----------------------------------------------------
 
     @property
+    def busy(self) -> bool:
+        """A request has the turn (after a request ends: the turn went on to a waiting one)."""
+        return self._busy
+
+    @property
     def queued(self) -> int:
         """Requests waiting for their turn."""
         return sum(1 for waiter in self._waiters if not waiter[2].done())

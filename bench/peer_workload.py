@@ -17,7 +17,8 @@ Runs (``--runs``, comma separated, in this order by default):
   multi         10 connections x 20 units (200,000 points/s offered)
   idle          one point polled once per second (1 reading/s): CPU % of a core
   empty         no adapter, the uplink and outbox on: CPU % of a core
-  startup       process start to systemd READY=1 with 20,000 configured points (D=200)
+  startup       process start to systemd READY=1 with 20,000 configured points (D=200),
+                and VmRSS at READY with 1,000 and 20,000
 
 Each run prints offered and delivered points/s, edged's CPU seconds per 1000
 delivered points (and % of its core), its VmHWM and VmRSS, and data age
@@ -228,9 +229,16 @@ def memory(pid: int) -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid``."""
     times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    return times.user, times.system
+
+
+def core_busy() -> float:
+    """Busy seconds of the peer core so far (what its responder, broker and subscriber leave free shows here)."""
+    times = psutil.cpu_times(percpu=True)[CPUS[PEER_CORE % len(CPUS)]]
+    return sum(times) - times.idle - times.iowait
 
 
 @dataclass
@@ -240,6 +248,8 @@ class Result:
     delivered: float = 0.0
     cpu_per_1000: float = float("nan")
     cpu_share: float = float("nan")  # % of one core
+    system_share: float = float("nan")  # of which in the kernel
+    peer_core: float = float("nan")  # % busy of the core the responder, broker and subscriber share
     hwm: float = float("nan")
     rss: float = float("nan")
     age_p50_ms: float = float("nan")
@@ -254,7 +264,8 @@ class Result:
                     f"VmRSS {self.rss:.1f} MiB at READY")  # fmt: skip
         return (f"{self.name}: offered {self.offered:,.0f} points/s (served {self.served:,.0f}), "
                 f"delivered {self.delivered:,.0f} points/s, cpu {self.cpu_per_1000:.4f} s/1000 points "
-                f"({self.cpu_share:.2f} % of a core), VmHWM {self.hwm:.1f} MiB, VmRSS {self.rss:.1f} MiB, "
+                f"({self.cpu_share:.2f} % of a core, {self.system_share:.2f} system), peer core {self.peer_core:.0f} % busy, "
+                f"VmHWM {self.hwm:.1f} MiB, VmRSS {self.rss:.1f} MiB, "
                 f"age p50 {self.age_p50_ms:.1f} ms p99 {self.age_p99_ms:.1f} ms")  # fmt: skip
 
 
@@ -315,11 +326,11 @@ class Bench:
                 await asyncio.sleep(self.args.warmup)
                 pid = process.proc.pid  # type: ignore[union-attr]
                 served0 = peer.served.value if peer else 0
-                cpu0, points0, t0 = cpu_seconds(pid), arrivals.points, time.monotonic()
+                cpu0, peer0, points0, t0 = cpu_seconds(pid), core_busy(), arrivals.points, time.monotonic()
                 arrivals.sampling = True
                 await asyncio.sleep(self.args.seconds)
                 arrivals.sampling = False
-                cpu1, points1, t1 = cpu_seconds(pid), arrivals.points, time.monotonic()
+                cpu1, peer1, points1, t1 = cpu_seconds(pid), core_busy(), arrivals.points, time.monotonic()
                 served1 = peer.served.value if peer else 0
                 result.hwm, result.rss = memory(pid)
             finally:
@@ -329,8 +340,10 @@ class Bench:
         wall, points = t1 - t0, points1 - points0
         result.delivered = points / wall
         result.served = (served1 - served0) / wall
-        result.cpu_share = 100 * (cpu1 - cpu0) / wall
-        result.cpu_per_1000 = (cpu1 - cpu0) / points * 1000 if points else float("nan")
+        cpu = sum(cpu1) - sum(cpu0)
+        result.cpu_share, result.system_share = 100 * cpu / wall, 100 * (cpu1[1] - cpu0[1]) / wall
+        result.peer_core = 100 * (peer1 - peer0) / wall
+        result.cpu_per_1000 = cpu / points * 1000 if points else float("nan")
         result.age_p50_ms = pct(arrivals.ages, 0.5) * 1000
         result.age_p99_ms = pct(arrivals.ages, 0.99) * 1000
         return result
@@ -351,16 +364,18 @@ class Bench:
             await process.wait_notification("READY=1", timeout=60)
             await asyncio.sleep(self.args.warmup)
             pid = process.proc.pid  # type: ignore[union-attr]
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            cpu0, peer0, t0 = cpu_seconds(pid), core_busy(), time.monotonic()
             await asyncio.sleep(self.args.seconds)
-            result.cpu_share = 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+            cpu1, peer1, wall = cpu_seconds(pid), core_busy(), time.monotonic() - t0
+            result.cpu_share, result.system_share = 100 * (sum(cpu1) - sum(cpu0)) / wall, 100 * (cpu1[1] - cpu0[1]) / wall
+            result.peer_core = 100 * (peer1 - peer0) / wall
             result.hwm, result.rss = memory(pid)
         return result
 
-    async def startup(self, units: int = 200) -> Result:
+    async def startup(self, units: int = 200, starts: int = 0) -> Result:
         result = Result(f"startup {units * REGISTERS:,} points", 0.0)
         with Peer(units) as peer:
-            for _ in range(self.args.starts):
+            for _ in range(starts or self.args.starts):
                 async with self.edged([modbus_adapter(peer.port, 1, units)]) as process:
                     result.ready_s.append(await process.wait_notification("READY=1", timeout=60))
                     result.hwm, result.rss = memory(process.proc.pid)  # type: ignore[union-attr]
@@ -397,6 +412,9 @@ async def main() -> None:
         for run in runs:
             if run.isdigit():
                 results[run] = await bench.units(int(run))
+            elif run == "startup":  # also the memory at READY with 1,000 configured points
+                print_result(await bench.startup(10, starts=1))
+                results[run] = await bench.startup(200)
             elif run == "multi":
                 results[run] = await bench.units(20, connections=10)
             else:

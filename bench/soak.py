@@ -216,9 +216,16 @@ def libfaketime() -> Path | None:
 class WallClock:
     """The wall clock the edged processes see: the real one plus an offset the soak can step.
 
-    libfaketime reads the offset from a file at every call, so running processes and those
-    started later follow it; their monotonic clock is left alone, as on a board whose time
-    synchronises after boot."""
+    libfaketime reads the offset from a file, so running processes (within a second) and
+    those started later follow it; their monotonic clock is left alone, as on a board whose
+    time synchronises after boot. Two settings keep edged's figures those of a real run:
+    the file is read at most once a second (read at every call, ``FAKETIME_NO_CACHE``,
+    costs 3 us per ``time.time()``), and libfaketime's rework of timed waits on monotonic
+    condition variables is off (``FAKETIME_FORCE_MONOTONIC_FIX=0``: with it, libfaketime
+    0.9.10 turns the waits for Python's GIL into spinning, and edged takes twice its CPU
+    per reading and rule latencies of tens of milliseconds). Timed waits stay exact with
+    both settings, before and after a step. Python's ``time.sleep`` fails (EINVAL) under
+    libfaketime with ``FAKETIME_DONT_FAKE_MONOTONIC``; edged does not call it."""
 
     def __init__(self, folder: Path, library: Path) -> None:
         self.file = folder / "faketime"
@@ -228,7 +235,8 @@ class WallClock:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "LD_PRELOAD": str(self.library), "FAKETIME_TIMESTAMP_FILE": str(self.file),
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"}
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1",
+                "FAKETIME_FORCE_MONOTONIC_FIX": "0"}
 
     def step(self, seconds: float) -> None:
         self.offset += seconds

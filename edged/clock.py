@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,22 @@ class _Timex(ctypes.Structure):
     ]
 
 
-def kernel_clock_synced() -> bool | None:
-    """True once a time client has synchronised the system clock; None when the kernel cannot be asked."""
+@functools.cache
+def _adjtimex() -> Callable[[Any], int] | None:
+    """libc's ``adjtimex``, looked up once (the process already has libc loaded)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        timex = _Timex()  # modes 0: read only
-        state = libc.adjtimex(ctypes.byref(timex))
+        return ctypes.CDLL(None, use_errno=True).adjtimex  # type: ignore[no-any-return]
     except (OSError, AttributeError):
         return None
+
+
+def kernel_clock_synced() -> bool | None:
+    """True once a time client has synchronised the system clock; None when the kernel cannot be asked."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return None
+    timex = _Timex()  # modes 0: read only
+    state = adjtimex(ctypes.byref(timex))
     if state < 0:
         return None
     return state != TIME_ERROR and not timex.status & STA_UNSYNC and timex.maxerror < MAX_ERROR_US

@@ -1,7 +1,9 @@
 """The durable store-and-forward queue between the Hub and the uplink.
 
 Readings handed to ``put`` are queued in memory and committed to SQLite (WAL)
-by a worker thread, many batches per transaction; a reading is *accepted*
+by a worker thread, many batches per transaction (whatever arrives within
+``COMMIT_INTERVAL`` of the previous commit; acknowledgements alone wait up
+to ``ACK_DELAY`` for readings to share theirs); a reading is *accepted*
 once its transaction has committed. Rows leave the outbox only when the
 uplink calls ``ack`` with their ids after the cloud acknowledged them, or
 when a bound forces them out (``max_bytes`` by the policy, ``ttl`` by age),
@@ -80,6 +82,8 @@ T = TypeVar("T")
 READINGS = 0
 EVENT = 1
 _COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked", "dead_lettered", "requeued", "discarded", "corrupt")
+COMMIT_INTERVAL = 0.02  # seconds: a commit takes everything that arrived within this long after the previous one
+ACK_DELAY = 1.0  # seconds acknowledgements alone wait for readings to share their commit
 MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 _INSERT_ROW = (
@@ -164,6 +168,9 @@ class Outbox:
         self._listeners: list[Callable[[list[Row]], None]] = []
         self._retry = Backoff(initial=0.5, maximum=30.0)
         self._closing = asyncio.Event()
+        self._company = asyncio.Event()  # set when readings or events arrive, or the queue must hurry
+        self._hurry = 0  # flushes waiting: commit without gathering
+        self._last_commit = -math.inf  # loop time of the last commit
         self.commit_error: str | None = None  # why commits fail, while they do
         self.clock_synced = True  # False marks what is stored from now on as ``unsynced``
         self.last_id = 0  # id of the newest committed row
@@ -206,6 +213,7 @@ class Outbox:
     async def close(self) -> None:
         """Commit everything handed over, then close the database."""
         self._closing.set()
+        self._company.set()
         try:
             await self.flush()
         finally:
@@ -366,12 +374,14 @@ class Outbox:
             return
         self._pending.append(readings if self.clock_synced else _Unsynced(readings))
         self._pending_count += len(readings)
+        self._company.set()
         self._wake()
 
     def put_event(self, subject: str, data: dict[str, Any]) -> None:
         """Queue one event (a JSON object; NaN and infinities become null) for the next commit."""
         self.received += 1
         self._pending_events.append((subject, _event_json(data), not self.clock_synced))
+        self._company.set()
         self._wake()
 
     def ack(self, ids: Iterable[int]) -> None:
@@ -387,8 +397,13 @@ class Outbox:
 
     async def flush(self) -> None:
         """Return once everything handed over so far is committed."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        self._hurry += 1
+        self._company.set()
+        try:
+            while self._writer is not None:
+                await asyncio.shield(self._writer)
+        finally:
+            self._hurry -= 1
 
     def _wake(self) -> None:
         if self._writer is None and self._db is not None:
@@ -397,6 +412,7 @@ class Outbox:
     async def _drain(self) -> None:
         try:
             while self._pending or self._pending_events or self._acked or self._rejected_unsaved:
+                await self._gather()
                 batches, self._pending = self._pending, []
                 self._committing = self._pending_count + len(self._pending_events)
                 self._pending_count, self._stalled = 0, False
@@ -413,6 +429,7 @@ class Outbox:
                     continue
                 finally:
                     self._committing = 0
+                    self._last_commit = asyncio.get_running_loop().time()
                 if self.commit_error is not None:
                     log.warning("outbox: commits work again")
                     self.commit_error = None
@@ -423,6 +440,23 @@ class Outbox:
                     listener(rows)
         finally:
             self._writer = None
+
+    async def _gather(self) -> None:
+        """Wait so that one commit takes more: what arrives within ``COMMIT_INTERVAL`` of the
+        last commit (one transaction, and one message per device, for many polls), and
+        acknowledgements alone until readings come to share their transaction, at most
+        ``ACK_DELAY`` (a gateway that sends one reading a second commits once per reading)."""
+        if self._hurry or self._closing.is_set():
+            return
+        if not (self._pending or self._pending_events or self._rejected_unsaved):
+            self._company.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ACK_DELAY):
+                    await self._company.wait()
+            return
+        wait = self._last_commit + COMMIT_INTERVAL - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]],
                       acked: list[int]) -> None:  # fmt: skip

@@ -10,10 +10,12 @@ the script injects faults at random (seeded) times:
 - broker outages: the broker is stopped for 5-30 s;
 - SIGKILLs: edged is killed and restarted at once;
 - a disk-full period: the state directory (the outbox's database) is a
-  2 GiB tmpfs mounted for the run; a filler file takes all its space for
-  ``--disk-full-seconds``, then is deleted. edged must report the failing
-  commits (``commit_failing`` in /api/status, a reason in /health), keep
-  the readings in memory, and store them once there is room again. This
+  2 GiB tmpfs mounted for the run; a filler file takes all its space, and
+  the broker is stopped so that the outbox must grow (SQLite first reuses
+  the free pages it has). edged must report the failing commits
+  (``commit_failing`` in /api/status, a reason in /health) and keep the
+  readings in memory; ``--disk-full-seconds`` after the first report the
+  filler is deleted and the broker started, and edged must store them. This
   needs root (to mount); otherwise the fault is skipped, and said so;
 - a wall-clock step: edged runs under libfaketime (``faketime`` package)
   with only its wall clock faked, and while a broker outage holds a
@@ -77,6 +79,7 @@ from modbus_to_mqtt import REGISTERS, UNITS, load_adapter  # noqa: E402
 
 TTL = 3600.0  # the outbox's ttl in the soak: a wall-clock step larger than this must expire nothing
 STATE_DISK = "2g"  # the tmpfs the state directory is on (the outbox grows by a few tens of MB a minute of outage)
+DISK_FULL_WAIT = 120.0  # seconds a full disk waits for edged's first failing commit
 
 
 def soak_config(folder: Path, http_port: int, mqtt_port: int, modbus_port: int, opcua_port: int, load_port: int,
@@ -350,13 +353,20 @@ class DiskFull:
             self.recovered = elapsed
             print(f"{elapsed:6.0f} s: edged commits again", flush=True)
 
+    def over(self, elapsed: float) -> bool:
+        """Time to delete the filler: ``seconds`` after edged first reported failing commits
+        (SQLite first fills the free pages it has), or after ``DISK_FULL_WAIT`` without."""
+        if self.failing_from is not None:
+            return elapsed >= self.failing_from + self.seconds
+        return elapsed >= self.start + DISK_FULL_WAIT
+
     @property
     def watching(self) -> bool:
         return self.recovered is None and (self.freed is None or self.failing_from is not None)
 
     def summary(self) -> str:
         if self.failing_from is None:
-            return f"commits never failed in the {self.seconds:g} s the disk was full"
+            return f"commits never failed in the {DISK_FULL_WAIT:g} s the disk was full"
         line = f"commits failed from {self.failing_from - self.start:.0f} s into the period ({self.reason})"
         if self.recovered is None or self.freed is None:
             return line + "; they did not work again before the end of the run"
@@ -418,7 +428,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--load", type=float, default=10_000, help="high-rate Modbus points/s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--disk-full-seconds", type=float, default=None,
-                        help="seconds the state disk is held full once (default 20 in a run of 2 minutes or more; 0: none)")
+                        help="seconds the state disk stays full after edged reports failing commits "
+                             "(default 20 in a run of 2 minutes or more; 0: no disk-full period)")
     parser.add_argument("--clock-step", default=None,
                         help="forward step of edged's wall clock during an outage, e.g. 2d "
                              f"(more than the ttl, {TTL:g} s; default 2d in a run of 2 minutes or more; 0: none)")
@@ -505,19 +516,19 @@ async def main() -> None:
                 rss_end = rss or rss_end
                 if step is not None and not step.made and broker_back_at is not None and elapsed >= step.at:
                     await step.make(clock, session, http_port, elapsed)  # type: ignore[arg-type]
-                if broker_back_at is not None and elapsed >= broker_back_at:
-                    broker.start()
-                    broker_back_at = None
-                    print(f"{elapsed:6.0f} s: broker started again", flush=True)
                 if disk_full is not None and disk_full.filler:
-                    if disk_full.freed is None and elapsed >= disk_full.start + disk_full.seconds:
+                    if disk_full.freed is None and disk_full.over(elapsed):
                         disk.free()
-                        disk_full.freed = elapsed
+                        disk_full.freed = broker_back_at = elapsed
                         print(f"{elapsed:6.0f} s: filler deleted", flush=True)
                     elif disk_full.freed is None:
                         await asyncio.to_thread(disk.fill)  # whatever edged freed is taken again
                     if disk_full.watching:
                         await disk_full.watch(session, http_port, elapsed)
+                if broker_back_at is not None and elapsed >= broker_back_at:
+                    broker.start()
+                    broker_back_at = None
+                    print(f"{elapsed:6.0f} s: broker started again", flush=True)
                 while faults and faults[0][1] <= elapsed:
                     kind, _ = faults.pop(0)
                     if kind == "kill":
@@ -534,11 +545,15 @@ async def main() -> None:
                         assert disk_full is not None
                         disk_full.filler = await asyncio.to_thread(disk.fill)
                         disk_full.start = elapsed
+                        if broker_back_at is None:
+                            broker.stop()
+                        broker_back_at = math.inf  # until the filler goes: the outbox must grow
                         injected(times, "disk full", elapsed)
-                        print(f"{elapsed:6.0f} s: state disk full ({disk_full.filler / 2**20:.0f} MiB of filler)", flush=True)
+                        print(f"{elapsed:6.0f} s: state disk full ({disk_full.filler / 2**20:.0f} MiB of filler), "
+                              "broker stopped until the filler goes", flush=True)
                     elif broker_back_at is not None:
                         if kind == "clock step":  # it needs an outage of its own: after this one
-                            faults.append((kind, broker_back_at + 1))
+                            faults.append((kind, elapsed + 5))
                             faults.sort(key=lambda f: f[1])
                     else:
                         broker.stop()
@@ -595,8 +610,9 @@ async def main() -> None:
         at = times.get(kind, [])
         summary.append(f"{kind}: {len(at)}" + (f" at {', '.join(f'{t:.0f}' for t in at)} s" if at else ""))
     print("; ".join(summary) + f"; state in {folder}")
-    if disk_full is not None:
-        print(f"disk_full: {args.disk_full_seconds:g} s on a {STATE_DISK} tmpfs; {disk_full.summary()}")
+    if disk_full is not None and disk_full.freed is not None:
+        print(f"disk_full: the {STATE_DISK} tmpfs of the state dir full from {disk_full.start:.0f} to {disk_full.freed:.0f} s "
+              f"(with the broker down, so that the outbox grows); {disk_full.summary()}")
     if step is not None:
         print(f"clock_step: {step.summary(subscriber.ahead)}")
     for fault, why in skipped.items():

@@ -494,7 +494,7 @@ async def main() -> None:
     faults = sorted([("kill", rng.uniform(0.1, 0.9) * duration) for _ in range(args.kills)]
                     + [("outage", rng.uniform(0.1, 0.9) * duration) for _ in range(args.outages)], key=lambda f: f[1])
     # The disk-full period and the clock step early enough to see edged recover before the end.
-    disk_full = DiskFull(extra.uniform(0.1, 0.7) * duration, args.disk_full_seconds) if disk.mounted else None
+    disk_full = DiskFull(extra.uniform(0.1, 0.5) * duration, args.disk_full_seconds) if disk.mounted else None
     step = ClockStep(args.clock_step) if clock is not None else None
     if disk_full is not None:
         faults.append(("disk full", disk_full.start))
@@ -573,6 +573,10 @@ async def main() -> None:
             if disk_full is not None and disk_full.filler and disk_full.freed is None:
                 disk.free()
                 disk_full.freed = time.monotonic() - start
+            # edged retries a failing commit after up to 30 s: see it work again before it is stopped.
+            while disk_full is not None and disk_full.watching and (elapsed := time.monotonic() - start) < duration + 45:
+                await disk_full.watch(session, http_port, elapsed)
+                await asyncio.sleep(1.0)
             p99 = await rule_p99(session, http_port)
             if p99 is not None:
                 p99s.append(p99)

@@ -62,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.handler(args) or 0)
 
 
-def read_config(path: Path, check_points: bool = False) -> Config | None:
-    """The configuration at ``path``; ``None`` after printing its problems to stderr."""
-    from edged.config import load_config
+def read_config(path: Path, check_points: bool = False, apart: bool = False) -> Config | None:
+    """The configuration at ``path``; ``None`` after printing its problems to stderr.
+    With ``apart``, it is read in a child process (see ``load_config_apart``)."""
+    from edged.config import load_config, load_config_apart
     from edged.errors import ConfigError
 
     try:
-        return load_config(path, check_points)
+        return load_config_apart(path) if apart else load_config(path, check_points)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -88,7 +89,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edged import adapters, logs
 
-    config = read_config(args.config)
+    config = read_config(args.config, apart=True)
     if config is None:
         return EXIT_CONFIG
     logs.setup(args.log_level or config.gateway.log_level, args.log_format)

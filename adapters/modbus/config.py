@@ -23,7 +23,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic.dataclasses import dataclass
 
 from edged.adapter import AdapterConfig
 from edged.fields import Duration, Model
@@ -82,8 +83,13 @@ class Order(StrEnum):
     DCBA = "DCBA"  # little-endian throughout
 
 
-class PointConfig(Model):
-    """One value of a device, mapped onto its registers or bits."""
+@dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))
+class PointConfig:
+    """One value of a device, mapped onto its registers or bits.
+
+    A slotted dataclass, not a model: a gateway may configure tens of
+    thousands of points, and a model's attribute dictionary would cost each
+    of them several hundred bytes for as long as the gateway runs."""
 
     key: str = Field(pattern=KEY)
     name: str | None = None

@@ -12,14 +12,15 @@ values (a "billion laughs" document expands to billions from a few lines).
 
 from __future__ import annotations
 
+import itertools
 import re
 import stat
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
-from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
@@ -69,10 +70,9 @@ def format_path(path: KeyPath) -> str:
 def load(file: Path) -> tuple[Any, SourceMap]:
     name = str(file)
     text = _read(file, name)
-    loader = _Loader(text)
+    builder = _Builder(text, name)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        data = builder.document()
     except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise ConfigError([ConfigProblem(name, line, "", str(exc.problem))]) from exc
@@ -83,14 +83,10 @@ def load(file: Path) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem(name, None, "", f"YAML error: {exc}")]) from exc
     finally:
-        loader.dispose()
-    sources = SourceMap()
-    problems: list[ConfigProblem] = []
-    if node is not None:
-        _walk(node, (), name, sources, problems)
-    if problems:
-        raise ConfigError(problems)
-    return data, sources
+        builder.events.dispose()
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return data, builder.sources
 
 
 def _read(file: Path, name: str) -> str:
@@ -140,73 +136,175 @@ else:
             yaml.parser.Parser.__init__(self)
 
 
-class _Loader(Composer, _Events, SafeConstructor, Resolver):
-    """PyYAML's safe loader, with limits checked while the document is composed.
+_MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+_SCALARS = SafeConstructor.yaml_constructors
 
-    Each node's size (the values it holds once its aliases are expanded) and
-    height are counted as it is built, so a deep or alias-expanded document is
-    refused before anything recurses into it."""
 
-    def __init__(self, text: str) -> None:
-        _Events.__init__(self, text)
-        Composer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
-        self._depth = 0
+class _Built(NamedTuple):
+    """A value with its size (values it holds, aliases expanded) and height (levels of nesting)."""
+
+    value: Any
+    size: int
+    height: int
+
+
+class _Builder:
+    """Plain data straight from the parser's events, with the line of every key path.
+
+    No node tree is built (it would take many times the memory of the data
+    for a large file). Limits are checked as values are read, so a deep or
+    alias-expanded document is refused before anything recurses into it; an
+    anchored value keeps its size and height and the lines inside it, which
+    an alias (or a ``<<`` merge) of it brings to its own place."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.events = _Events(text)
+        self.file = file
+        self.sources = SourceMap()
+        self.problems: list[ConfigProblem] = []
+        self._scalars = SafeConstructor()
+        self._resolver = Resolver()
+        self._anchors: dict[str, tuple[_Built, list[tuple[KeyPath, tuple[str, int]]]] | None] = {}
         self._aliased = 0
-        self._extent: dict[int, tuple[int, int]] = {}  # id(node) -> (size, height), for finished nodes
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+    def document(self) -> Any:
+        events = self.events
+        events.get_event()  # stream start
+        if events.check_event(yaml.StreamEndEvent):
+            return None
+        events.get_event()  # document start
+        built = self._value((), 0)
+        events.get_event()  # document end
+        if not events.check_event(yaml.StreamEndEvent):
+            raise _Refused(None, None, "expected a single document", events.peek_event().start_mark)
+        return built.value
+
+    def _value(self, path: KeyPath, depth: int) -> _Built:
+        event = self.events.get_event()
         if isinstance(event, yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            extent = self._extent.get(id(node))
-            if extent is None:
-                raise _Refused(None, None, f"the alias *{event.anchor} is inside the value it names", event.start_mark)
-            size, height = extent
-            self._aliased += size
-            if self._aliased > MAX_ALIASED:
-                raise _Refused(None, None, f"aliases repeat more than {MAX_ALIASED} values in all", event.start_mark)
-            if self._depth + height > MAX_DEPTH:
-                raise _Refused(None, None, f"this alias nests values deeper than {MAX_DEPTH} levels", event.start_mark)
-            return node
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
+            return self._alias(event, path, depth)
+        if depth >= MAX_DEPTH:
             raise _Refused(None, None, f"values nest deeper than {MAX_DEPTH} levels", event.start_mark)
-        node = super().compose_node(parent, index)
-        self._depth -= 1
-        if isinstance(node, yaml.ScalarNode):
-            self._extent[id(node)] = (1, 1)
+        lines = self.sources.lines
+        lines.setdefault(path, (self.file, event.start_mark.line + 1))
+        anchor = event.anchor
+        if anchor is not None:
+            self._anchors[anchor] = None  # being read: an alias of it now would be inside it
+            first = len(lines)
+        if isinstance(event, yaml.ScalarEvent):
+            built = _Built(self._scalar(event), 1, 1)
+        elif isinstance(event, yaml.MappingStartEvent):
+            self._collection_tag(event, yaml.MappingNode, _MAP)
+            built = self._mapping(path, depth)
         else:
-            children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
-            extents = [self._extent[id(child)] for child in children]
-            self._extent[id(node)] = (1 + sum(s for s, _ in extents), 1 + max((h for _, h in extents), default=0))
-        return node
+            self._collection_tag(event, yaml.SequenceNode, _SEQ)
+            built = self._sequence(path, depth)
+        if anchor is not None:
+            inside = [(key[len(path) :], where) for key, where in itertools.islice(lines.items(), first, None)]
+            self._anchors[anchor] = (built, inside)
+        return built
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+    def _alias(self, event: yaml.AliasEvent, path: KeyPath, depth: int) -> _Built:
+        if event.anchor not in self._anchors:
+            raise _Refused(None, None, f"the alias *{event.anchor} names no anchor (&{event.anchor}) before it", event.start_mark)
+        anchored = self._anchors[event.anchor]
+        if anchored is None:
+            raise _Refused(None, None, f"the alias *{event.anchor} is inside the value it names", event.start_mark)
+        built, inside = anchored
+        self._aliased += built.size
+        if self._aliased > MAX_ALIASED:
+            raise _Refused(None, None, f"aliases repeat more than {MAX_ALIASED} values in all", event.start_mark)
+        if depth + built.height > MAX_DEPTH:
+            raise _Refused(None, None, f"this alias nests values deeper than {MAX_DEPTH} levels", event.start_mark)
+        lines = self.sources.lines
+        lines.setdefault(path, (self.file, event.start_mark.line + 1))
+        for key, where in inside:
+            lines.setdefault((*path, *key), where)
+        return built
+
+    def _scalar(self, event: yaml.ScalarEvent) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self._resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        construct = _SCALARS.get(tag) or _SCALARS[None]
         try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
+            value = construct(self._scalars, node)
         except Exception as exc:  # PyYAML's constructors let ValueError, KeyError, ... out on odd scalars
             # The value is not shown: it may be a secret (a password that looks like a date).
-            tag = node.tag.rsplit(":", 1)[-1]
-            reason = "" if isinstance(exc, KeyError) else f": {str(exc).split(';')[0]}"
-            raise _Refused(None, None, f"cannot read this value as {tag}{reason}", node.start_mark) from exc
+            reason = "" if isinstance(exc, (KeyError, yaml.YAMLError)) else f": {str(exc).split(';')[0]}"
+            raise _Refused(None, None, f"cannot read this value as {tag.rsplit(':', 1)[-1]}{reason}", event.start_mark) from exc
+        if isinstance(value, types.GeneratorType):  # a collection's tag on a plain value
+            raise _Refused(None, None, f"cannot read this value as {tag.rsplit(':', 1)[-1]}", event.start_mark)
+        return value
 
+    def _collection_tag(self, event: Any, kind: type[yaml.Node], expected: str) -> None:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self._resolver.resolve(kind, None, event.implicit)
+        if tag != expected:
+            raise _Refused(None, None, f"the tag {event.tag} is not taken here", event.start_mark)
 
-def _walk(node: yaml.Node, path: KeyPath, file: str, sources: SourceMap, problems: list[ConfigProblem]) -> None:
-    sources.lines.setdefault(path, (file, node.start_mark.line + 1))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            child = (*path, key)
-            if key in seen:
-                problems.append(ConfigProblem(file, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
-            seen.add(key)
-            sources.lines[child] = (file, key_node.start_mark.line + 1)
-            _walk(value_node, child, file, sources, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), file, sources, problems)
+    def _mapping(self, path: KeyPath, depth: int) -> _Built:
+        events, lines = self.events, self.sources.lines
+        result: dict[Any, Any] = {}
+        merged: list[dict[Any, Any]] = []
+        size, height = 1, 0
+        while not events.check_event(yaml.MappingEndEvent):
+            key_event = events.peek_event()
+            if not isinstance(key_event, yaml.ScalarEvent):
+                raise _Refused(None, None, "a key must be a plain value, not a list or mapping", key_event.start_mark)
+            key_line = key_event.start_mark.line + 1
+            if depth + 1 >= MAX_DEPTH:  # a key is one level further in, like its value
+                raise _Refused(None, None, f"values nest deeper than {MAX_DEPTH} levels", key_event.start_mark)
+            if key_event.tag is None and key_event.value == "<<" and key_event.implicit[0]:
+                events.get_event()
+                built = self._merge(path, depth, merged)
+            else:
+                key = self._scalar(events.get_event())
+                child = (*path, key_event.value)
+                if key_event.value in result or key in result:
+                    self.problems.append(ConfigProblem(self.file, key_line, format_path(child), "duplicate key"))
+                lines[child] = (self.file, key_line)
+                built = self._value(child, depth + 1)
+                result[key] = built.value
+            size += built.size
+            height = max(height, built.height)
+        events.get_event()
+        if merged:  # explicit keys win over merged ones; of the merged mappings, the first named wins
+            base: dict[Any, Any] = {}
+            for mapping in reversed(merged):
+                base.update(mapping)
+            result = {**base, **result}
+        return _Built(result, size, height + 1)
+
+    def _merge(self, path: KeyPath, depth: int, merged: list[dict[Any, Any]]) -> _Built:
+        """The value of a ``<<`` key: a mapping, or a list of them, whose keys this mapping
+        takes (the lines of their keys are kept under this mapping's path)."""
+        events = self.events
+        start = events.peek_event().start_mark
+        if events.check_event(yaml.SequenceStartEvent):
+            events.get_event()
+            parts = []
+            while not events.check_event(yaml.SequenceEndEvent):
+                parts.append(self._value(path, depth + 1))
+            events.get_event()
+        else:
+            parts = [self._value(path, depth + 1)]
+        mappings = [m for part in parts for m in (part.value if isinstance(part.value, list) else [part.value])]
+        if not all(isinstance(mapping, dict) for mapping in mappings):
+            raise _Refused(None, None, "<< merges a mapping or a list of mappings", start)
+        merged.extend(mappings)
+        return _Built(None, sum(p.size for p in parts), max((p.height for p in parts), default=0))
+
+    def _sequence(self, path: KeyPath, depth: int) -> _Built:
+        events = self.events
+        result: list[Any] = []
+        size, height = 1, 0
+        while not events.check_event(yaml.SequenceEndEvent):
+            built = self._value((*path, len(result)), depth + 1)
+            result.append(built.value)
+            size += built.size
+            height = max(height, built.height)
+        events.get_event()
+        return _Built(result, size, height + 1)

@@ -107,3 +107,42 @@ def test_unknown_timezone_is_a_config_error(tmp_path):
     path.write_text(GOOD.replace("  id: test", "  id: test\n  timezone: Europe/Atlantis"))
     with pytest.raises(ConfigError, match=r"c.yaml:3: gateway.timezone: expected an IANA time zone .*; got 'Europe/Atlantis'"):
         load_config(path)
+
+
+MERGED = """\
+gateway: {id: test}
+meter: &meter
+  unit_id: 7
+  interval: 1s
+  points:
+    - {key: volts, address: 0, type: float32}
+adapters:
+  - type: modbus
+    name: plant
+    connections:
+      - transport: tcp
+        host: 127.0.0.1
+        devices:
+          - <<: *meter
+            id: m1
+          - <<: *meter
+            id: m2
+            unit_id: 8
+          - <<: [{interval: 2s}, *meter]
+            id: m3
+            fail_after: 0
+"""
+
+
+def test_merge_keys_take_the_anchor_s_settings_and_its_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(MERGED.replace("meter: &meter", "x-meter: &meter"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = [(p.line, p.path) for p in caught.value.problems]
+    assert (21, "adapters[0].connections[0].devices[2].fail_after") in problems, caught.value  # nothing about m2's unit_id
+    assert all("duplicate" not in str(p) for p in caught.value.problems)
+    path.write_text(MERGED.replace("meter: &meter", "x-meter: &meter").replace("fail_after: 0", "unit_id: 9"))
+    with pytest.raises(ConfigError) as caught:  # the anchor's own place is no configuration key
+        load_config(path)
+    assert [(p.line, p.path, p.message) for p in caught.value.problems] == [(2, "x-meter", "unknown key")]

@@ -1,1 +1,1 @@
-"""modbus adapter (being built)."""
+"""Modbus TCP and RTU devices through pymodbus: register maps polled, points written."""

@@ -1,1 +1,1 @@
-"""opcua adapter (being built)."""
+"""OPC UA servers through asyncua: subscriptions, polled reads, writes and method calls, by NodeId or browse path."""

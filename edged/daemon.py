@@ -61,7 +61,7 @@ class Daemon:
         self.rules: Any = None
         self.uplink: Any = None
         self.status: Any = None
-        self.started_at = time.time()
+        self.started_at = time.monotonic()  # uptime counts on a clock that a time sync does not step
         self.clock_synced = True  # kept by the clock watch while running
         self.loop_lag = 0.0
         self.ready = asyncio.Event()

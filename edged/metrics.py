@@ -58,7 +58,7 @@ class DaemonCollector(Collector):
         yield InfoMetricFamily("edged", "edged version and gateway id", value={
             "version": __version__, "gateway": daemon.config.gateway.id,
         })
-        yield GaugeMetricFamily("edged_uptime_seconds", "Seconds since the daemon started", value=time.time() - daemon.started_at)
+        yield GaugeMetricFamily("edged_uptime_seconds", "Seconds since the daemon started", value=time.monotonic() - daemon.started_at)
         yield GaugeMetricFamily(
             "edged_event_loop_lag_seconds", "How late the event loop woke a 1 s timer, last measured",
             value=float(getattr(daemon, "loop_lag", 0.0)),

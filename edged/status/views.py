@@ -65,7 +65,7 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
     document: dict[str, Any] = {
         "version": __version__,
         "gateway": daemon.config.gateway.id,
-        "uptime": round(time.time() - daemon.started_at, 1),
+        "uptime": round(time.monotonic() - daemon.started_at, 1),
         "health": health,
         "loop_lag": round(float(getattr(daemon, "loop_lag", 0.0)), 4),
         "clock_synced": daemon.clock_synced,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections import deque
 from types import SimpleNamespace
 
@@ -137,3 +138,14 @@ async def test_readings_delivered_are_counted_per_adapter(start_daemon: StartDae
         broker.stop()
     delivered = metrics[("edged_adapter_readings_delivered_total", (("adapter", "sim"),))]
     assert 0 < delivered <= metrics[("edged_adapter_readings_total", (("adapter", "sim"),))]
+
+
+async def test_uptime_is_not_moved_by_a_step_of_the_wall_clock(start_daemon: StartDaemon, monkeypatch) -> None:
+    from edged.status.views import status_json
+
+    daemon = await start_daemon()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 2 * 86400)  # a time sync after boot: two days forward
+    assert status_json(daemon)["uptime"] < 3600
+    uptime = next(line for line in Metrics(daemon).render().decode().splitlines() if line.startswith("edged_uptime_seconds "))
+    assert float(uptime.split()[1]) < 3600

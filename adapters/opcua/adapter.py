@@ -38,14 +38,16 @@ from typing import Any
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
+from asyncua.common.events import Event as UaEvent
+from asyncua.common.events import get_filter_from_event_type
 from asyncua.common.node import Node
-from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
+from asyncua.common.subscription import DataChangeEvent, OpcEvent, StatusChangeEvent, Subscription
 from asyncua.observer import Observer
 
 from edged.adapter import Adapter
 from edged.adapters.opcua import variant
-from edged.adapters.opcua.address import BrowsePath, namespace_indexes
-from edged.adapters.opcua.config import NodeConfig, OpcuaConfig
+from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
+from edged.adapters.opcua.config import EVENT_POINTS, EventsConfig, NodeConfig, OpcuaConfig
 from edged.adapters.opcua.connection import (
     TRANSPORT_ERRORS,
     check_pinned_certificate,
@@ -83,6 +85,7 @@ class _Feed:
 
     subscription: Subscription
     handles: dict[int, _Binding] = field(default_factory=dict)
+    events: dict[int, EventsConfig] = field(default_factory=dict)  # by server handle
     ready: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
 
@@ -131,6 +134,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 points[node.key] = point
                 self._bindings[(device_id, node.key)] = _Binding(device_id, node, point)
             self.add_device(Device(device_id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
+        for events in self.config.events:
+            points = {key: Point(key, type_) for key, type_ in EVENT_POINTS.items()}
+            self.add_device(Device(self.device_id(events.device), self.name, events.name or events.device, points=points))
         await asyncio.to_thread(self._namespaces.load)
         if self._namespaces.error is not None:
             self.log.error("%s: nodes named by namespace index are not used", self._namespaces.error)
@@ -172,10 +178,11 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             if self._sessions > 1:
                 self.reconnects_total += 1
             self.log.info("connected to %s", self.config.endpoint)
-            await self._resolve(client)
+            namespaces = await self._resolve(client)
             feeds = await self._subscribe(client, observer)
+            feeds += await self._subscribe_events(client, observer, namespaces)
             self._client = client
-            for device_id in {b.device_id for b in self._bindings.values()}:
+            for device_id in self._device_ids():
                 self.set_online(device_id, True)
             # A TaskSet, not a TaskGroup: on 3.11 a TaskGroup whose child fails leaves its
             # parent task marked as cancelling, which would read as a stop request below.
@@ -193,9 +200,12 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             self._client = None
             for binding in self._bindings.values():
                 binding.node = binding.problem = None
-            for device_id in {b.device_id for b in self._bindings.values()}:
+            for device_id in self._device_ids():
                 self.set_online(device_id, False)
             await self._disconnect(client)
+
+    def _device_ids(self) -> set[str]:
+        return {b.device_id for b in self._bindings.values()} | {self.device_id(e.device) for e in self.config.events}
 
     async def _make_client(self) -> Client:
         config = self.config
@@ -228,7 +238,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             await states.wait_for_state(UaClientState.DISCONNECTED)
         raise AdapterError(f"lost the connection to {self.config.endpoint}")
 
-    async def _resolve(self, client: Client) -> None:
+    async def _resolve(self, client: Client) -> SessionNamespaces:
         """Find every node (browse paths in one call) and the data type of writable ones (one Read)."""
         bindings = list(self._bindings.values())
         namespaces = await self._session_namespaces(client)
@@ -275,6 +285,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                         data_value.Value.Value if data_value.Value else data_value.StatusCode,
                         extra={"device": binding.device_id},
                     )
+        return namespaces
 
     async def _resolve_method(self, binding: _Binding) -> None:
         """Find a method's object and the types of its input arguments."""
@@ -304,7 +315,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise AdapterError(f"cannot read the NamespaceArray of {self.config.endpoint}: {exc}") from exc
         if not isinstance(array, list) or not all(isinstance(uri, str) for uri in array):
             raise AdapterError(f"the NamespaceArray of {self.config.endpoint} is not a list of URIs: {array!r}")
-        used = namespace_indexes([b.spec.location for b in self._bindings.values()])
+        locations: list[NodeAddress | BrowsePath] = [b.spec.location for b in self._bindings.values()]
+        for events in self.config.events:
+            locations += [events.location, *(NodeAddress.parse(t) for t in events.types)]
+        used = namespace_indexes(locations)
         learnt = self._namespaces.learn(array, used)
         if learnt:
             self.log.info(
@@ -358,17 +372,8 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 groups[binding.spec.publishing_interval or settings.publishing_interval].append(binding)
         feeds = []
         for interval, bindings in groups.items():
-            params = ua.CreateSubscriptionParameters(
-                RequestedPublishingInterval=interval * 1000,
-                RequestedLifetimeCount=settings.lifetime_count,
-                RequestedMaxKeepAliveCount=settings.keepalive_count,
-                MaxNotificationsPerPublish=settings.max_notifications,
-                PublishingEnabled=True,
-                Priority=0,
-            )
-            subscription = await client.create_subscription(params, queue_maxsize=0)
-            feed = _Feed(subscription)
-            observer.feeds.append(feed)
+            feed = await self._feed(client, observer, interval)
+            subscription = feed.subscription
             requests = []
             for handle, binding in enumerate(bindings, start=1):
                 feed.handles[handle] = binding
@@ -379,6 +384,76 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                     self._node_failed(binding, f"cannot monitor: {result.name}")
             feeds.append(feed)
         return feeds
+
+    async def _feed(self, client: Client, observer: _PublishObserver, interval: float) -> _Feed:
+        settings = self.config.subscription
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval * 1000,
+            RequestedLifetimeCount=settings.lifetime_count,
+            RequestedMaxKeepAliveCount=settings.keepalive_count,
+            MaxNotificationsPerPublish=settings.max_notifications,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+        feed = _Feed(await client.create_subscription(params, queue_maxsize=0))
+        observer.feeds.append(feed)
+        return feed
+
+    async def _subscribe_events(
+        self, client: Client, observer: _PublishObserver, namespaces: SessionNamespaces
+    ) -> list[_Feed]:
+        """One subscription with an event monitored item per ``events:`` entry."""
+        if not self.config.events:
+            return []
+        feed = await self._feed(client, observer, self.config.subscription.publishing_interval)
+        for events in self.config.events:
+            device_id = self.device_id(events.device)
+            try:
+                source = await self._event_source(client, namespaces, events.location)
+                types = [client.get_node(namespaces.node_id(NodeAddress.parse(t))) for t in events.types]
+                evfilter = await get_filter_from_event_type(types)
+                if events.min_severity > 0:
+                    evfilter.WhereClause = _with_min_severity(evfilter.WhereClause, events.min_severity)
+                handle = await feed.subscription.subscribe_events(source, types, evfilter)
+            except (NamespaceMissing, ua.UaError, AdapterError) as exc:
+                reason = exc.reason if isinstance(exc, NamespaceMissing) else str(exc)
+                self.log.warning(
+                    "%s: cannot subscribe to events of %s: %s", device_id, events.source, reason,
+                    extra={"device": device_id},
+                )
+                now = time.time()
+                self.publish([Reading(device_id, key, None, now, Quality.BAD) for key in EVENT_POINTS])
+                continue
+            feed.events[handle] = events
+        return [feed]
+
+    async def _event_source(
+        self, client: Client, namespaces: SessionNamespaces, location: NodeAddress | BrowsePath
+    ) -> Node:
+        if isinstance(location, NodeAddress):
+            return client.get_node(namespaces.node_id(location))
+        root = ua.NodeId(ua.ObjectIds.RootFolder)
+        (result,) = await client.translate_browsepaths(root, [namespaces.relative_path(location)])
+        if not (result.StatusCode.is_good() and result.Targets):
+            raise AdapterError(f"browse path not found ({result.StatusCode.name})")
+        return client.get_node(result.Targets[0].TargetId)
+
+    def _event_readings(self, events: EventsConfig, event: UaEvent, now: float) -> list[Reading]:
+        """An event as readings of its device: the whole event as JSON, its severity, message and active state."""
+        record = event_record(event)
+        if record["severity"] is not None and record["severity"] < events.min_severity:
+            return []  # a server that ignores the where clause
+        stamp = getattr(event, "Time", None)
+        ts = _epoch(stamp) if isinstance(stamp, datetime.datetime) else now
+        device_id = self.device_id(events.device)
+        readings = [
+            Reading(device_id, "event", json.dumps(record), ts),
+            Reading(device_id, "severity", record["severity"], ts),
+            Reading(device_id, "message", record["message"], ts),
+        ]
+        if "active" in record:
+            readings.append(Reading(device_id, "active", record["active"], ts))
+        return readings
 
     def _monitored_item(self, binding: _Binding, handle: int) -> ua.MonitoredItemCreateRequest:
         spec, settings = binding.spec, self.config.subscription
@@ -420,6 +495,10 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                     binding = handles.get(item.ClientHandle)
                     if binding is not None:
                         batch.append(self._reading(binding, item.Value, now))
+                elif isinstance(event, OpcEvent):
+                    events = feed.events.get(event.event.server_handle or 0)
+                    if events is not None:
+                        batch += self._event_readings(events, event.event, now)
                 elif isinstance(event, StatusChangeEvent):
                     status = event.notification.Status
                     if not status.is_good():
@@ -526,6 +605,69 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"call to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         # The point shows the value it was last called with (outputs are not kept).
         self.publish([Reading(binding.device_id, binding.spec.key, command.value, time.time())])
+
+
+# Event fields carried by the ``event`` point, by their name in the event (browse path).
+_CONDITION_FIELDS = {
+    "condition": "ConditionName",
+    "active": "ActiveState/Id",
+    "acked": "AckedState/Id",
+    "confirmed": "ConfirmedState/Id",
+    "retain": "Retain",
+}
+
+
+def event_record(event: UaEvent) -> dict[str, Any]:
+    """The fields of an event or alarm that edged reports, as JSON-ready values.
+
+    Conditions (Alarms & Conditions) add their ConditionId, name and the Ids of
+    their active, acked and confirmed states, where the server sends them."""
+    message = getattr(event, "Message", None)
+    event_type = getattr(event, "EventType", None)
+    stamp = getattr(event, "Time", None)
+    event_id = getattr(event, "EventId", None)
+    severity = getattr(event, "Severity", None)
+    record: dict[str, Any] = {
+        "source": getattr(event, "SourceName", None),
+        "severity": int(severity) if severity is not None else None,
+        "message": getattr(message, "Text", message),
+        "type": event_type.to_string() if isinstance(event_type, ua.NodeId) else None,
+        "time": stamp.isoformat() if isinstance(stamp, datetime.datetime) else None,
+        "event_id": event_id.hex() if isinstance(event_id, bytes) else None,
+    }
+    condition_id = getattr(event, "NodeId", None)
+    if isinstance(condition_id, ua.NodeId):
+        record["condition_id"] = condition_id.to_string()
+    for key, name in _CONDITION_FIELDS.items():
+        value = getattr(event, name, None)
+        if value is not None:
+            record[key] = getattr(value, "Text", value)
+    return record
+
+
+def _with_min_severity(where: ua.ContentFilter, minimum: int) -> ua.ContentFilter:
+    """``where`` (the event type test) AND Severity >= ``minimum``."""
+    severity = ua.SimpleAttributeOperand(
+        TypeDefinitionId=ua.NodeId(ua.ObjectIds.BaseEventType),
+        BrowsePath=[ua.QualifiedName("Severity", 0)],
+        AttributeId=ua.AttributeIds.Value,
+    )
+    at_least = ua.ContentFilterElement(
+        FilterOperator=ua.FilterOperator.GreaterThanOrEqual,
+        FilterOperands=[severity, ua.LiteralOperand(Value=ua.Variant(minimum, ua.VariantType.UInt16))],
+    )
+    elements = list(where.Elements)
+    for element in elements:  # they move one place down, behind the And
+        for operand in element.FilterOperands:
+            if isinstance(operand, ua.ElementOperand):
+                operand.Index += 1
+    both = ua.ContentFilterElement(
+        FilterOperator=ua.FilterOperator.And,
+        FilterOperands=[ua.ElementOperand(Index=1), ua.ElementOperand(Index=len(elements) + 1)],
+    )
+    if not elements:
+        return ua.ContentFilter(Elements=[at_least])
+    return ua.ContentFilter(Elements=[both, *elements, at_least])
 
 
 def _epoch(stamp: datetime.datetime) -> float:

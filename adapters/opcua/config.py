@@ -117,6 +117,53 @@ class DeviceConfig(Model):
         return self
 
 
+# The points of an events device: the last event as JSON text, and its main fields.
+EVENT_POINTS = {"event": ValueType.STR, "severity": ValueType.INT, "message": ValueType.STR, "active": ValueType.BOOL}
+
+
+class EventsConfig(Model):
+    """Events of one source node (default the Server object) as the points of one device.
+
+    ``types`` are event type NodeIds (default BaseEventType, i=2041; AlarmConditionType is
+    i=2915); events below ``min_severity`` (1..1000) are dropped."""
+
+    device: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str | None = None
+    source: str = "i=2253"
+    types: list[str] = Field(default_factory=lambda: ["i=2041"], min_length=1)
+    min_severity: int = Field(0, ge=0, le=1000)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        _source_location(value)
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        for item in value:
+            NodeAddress.parse(item)
+        return value
+
+    @property
+    def location(self) -> NodeAddress | BrowsePath:
+        """The parsed ``source``."""
+        return _source_location(self.source)
+
+
+def _source_location(text: str) -> NodeAddress | BrowsePath:
+    """A NodeId, else a browse path from the Root folder."""
+    try:
+        return NodeAddress.parse(text)
+    except ValueError:
+        pass
+    try:
+        return BrowsePath.parse(text)
+    except ValueError:
+        raise ValueError(f"expected a NodeId such as i=2253 or a browse path such as 0:Objects/0:Server; got {text!r}") from None
+
+
 SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep"]
 
 
@@ -173,9 +220,13 @@ class OpcuaConfig(AdapterConfig):
     reconnect: ReconnectSettings = ReconnectSettings()
     subscription: SubscriptionSettings = SubscriptionSettings()
     devices: list[DeviceConfig] = Field(min_length=1)
+    events: list[EventsConfig] = []
 
     def declared_points(self) -> dict[str, dict[str, bool]]:
-        return {f"{self.instance}/{d.id}": {n.key: n.commandable for n in d.nodes} for d in self.devices}
+        points = {f"{self.instance}/{d.id}": {n.key: n.commandable for n in d.nodes} for d in self.devices}
+        for events in self.events:
+            points[f"{self.instance}/{events.device}"] = dict.fromkeys(EVENT_POINTS, False)
+        return points
 
     def advice(self) -> list[str]:
         """One line per namespace index (other than 0) that nodes name by number: the nsu= form is safer."""
@@ -200,7 +251,7 @@ class OpcuaConfig(AdapterConfig):
     def _checks(self) -> OpcuaConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together; give both or neither:")
-        ids = [d.id for d in self.devices]
+        ids = [d.id for d in self.devices] + [e.device for e in self.events]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"two devices share the id {duplicates[0]!r}:")

@@ -13,6 +13,9 @@ in one Read), then receives subscribed values and reads polled ones:
   after every Publish response how many notifications it queued, and the
   consumer turns exactly that many into ONE ``list[Reading]`` for the Hub.
 - Polled nodes of the same interval are read together in one Read request.
+- Events (``events:``) come through one more subscription, filtered by the
+  server on event type and Severity; each becomes readings of its events
+  device, and an alarm's event id can be acknowledged or confirmed by command.
 - Status codes become ``Quality`` (Good/Uncertain/Bad by the code's top two
   bits); the source timestamp is kept (server timestamp, else arrival time).
 
@@ -47,7 +50,7 @@ from asyncua.observer import Observer
 from edged.adapter import Adapter
 from edged.adapters.opcua import variant
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
-from edged.adapters.opcua.config import EVENT_POINTS, EventsConfig, NodeConfig, OpcuaConfig
+from edged.adapters.opcua.config import EVENT_COMMANDS, EVENT_POINTS, EventsConfig, NodeConfig, OpcuaConfig
 from edged.adapters.opcua.connection import (
     TRANSPORT_ERRORS,
     check_pinned_certificate,
@@ -62,6 +65,11 @@ from edged.model import Command, Device, Point, Quality, Reading, Value, ValueTy
 from edged.tasks import TaskSet
 
 _QUALITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)  # by StatusCode bits 31..30
+_CONDITIONS_KEPT = 10_000  # event ids remembered for acknowledge/confirm, newest first out last
+_CONDITION_METHODS = {
+    "acknowledge": ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+    "confirm": ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm),
+}
 _NO_SUCH_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
 
@@ -116,6 +124,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         self._sessions = 0
         self._namespaces = NamespaceMap(state_dir / MAP_FILE, config.endpoint)
         self._missing: set[tuple[str, str]] = set()  # (device id, namespace) reported missing, while it is
+        self._conditions: dict[str, ua.NodeId] = {}  # event id (hex) -> ConditionId, of alarms received
         self._moved: dict[int, int] = {}  # configured index -> index it was last reported at
         self.problem: str | None = None  # why the last session attempt failed, until one succeeds
 
@@ -136,6 +145,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             self.add_device(Device(device_id, self.name, spec.name or spec.id, spec.manufacturer, spec.model, points))
         for events in self.config.events:
             points = {key: Point(key, type_) for key, type_ in EVENT_POINTS.items()}
+            points |= {key: Point(key, ValueType.STR, writable=True) for key in EVENT_COMMANDS}
             self.add_device(Device(self.device_id(events.device), self.name, events.name or events.device, points=points))
         await asyncio.to_thread(self._namespaces.load)
         if self._namespaces.error is not None:
@@ -443,6 +453,11 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         record = event_record(event)
         if record["severity"] is not None and record["severity"] < events.min_severity:
             return []  # a server that ignores the where clause
+        condition_id = getattr(event, "NodeId", None)
+        if record["event_id"] and isinstance(condition_id, ua.NodeId):
+            self._conditions[record["event_id"]] = condition_id
+            if len(self._conditions) > _CONDITIONS_KEPT:
+                del self._conditions[next(iter(self._conditions))]
         stamp = getattr(event, "Time", None)
         ts = _epoch(stamp) if isinstance(stamp, datetime.datetime) else now
         device_id = self.device_id(events.device)
@@ -562,6 +577,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
 
     async def write(self, command: Command) -> None:
         binding = self._bindings.get((command.device_id, command.key))
+        if binding is None and command.key in EVENT_COMMANDS:
+            await self._answer_condition(command)
+            return
         if binding is None:
             raise CommandError(f"no such point {command.device_id}.{command.key}")
         client, node = self._client, binding.node
@@ -585,6 +603,40 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"write to {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
         if not status.is_good():
             raise CommandError(f"the server refused the write of {binding.spec.address}: {status.name}")
+
+    async def _answer_condition(self, command: Command) -> None:
+        """Acknowledge or confirm the alarm whose event id (hex) the command carries.
+
+        The value is the event id, or JSON ``{"event_id": "...", "comment": "..."}``."""
+        text = str(command.value or "").strip()
+        comment = ""
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+                text, comment = str(data["event_id"]), str(data.get("comment", ""))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CommandError(f'expected {{"event_id": "<hex>", "comment": "..."}}; got {text!r} ({exc})') from None
+        try:
+            event_id = bytes.fromhex(text)
+        except ValueError:
+            raise CommandError(f"expected the event id of an alarm in hex; got {text!r}") from None
+        condition_id = self._conditions.get(event_id.hex())
+        if condition_id is None:
+            raise CommandError(f"no alarm with event id {event_id.hex()} has been received")
+        client = self._client
+        if client is None:
+            raise CommandError(f"not connected to {self.config.endpoint}")
+        try:
+            await client.get_node(condition_id).call_method(
+                _CONDITION_METHODS[command.key],
+                ua.Variant(event_id, ua.VariantType.ByteString),
+                ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
+            )
+        except ua.UaStatusCodeError as exc:
+            raise CommandError(f"the server refused to {command.key} {condition_id.to_string()}: {exc}") from exc
+        except TRANSPORT_ERRORS as exc:
+            raise CommandError(f"{command.key} on {self.config.endpoint} failed: {type(exc).__name__}: {exc}") from exc
+        self.publish([Reading(command.device_id, command.key, event_id.hex(), time.time())])
 
     async def _call(self, binding: _Binding, command: Command) -> None:
         """Call a method point's method with the command's value as its argument."""

@@ -119,6 +119,8 @@ class DeviceConfig(Model):
 
 # The points of an events device: the last event as JSON text, and its main fields.
 EVENT_POINTS = {"event": ValueType.STR, "severity": ValueType.INT, "message": ValueType.STR, "active": ValueType.BOOL}
+# Writable points of an events device: a command with an alarm's event id (hex) acknowledges or confirms it.
+EVENT_COMMANDS = ("acknowledge", "confirm")
 
 
 class EventsConfig(Model):
@@ -225,7 +227,9 @@ class OpcuaConfig(AdapterConfig):
     def declared_points(self) -> dict[str, dict[str, bool]]:
         points = {f"{self.instance}/{d.id}": {n.key: n.commandable for n in d.nodes} for d in self.devices}
         for events in self.events:
-            points[f"{self.instance}/{events.device}"] = dict.fromkeys(EVENT_POINTS, False)
+            points[f"{self.instance}/{events.device}"] = dict.fromkeys(EVENT_POINTS, False) | dict.fromkeys(
+                EVENT_COMMANDS, True
+            )
         return points
 
     def advice(self) -> list[str]:

@@ -12,7 +12,7 @@ from asyncua import ua
 from edged.adapters.opcua.adapter import OpcuaAdapter
 from edged.config import load_config
 from edged.errors import ConfigError
-from edged.model import Reading
+from edged.model import Command, CommandStatus, Reading
 from tests.adapters.opcua_server import PlantServer, free_port
 from tests.adapters.test_opcua import make_config
 
@@ -69,6 +69,37 @@ async def test_alarm_reaches_the_hub_and_low_severity_is_dropped(plant, hub, wat
     await raise_alarm(plant, 800, "Boiler back to normal", active=False)
     await watch.until(lambda: (r := hub.value("plc/alarms", "active")) and r.value is False)
     assert hub.value("plc/alarms", "message").value == "Boiler back to normal"
+
+
+async def test_acknowledge_and_confirm_call_the_condition_methods(plant, hub, watch, running, tmp_path):
+    server = plant.server
+    assert server is not None
+    await server.nodes.objects.add_object(ua.NodeId("Boiler.HighTemperature", 2), "2:HighTemperature")
+    calls: list[tuple[str, ua.NodeId, bytes, str]] = []
+    for name, method in (("acknowledge", ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                         ("confirm", ua.ObjectIds.AcknowledgeableConditionType_Confirm)):  # fmt: skip
+
+        def answer(parent: ua.NodeId, event_id: ua.Variant, comment: ua.Variant, name: str = name) -> list:
+            calls.append((name, parent, event_id.Value, comment.Value.Text))
+            return []
+
+        server.link_method(server.get_node(method), answer)
+    adapter = OpcuaAdapter(make_config(plant.endpoint, events=[{"device": "alarms", "types": ["i=2915"]}]), hub, tmp_path)
+    running(adapter)
+    await watch.until(lambda: (d := hub.devices.get("plc/alarms")) is not None and d.online)
+    event_id = await raise_alarm(plant, 800, "Boiler too hot", active=True)
+    await watch.until(lambda: (r := hub.value("plc/alarms", "event")) and json.loads(r.value)["event_id"])
+
+    result = await hub.execute(Command("plc/alarms", "acknowledge", json.dumps({"event_id": event_id.hex(), "comment": "on it"})))
+    assert result.status is CommandStatus.OK, result.reason
+    result = await hub.execute(Command("plc/alarms", "confirm", event_id.hex()))
+    assert result.status is CommandStatus.OK, result.reason
+    condition = ua.NodeId("Boiler.HighTemperature", 2)
+    assert calls == [("acknowledge", condition, event_id, "on it"), ("confirm", condition, event_id, "")]
+
+    result = await hub.execute(Command("plc/alarms", "acknowledge", "00ff"))
+    assert result.status is CommandStatus.FAILED
+    assert result.reason == "no alarm with event id 00ff has been received"
 
 
 def test_bad_min_severity_is_reported_with_file_and_line(tmp_path):

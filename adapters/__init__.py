@@ -1,37 +1,67 @@
 """Protocol adapters, imported as ``edged.adapters.<type>``.
 
-The registry names, for every ``type:`` a configuration may use, where its
-config model and its adapter class live. Config models import nothing but
-pydantic, so validating a file costs nothing; an adapter's protocol stack is
-imported only when a configuration actually runs it.
+Each folder here is one adapter type, named as ``type:`` names it in a
+configuration, and its ``__init__.py`` says in an ``Entry`` where its parts
+live: the config model, the adapter class, and, where it has them, the
+status API routes and the ``edged <type> ...`` command. Entries hold only
+names, so listing them imports nothing: a config model imports nothing but
+pydantic, and an adapter's protocol stack is imported only when a
+configuration actually runs it. docs/adapters.md tells how to add one.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edged.adapter import Adapter, AdapterConfig
-
-# type -> (config model, adapter class), as "module:attribute"
-REGISTRY: dict[str, tuple[str, str]] = {
-    "simulated": ("edged.adapters.simulated.config:SimulatedConfig", "edged.adapters.simulated.adapter:SimulatedAdapter"),
-    "modbus": ("edged.adapters.modbus.config:ModbusConfig", "edged.adapters.modbus.adapter:ModbusAdapter"),
-    "opcua": ("edged.adapters.opcua.config:OpcuaConfig", "edged.adapters.opcua.adapter:OpcuaAdapter"),
-    "zigbee": ("edged.adapters.zigbee.config:ZigbeeConfig", "edged.adapters.zigbee.adapter:ZigbeeAdapter"),
-    "ble": ("edged.adapters.ble.config:BleConfig", "edged.adapters.ble.adapter:BleAdapter"),
-}
+    from edged.adapter import Adapter, AdapterConfig, Route
 
 
-def _resolve(ref: str) -> type:
+@dataclass(frozen=True)
+class Entry:
+    """Where an adapter type's parts live, each as ``"module:attribute"``."""
+
+    config: str  # its config model (a subclass of AdapterConfig)
+    adapter: str  # its adapter class
+    routes: str | None = None  # a list of Route the status API serves for each instance
+    cli: str | None = None  # a module with add_arguments(parser) and main(args): ``edged <type> ...``
+    cli_help: str = ""  # the command's line in ``edged --help``
+
+
+@cache
+def registry() -> dict[str, Entry]:
+    """type -> Entry, for every adapter folder of this package."""
+    found = {}
+    for module in pkgutil.iter_modules(__path__):
+        entry = getattr(importlib.import_module(f"{__name__}.{module.name}"), "ENTRY", None)
+        if module.ispkg and isinstance(entry, Entry):
+            found[module.name] = entry
+    return found
+
+
+def _resolve(ref: str) -> object:
     module, _, attribute = ref.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
 def config_model(type_: str) -> type[AdapterConfig]:
-    return _resolve(REGISTRY[type_][0])
+    return _resolve(registry()[type_].config)  # type: ignore[return-value]
 
 
 def adapter_class(type_: str) -> type[Adapter]:
-    return _resolve(REGISTRY[type_][1])
+    return _resolve(registry()[type_].adapter)  # type: ignore[return-value]
+
+
+def routes(type_: str) -> list[Route]:
+    entry = registry()[type_]
+    return [] if entry.routes is None else list(_resolve(entry.routes))  # type: ignore[call-overload]
+
+
+def cli_module(type_: str) -> ModuleType | None:
+    entry = registry()[type_]
+    return None if entry.cli is None else importlib.import_module(entry.cli)

@@ -14,19 +14,28 @@ Subclasses implement three coroutines:
 
 ``run()`` (used by the daemon's supervisor) starts the adapter, watches its
 tasks and stops it when one of them fails or when it is cancelled.
+
+An adapter is a *part* (``edged.part``): it has a ``state``, may say what is
+wrong with it in ``health_problems()`` and gives its figures in ``stats()``.
+Operations that do not fit a point write (letting Zigbee devices join,
+removing one) are ``Route``s the adapter's registry entry names: the status
+API serves them under ``/api/adapters/{instance}/{path}``.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+from edged.errors import AdapterError
 from edged.fields import Model
 from edged.hub import Hub
 from edged.model import Command, Device, Reading
+from edged.part import State, counter
 from edged.tasks import TaskSet
 
 
@@ -53,6 +62,42 @@ class AdapterConfig(Model):
 
 C = TypeVar("C", bound=AdapterConfig)
 
+JSON = dict[str, Any]
+
+
+@dataclass
+class AdapterStats:
+    """What every adapter counts; an adapter with more to say extends it."""
+
+    readings: int = counter("edged_adapter_readings", "Readings an adapter published")
+    errors: int = counter("edged_adapter_errors", "Errors talking to devices")
+    reconnects: int = counter("edged_adapter_reconnects", "Reconnection attempts")
+
+
+class RouteError(Exception):
+    """A route's request cannot be done: ``status`` is the HTTP status, ``str(exc)`` the reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Route:
+    """An operation an adapter adds to the status API: ``method`` ``/api/adapters/{instance}/{path}``.
+
+    ``handle(adapter, body)`` gets the running adapter and the request's JSON
+    object (for GET, its query parameters) and returns the JSON answer, or
+    raises ``RouteError``. ``alias`` is an older path of the same operation,
+    served for every running adapter of the type at once by ``handle_all``
+    (the adapters, the body) when it is given."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    handle: Callable[[Any, JSON], Awaitable[JSON]]
+    alias: str | None = None
+    handle_all: Callable[[list[Any], JSON], Awaitable[JSON]] | None = None
+
 
 class Adapter(abc.ABC, Generic[C]):
     config_model: ClassVar[type[AdapterConfig]]
@@ -64,7 +109,7 @@ class Adapter(abc.ABC, Generic[C]):
         self.state_dir = state_dir
         self.log = logging.getLogger(f"edged.adapters.{self.name}")
         self.tasks = TaskSet()
-        self.state = "stopped"
+        self.state = State.STOPPED
         # Counters read by the metrics endpoint; subclasses count errors and reconnects.
         self.readings_total = 0
         self.errors_total = 0
@@ -81,6 +126,15 @@ class Adapter(abc.ABC, Generic[C]):
     @abc.abstractmethod
     async def write(self, command: Command) -> None:
         """Set ``command.key`` of ``command.device_id``; raise ``CommandError`` if not done."""
+
+    # -- what the rest of the gateway sees ---------------------------------
+
+    def health_problems(self) -> list[str]:
+        """Why the adapter needs attention beyond its state (a certificate mismatch, ...)."""
+        return []
+
+    def stats(self) -> AdapterStats:
+        return AdapterStats(self.readings_total, self.errors_total, self.reconnects_total)
 
     # -- helpers for subclasses ------------------------------------------
 
@@ -102,14 +156,18 @@ class Adapter(abc.ABC, Generic[C]):
 
     async def run(self) -> None:
         """Start, then wait until a task fails (raised) or until cancelled."""
-        self.state = "starting"
+        self.state = State.STARTING
         self.hub.attach_writer(self.name, self.write)
         try:
             await self.start()
-            self.state = "running"
+            self.state = State.RUNNING
             await self.tasks.wait_failure()
+        except AdapterError:
+            self.state = State.FAILED
+            raise
         finally:
-            self.state = "stopped"
+            if self.state is not State.FAILED:
+                self.state = State.STOPPED
             self.hub.detach_writer(self.name)
             await self.tasks.close()
             await self.stop()

@@ -279,9 +279,9 @@ def _validate_adapters(data: dict[str, Any], path: Path, sources: SourceMap, pro
     for index, entry in enumerate(raw):
         where: KeyPath = ("adapters", index)
         type_ = entry.get("type") if isinstance(entry, dict) else None
-        if not isinstance(type_, str) or type_ not in adapters.REGISTRY:
+        if not isinstance(type_, str) or type_ not in adapters.registry():
             file, line = sources.locate((*where, "type"), str(path))
-            expected = ", ".join(sorted(adapters.REGISTRY))
+            expected = ", ".join(sorted(adapters.registry()))
             found = "nothing" if type_ is None else _shown(type_)
             problems.append(ConfigProblem(file, line, format_path((*where, "type")), f"expected one of {expected}; got {found}"))
             continue

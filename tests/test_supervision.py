@@ -46,7 +46,7 @@ class FlakyAdapter(Adapter[FlakyConfig]):
 
 @pytest.fixture
 def flaky_type(monkeypatch):
-    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:FlakyAdapter"))
+    monkeypatch.setitem(adapters.registry(), "flaky", adapters.Entry(f"{__name__}:FlakyConfig", f"{__name__}:FlakyAdapter"))
     FlakyAdapter.starts = 0
 
 
@@ -85,7 +85,7 @@ class NoRadioAdapter(FlakyAdapter):
 
 
 async def test_an_explained_failure_is_one_line_and_retried(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:NoRadioAdapter"))
+    monkeypatch.setitem(adapters.registry(), "flaky", adapters.Entry(f"{__name__}:FlakyConfig", f"{__name__}:NoRadioAdapter"))
     NoRadioAdapter.starts = 0
     NoRadioAdapter.restarted = asyncio.Event()
     (tmp_path / "c.yaml").write_text("status: {http: {enabled: false}}\nadapters:\n  - {type: flaky, name: radio}\n")
@@ -132,7 +132,7 @@ class ExplainingAdapter(FlakyAdapter):
 
 
 async def test_an_adapter_s_own_health_problems_reach_the_daemon_s_health(tmp_path, monkeypatch):
-    monkeypatch.setitem(adapters.REGISTRY, "flaky", (f"{__name__}:FlakyConfig", f"{__name__}:ExplainingAdapter"))
+    monkeypatch.setitem(adapters.registry(), "flaky", adapters.Entry(f"{__name__}:FlakyConfig", f"{__name__}:ExplainingAdapter"))
     FlakyAdapter.starts = 1  # its polling works from the start
     (tmp_path / "c.yaml").write_text("status: {http: {enabled: false}}\nadapters:\n  - {type: flaky, name: plc}\n")
     daemon = Daemon(load_config(tmp_path / "c.yaml"), tmp_path / "c.yaml")

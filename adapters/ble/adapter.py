@@ -19,7 +19,7 @@ out a real sensor until restart. Devices named in the configuration
 find a place.
 
 Without a Bluetooth adapter or BlueZ, ``run()`` logs one clear error, sets
-``state`` to ``"failed"`` and raises ``AdapterError``; the daemon's
+``state`` to ``failed`` and raises ``AdapterError``; the daemon's
 supervisor retries it with backoff while the rest of the gateway runs.
 """
 
@@ -39,7 +39,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from edged.adapter import Adapter
+from edged.adapter import Adapter, AdapterStats
 from edged.adapters.ble import advert, ibeacon, ruuvi
 from edged.adapters.ble.backend import BleBackend
 from edged.adapters.ble.config import BleConfig
@@ -47,6 +47,7 @@ from edged.adapters.ble.gatt import GattLink, Sightings, points
 from edged.errors import AdapterError, CommandError
 from edged.hub import Hub
 from edged.model import Command, Device, DeviceAdded, Point, Quality, Reading
+from edged.part import counter
 
 try:  # BlueZ talks D-Bus; its errors are not all BleakErrors
     from dbus_fast import DBusError as _DBusError
@@ -54,6 +55,13 @@ try:  # BlueZ talks D-Bus; its errors are not all BleakErrors
     STARTUP_ERRORS: tuple[type[Exception], ...] = (BleakError, OSError, EOFError, _DBusError)
 except ImportError:  # pragma: no cover - not Linux
     STARTUP_ERRORS = (BleakError, OSError, EOFError)
+
+
+@dataclass
+class BleStats(AdapterStats):
+    adverts: int = counter("edged_adapter_ble_adverts", "Advertisements heard")
+    duplicates: int = counter("edged_adapter_ble_duplicates", "Advertisements that repeated the last one within the dedup window")
+    evicted: int = counter("edged_adapter_ble_evicted", "Advertisers forgotten to make room for new ones")
 
 
 @dataclass(slots=True)
@@ -92,13 +100,6 @@ class BleAdapter(Adapter[BleConfig]):
         self.evicted_total = 0
 
     # -- lifecycle -------------------------------------------------------
-
-    async def run(self) -> None:
-        try:
-            await super().run()
-        except AdapterError:
-            self.state = "failed"
-            raise
 
     async def start(self) -> None:
         backend = self._backend
@@ -200,9 +201,9 @@ class BleAdapter(Adapter[BleConfig]):
         for frame in frames:
             self._take(frame, adv.local_name, now, address in self._pinned)
 
-    def stats(self) -> dict[str, int]:
-        return {"ble_adverts": self.adverts_total, "ble_duplicates": self.duplicates_total,
-                "ble_evicted": self.evicted_total}  # fmt: skip
+    def stats(self) -> BleStats:
+        return BleStats(self.readings_total, self.errors_total, self.reconnects_total, self.adverts_total,
+                        self.duplicates_total, self.evicted_total)  # fmt: skip
 
     def _take(self, frame: advert.Decoded, name: str | None, now: float, pinned: bool = False) -> None:
         known = self._advertisers.get(frame.native_id)

@@ -1,2 +1,12 @@
 """Simulated devices (a thermostat, a relay, an energy meter) whose values
 move like real ones and travel the same path as any real adapter's."""
+
+from edged.adapters import Entry
+
+ENTRY = Entry(
+    config="edged.adapters.simulated.config:SimulatedConfig",
+    adapter="edged.adapters.simulated.adapter:SimulatedAdapter",
+    routes="edged.adapters.simulated.routes:ROUTES",
+    cli="edged.adapters.simulated.cli",
+    cli_help="simulated devices: take one offline for a while",
+)

@@ -355,7 +355,7 @@ async def test_a_flood_of_random_addresses_cannot_lock_out_a_real_sensor(hub, wa
     assert f"ble/{random_address(0).lower()}" not in hub.devices  # the longest silent went first
     assert f"ble/{random_address(49).lower()}" in hub.devices
     assert adapter.evicted_total == 50 + 1 - 8
-    assert adapter.stats()["ble_evicted"] == 43
+    assert adapter.stats().evicted == 43
     summaries = [r for r in caplog.records if r.levelno == logging.WARNING and "evicted" in r.getMessage()]
     assert len(summaries) == 1  # once a minute, not once per eviction
     assert len([r for r in caplog.records if r.levelno == logging.DEBUG and "evicted for" in r.getMessage()]) == 43

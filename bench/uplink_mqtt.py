@@ -91,11 +91,11 @@ async def live(state: Path, port: int, total: int, seconds: float) -> float:
             for batch in batches():
                 hub.publish(batch)
             handed += DEVICES * BATCH
-            behind = handed - service.stats()["uplink_acked"]
+            behind = handed - service.stats().acked
             await asyncio.sleep(0 if behind < 300_000 else 0.002)
-        await service.wait_for(lambda: service.stats()["uplink_acked"] >= service.outbox.accepted, 120)
+        await service.wait_for(lambda: service.stats().acked >= service.outbox.accepted, 120)
         elapsed = time.perf_counter() - start
-        return service.stats()["uplink_acked"] / elapsed
+        return service.stats().acked / elapsed
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -140,7 +140,7 @@ async def draining(state: Path, port: int, backlog: int) -> tuple[float, list[fl
     start = time.perf_counter()
     producer = asyncio.create_task(produce_live())
     try:
-        await service.wait_for(lambda: service.stats()["uplink_acked_backlog"] >= backlog, 120)
+        await service.wait_for(lambda: service.stats().acked_backlog >= backlog, 120)
         elapsed = time.perf_counter() - start
     finally:
         producer.cancel()

@@ -65,6 +65,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -74,6 +75,7 @@ from edged.backoff import Backoff
 from edged.fields import Duration, FilePath, Model
 from edged.files import write_atomic
 from edged.model import Reading
+from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,32 @@ ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 _INSERT_ROW = (
     "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen, unsynced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+HEALTH_FULL = 0.9  # the fill that counts as a problem
+_DROPPED = "Readings the outbox lost, by reason"
+
+
+@dataclass
+class OutboxStats:
+    depth: int = gauge("edged_outbox_depth_readings", "Readings stored and not yet acknowledged by the cloud")
+    bytes: int = gauge("edged_outbox_bytes", "Size of the stored outbox rows")
+    rows: int = gauge("edged_outbox_rows", "Rows in the outbox")
+    oldest_age: float | None = gauge("edged_outbox_oldest_age_seconds", "Age of the oldest unacknowledged row")
+    accepted: int = counter("edged_outbox_accepted", "Readings committed to the outbox")
+    dropped: int = 0  # all three reasons below
+    dropped_full: int = counter("edged_outbox_dropped", _DROPPED, reason="full")
+    rejected: int = counter("edged_outbox_dropped", _DROPPED, reason="rejected")
+    expired: int = counter("edged_outbox_dropped", _DROPPED, reason="expired")
+    acked: int = counter("edged_outbox_acked", "Readings removed after the cloud acknowledged them")
+    dead_letters: int = gauge("edged_outbox_dead_letters_readings", "Readings held in the dead letters")
+    dead_lettered: int = counter("edged_outbox_dead_lettered", "Readings moved to the dead letters (refused for good)")
+    requeued: int = counter("edged_outbox_requeued", "Readings an operator moved back from the dead letters")
+    discarded: int = counter("edged_outbox_discarded", "Readings deleted from the dead letters")
+    corrupt: int = counter("edged_outbox_corrupt", "Damaged outbox files moved aside")
+    generation: int = gauge("edged_outbox_generation", "The generation in the key of new messages")
+    commit_failing: int = gauge("edged_outbox_commit_failing", "1 while commits fail (disk full, I/O error)")
+    open_failing: int = gauge("edged_outbox_open_failing", "1 while the outbox database cannot be opened")
 
 
 class OutboxConfig(Model):
@@ -780,27 +808,46 @@ class Outbox:
     def dropped(self) -> int:
         return self.dropped_full + self.refused + self.expired
 
-    def stats(self) -> dict[str, float | int | None]:
-        return {
-            "outbox_depth": self.depth,
-            "outbox_bytes": self.bytes,
-            "outbox_rows": self.rows,
-            "outbox_oldest_age": None if self.oldest is None else max(0.0, self.age_clock() - self.oldest),
-            "outbox_accepted": self.accepted,
-            "outbox_dropped": self.dropped,
-            "outbox_dropped_full": self.dropped_full,
-            "outbox_rejected": self.refused,
-            "outbox_expired": self.expired,
-            "outbox_acked": self.acked,
-            "outbox_dead_letters": self.dead_letters,
-            "outbox_dead_lettered": self.dead_lettered,
-            "outbox_requeued": self.requeued,
-            "outbox_discarded": self.discarded,
-            "outbox_corrupt": self.corrupt,
-            "outbox_generation": self.generation,
-            "outbox_commit_failing": int(self.commit_error is not None),
-            "outbox_open_failing": int(self.open_error is not None),
-        }
+    # -- what the rest of the gateway sees ---------------------------------
+
+    name = "outbox"
+
+    @property
+    def state(self) -> State:
+        return State.RUNNING if self.is_open else State.STOPPED
+
+    def health_problems(self) -> list[str]:
+        problems = []
+        full = self.bytes / self.config.max_bytes
+        if full >= HEALTH_FULL:
+            problems.append(f"outbox is {full:.0%} full")
+        if self.open_error is not None:
+            problems.append(f"outbox cannot open: {self.open_error}")
+        if self.commit_error is not None:
+            problems.append(f"outbox cannot store readings: {self.commit_error}")
+        return problems
+
+    def stats(self) -> OutboxStats:
+        return OutboxStats(
+            depth=self.depth,
+            bytes=self.bytes,
+            rows=self.rows,
+            oldest_age=None if self.oldest is None else max(0.0, self.age_clock() - self.oldest),
+            accepted=self.accepted,
+            dropped=self.dropped,
+            dropped_full=self.dropped_full,
+            rejected=self.refused,
+            expired=self.expired,
+            acked=self.acked,
+            dead_letters=self.dead_letters,
+            dead_lettered=self.dead_lettered,
+            requeued=self.requeued,
+            discarded=self.discarded,
+            corrupt=self.corrupt,
+            generation=self.generation,
+            commit_failing=int(self.commit_error is not None),
+            open_failing=int(self.open_error is not None),
+        )
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode

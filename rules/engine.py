@@ -9,10 +9,10 @@ why it runs inside the Hub's listener call. A rule that fires starts a run
 Contract for the daemon: ``RulesEngine(rules, hub, state_dir, timezone,
 clock=None)``; ``await run()`` until cancelled; ``reload(rules)`` keeps the
 state (running actions, timers, trigger memory) of every rule whose
-configuration is unchanged. Metrics: ``firings_total``, ``errors_total``,
-``rules_paused``, ``recent`` (last 50 firings), ``latencies`` (seconds from
-a reading reaching the Hub to the command it caused being handed to the
-Hub's writer).
+configuration is unchanged. Its figures (``stats()``): firings, failed
+actions, rules paused, the last 50 firings, and latencies (seconds from a
+reading reaching the Hub to the command it caused being handed to the Hub's
+writer).
 
 Every firing runs in a task of its own, so rules that trigger each other
 (rule A writes what wakes rule B, which writes what wakes A) never hold the
@@ -31,12 +31,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
 from edged.model import Command, CommandResult, Event, Origin, Reading, RuleEvent
+from edged.part import State, counter, summary
 from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_frames
 from edged.rules.clock import Clock, RealClock
 from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
@@ -379,7 +381,21 @@ class RuleRuntime:
             binding.stop()
 
 
+@dataclass
+class RulesStats:
+    firings: int = counter("edged_rule_firings", "Rule firings")
+    errors: int = counter("edged_rule_errors", "Rule actions that failed")
+    paused: int = counter("edged_rules_paused", "Rules paused because what rules did woke them too often (a loop)")
+    latency: list[float] = summary(
+        "edged_rule_latency_seconds",
+        "From a reading entering the Hub to the rule's command reaching the adapter (recent window)",
+    )
+    recent: list[dict[str, Any]] = field(default_factory=list)  # the last firings, newest last
+
+
 class RulesEngine:
+    name = "rules"
+
     def __init__(self, rules: Sequence[Rule], hub: Hub, state_dir: Path, timezone: str = "UTC",
                  clock: Clock | None = None) -> None:  # fmt: skip
         self.hub = hub
@@ -432,6 +448,16 @@ class RulesEngine:
             self.rules.clear()
             self._started = False
             self.started.clear()
+
+    @property
+    def state(self) -> State:
+        return State.RUNNING if self.started.is_set() else State.STOPPED
+
+    def health_problems(self) -> list[str]:
+        return []
+
+    def stats(self) -> RulesStats:
+        return RulesStats(self.firings_total, self.errors_total, self.rules_paused, list(self.latencies), list(self.recent))
 
     def reload(self, rules: Sequence[Rule]) -> None:
         """Take a new rule list; rules whose configuration is unchanged keep their state."""

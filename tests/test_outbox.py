@@ -116,7 +116,7 @@ async def test_readings_older_than_the_ttl_expire_and_are_counted(tmp_path: Path
     now[0] += 1800
     outbox.put(readings("a", 30, 20))
     await outbox.flush()
-    assert outbox.stats()["outbox_oldest_age"] == 1800
+    assert outbox.stats().oldest_age == 1800
     now[0] += 1801
     outbox.put(readings("a", 50, 5))
     await outbox.flush()
@@ -193,13 +193,13 @@ async def test_a_full_disk_loses_nothing_and_commits_when_there_is_room_again(tm
     outbox.put(readings("a", 10, 5000))
     await asyncio.wait_for(failed.wait(), 10)
     assert "full" in outbox.commit_error
-    assert outbox.stats()["outbox_commit_failing"] == 1
+    assert outbox.stats().commit_failing == 1
     assert (outbox.accepted, outbox.rejected) == (10, 0), "nothing accepted, nothing thrown away"
     assert "keeping 5000 readings in memory" in caplog.text
 
     await limit_database(outbox, 1_000_000)  # room again (the disk was cleaned up)
     await outbox.flush()
-    assert outbox.commit_error is None and outbox.stats()["outbox_commit_failing"] == 0
+    assert outbox.commit_error is None and outbox.stats().commit_failing == 0
     assert (outbox.accepted, outbox.rejected) == (5010, 0)
     assert stored(outbox) == [("a", i) for i in range(5010)]
     await outbox.close()
@@ -282,7 +282,7 @@ async def test_a_damaged_outbox_file_is_moved_aside_counted_and_replaced(tmp_pat
     outbox = await opened(tmp_path)
     (aside,) = moved_aside(tmp_path)
     assert aside.read_bytes().startswith(b"this is not a database")
-    assert outbox.corrupt == 1 and outbox.stats()["outbox_corrupt"] == 1
+    assert outbox.corrupt == 1 and outbox.stats().corrupt == 1
     assert "is damaged" in caplog.text
     outbox.put(readings("a", 0, 10))
     await outbox.flush()
@@ -297,7 +297,7 @@ async def test_readings_put_before_the_database_opens_wait_and_are_committed(tmp
     outbox.put(readings("a", 0, 10))
     with pytest.raises(OSError):
         await outbox.open()
-    assert outbox.open_error is not None and outbox.stats()["outbox_open_failing"] == 1
+    assert outbox.open_error is not None and outbox.stats().open_failing == 1
     outbox.put(readings("a", 10, 10))
     assert outbox.balance() == (0, 0) and outbox.pending == 20
     blocker.unlink()
@@ -321,7 +321,7 @@ async def test_a_wall_clock_step_after_boot_does_not_expire_fresh_readings(tmp_p
     outbox.put(readings("a", 10, 10))
     await outbox.flush()
     assert outbox.expired == 0 and [v for _, v in stored(outbox)] == list(range(20))
-    assert outbox.stats()["outbox_oldest_age"] == 10
+    assert outbox.stats().oldest_age == 10
 
     running[0] += 7 * DAY - 5  # the first readings have now waited longer than ttl; the second not
     outbox.put(readings("a", 20, 10))
@@ -341,7 +341,7 @@ async def test_the_age_of_stored_readings_survives_a_restart(tmp_path: Path) -> 
 
     rebooted = [3.0]  # the monotonic clock starts again near zero after a reboot
     again = await opened(tmp_path, monotonic=lambda: rebooted[0], ttl="7d")
-    assert again.stats()["outbox_oldest_age"] == 2 * DAY
+    assert again.stats().oldest_age == 2 * DAY
     rebooted[0] += 5 * DAY + 1
     again.put(readings("a", 10, 10))
     await again.flush()
@@ -362,7 +362,7 @@ async def test_rows_of_an_older_release_are_kept_and_age_from_the_upgrade(tmp_pa
     db.close()
     running = [50.0]
     outbox = await opened(tmp_path, monotonic=lambda: running[0], ttl="7d")
-    assert outbox.depth == 5 and outbox.stats()["outbox_oldest_age"] == 0
+    assert outbox.depth == 5 and outbox.stats().oldest_age == 0
     running[0] += DAY
     outbox.put(readings("a", 5, 5))
     await outbox.flush()

@@ -117,6 +117,6 @@ async def _print_tables(daemon: object, every: float) -> None:
             lines.append(f"  {device.id:<36} {state} {', '.join(values[:6])}")
         if daemon.uplink is not None:
             stats = daemon.uplink.stats()
-            state = "connected" if stats["uplink_connected"] else "not connected"
-            lines.append(f"  uplink {state}; outbox: {stats['outbox_depth']} readings waiting, {stats['uplink_acked']} delivered")
+            state = "connected" if stats.connected else "not connected"
+            lines.append(f"  uplink {state}; outbox: {daemon.uplink.outbox.depth} readings waiting, {stats.acked} delivered")
         print("\n".join(["-- live values --", *lines]), flush=True)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from edged.model import (
     RuleEvent,
 )
 from edged.outbox import Outbox, OutboxConfig
+from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
 from edged.uplink.commands import Parsed, RejectionLimit, SeenCommands
 from edged.uplink.config import CoapUplinkConfig, MqttUplinkConfig, UplinkConfig
@@ -44,8 +46,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEALTH_FULL = 0.9  # outbox fill that counts as a problem
 HEALTH_DOWN = 300.0  # seconds without a cloud connection that count as a problem
+
+
+@dataclass
+class UplinkStats:
+    connected: int = gauge("edged_uplink_connected", "1 while the uplink is connected to the cloud")
+    acked: int = counter("edged_uplink_acked", "Readings the cloud acknowledged")
+    acked_live: int = counter("edged_uplink_acked_live", "Readings the cloud acknowledged as they came")
+    acked_backlog: int = counter("edged_uplink_acked_backlog", "Readings the cloud acknowledged from the stored backlog")
+    reconnects: int = counter("edged_uplink_reconnects", "Connections to the cloud lost or refused")
+    commands_repeated: int = counter("edged_uplink_commands_repeated", "Cloud commands shown again and not run twice")
+    commands_dropped: int = counter("edged_uplink_commands_dropped", "Refused cloud commands beyond the answer rate, not answered")
+    refused: dict[str, int] = counter("edged_uplink_refused", "Messages the cloud refused, by reason", label="reason")
+    delivered: dict[str, int] = counter(
+        "edged_adapter_readings_delivered", "Readings of an adapter the cloud acknowledged", label="adapter"
+    )
 
 
 class UplinkService:
@@ -59,6 +75,7 @@ class UplinkService:
         backoff: Backoff | None = None,
     ) -> None:
         self.config = uplink_config
+        self.name = "uplink"
         self.hub = hub
         self.gateway_id = gateway_id
         self.outbox = Outbox(outbox_config, state_dir)
@@ -277,39 +294,35 @@ class UplinkService:
                 self._changed.clear()
                 await self._changed.wait()
 
+    # -- what the rest of the gateway sees ---------------------------------
+
+    @property
+    def state(self) -> State:
+        return State.RUNNING if self.connected else State.STARTING
+
     def health_problems(self) -> list[str]:
-        """Why the store-and-forward path needs attention (for the daemon's health view)."""
-        problems = []
-        full = self.outbox.bytes / self.outbox.config.max_bytes
-        if full >= HEALTH_FULL:
-            problems.append(f"outbox is {full:.0%} full")
-        if self.outbox.open_error is not None:
-            problems.append(f"outbox cannot open: {self.outbox.open_error}")
-        if self.outbox.commit_error is not None:
-            problems.append(f"outbox cannot store readings: {self.outbox.commit_error}")
+        """Why the store-and-forward path needs attention: the outbox's problems, and a cloud gone too long."""
+        problems = self.outbox.health_problems()
         if self._down_since is not None and time.monotonic() - self._down_since >= HEALTH_DOWN:
             problems.append(f"uplink down for {time.monotonic() - self._down_since:.0f} s")
         return problems
 
-    # -- metrics ---------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        """Outbox and connection figures, by metric name."""
+    def stats(self) -> UplinkStats:
         live, backlog = self._sent
         if self._sender is not None:
             live += self._sender.sent_live
             backlog += self._sender.sent_backlog
-        return {
-            **self.outbox.stats(),
-            "uplink_connected": self.connected,
-            "uplink_acked": live + backlog,
-            "uplink_acked_live": live,
-            "uplink_acked_backlog": backlog,
-            "uplink_reconnects": self.reconnects,
-            "uplink_commands_repeated": self.commands_repeated,
-            "uplink_commands_dropped": self.rejections.dropped,
-            "uplink_refused": dict(self.refusals.by_reason),
-        }
+        return UplinkStats(
+            connected=int(self.connected),
+            acked=live + backlog,
+            acked_live=live,
+            acked_backlog=backlog,
+            reconnects=self.reconnects,
+            commands_repeated=self.commands_repeated,
+            commands_dropped=self.rejections.dropped,
+            refused=dict(self.refusals.by_reason),
+            delivered=dict(self.delivered),
+        )
 
 
 async def _first_failure(jobs: list[Awaitable[None]]) -> None:

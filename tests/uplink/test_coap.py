@@ -153,7 +153,7 @@ async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
     await uplink.wait_for(lambda: uplink.outbox.is_open, 10)
     hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])
     await uplink.wait_for(lambda: uplink.reconnects >= 1, 20)
-    assert uplink.stats()["uplink_acked"] == 0
+    assert uplink.stats().acked == 0
     assert uplink.outbox.depth == 1
 
 
@@ -277,7 +277,7 @@ async def test_a_post_refused_with_4xx_goes_to_the_dead_letters_and_the_rest_flo
     await uplink.wait_for(lambda: uplink.outbox.acked == 1, 20)
     (letter,) = await uplink.outbox.list_dead_letters()
     assert "4.05" in letter.reason and letter.subject == "sim/a"
-    assert sum(uplink.stats()["uplink_refused"].values()) == 2
+    assert sum(uplink.stats().refused.values()) == 2
     assert uplink.outbox.balance() == (0, 0)
     event = cbor2.loads(await request(config, aiocoap.GET, config.event_uri))
     assert (event["gen"], event["type"]) == (uplink.outbox.generation, "rule")

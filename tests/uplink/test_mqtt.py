@@ -57,7 +57,7 @@ async def test_readings_arrive_once_per_device_batch_in_order_and_leave_the_outb
         assert first["readings"][0] == ["count", 0, 1_700_000_000.0, 0]
         await uplink.wait_for(lambda: uplink.outbox.depth == 0, 10)
         stats = uplink.stats()
-        assert (stats["outbox_accepted"], stats["uplink_acked"], stats["uplink_connected"]) == (6000, 6000, True)
+        assert (uplink.outbox.accepted, stats.acked, stats.connected) == (6000, 6000, True)
         assert uplink.delivered == {"sim": 6000}
 
 
@@ -109,7 +109,7 @@ async def test_tls_with_client_certificate_delivers_and_a_stranger_is_refused(
     running(trusted)
     await trusted.wait_for(lambda: trusted.connected, 10)
     hub.publish(batch("sim/a", 0, 10))
-    await trusted.wait_for(lambda: trusted.stats()["uplink_acked"] == 10, 10)
+    await trusted.wait_for(lambda: trusted.stats().acked == 10, 10)
     await stranger.wait_for(lambda: stranger.reconnects >= 2, 10)
     assert not stranger.connected
     assert stranger.outbox.depth == 10, "what cannot be sent stays in the outbox"

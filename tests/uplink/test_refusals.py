@@ -59,10 +59,10 @@ async def test_a_refused_publish_stays_in_the_outbox_is_counted_and_goes_once_th
         running(uplink)  # type: ignore[operator]
         await uplink.wait_for(lambda: uplink.connected, 10)
         hub.publish(batch("sim/a", 0, 50))
-        await uplink.wait_for(lambda: sum(uplink.stats()["uplink_refused"].values()) >= 3, 20)
+        await uplink.wait_for(lambda: sum(uplink.stats().refused.values()) >= 3, 20)
         stats = uplink.stats()
-        assert "Not authorized (0x87)" in stats["uplink_refused"]
-        assert (stats["outbox_depth"], stats["outbox_acked"]) == (50, 0), "a refusal is not a delivery"
+        assert "Not authorized (0x87)" in stats.refused
+        assert (uplink.outbox.depth, uplink.outbox.acked) == (50, 0), "a refusal is not a delivery"
         assert caplog.text.count("refused a message on edged/gw1/data/sim/a") == 1, "logged once per topic"
         assert balanced(uplink)
 

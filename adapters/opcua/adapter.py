@@ -48,10 +48,10 @@ from asyncua.common.subscription import DataChangeEvent, OpcEvent, StatusChangeE
 from asyncua.observer import Observer
 
 from edged.adapter import Adapter
-from edged.adapters.opcua import variant
+from edged.adapters.opcua import codec
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
 from edged.adapters.opcua.config import EVENT_COMMANDS, EVENT_POINTS, EventsConfig, NodeConfig, OpcuaConfig
-from edged.adapters.opcua.connection import (
+from edged.adapters.opcua.link import (
     TRANSPORT_ERRORS,
     check_pinned_certificate,
     make_client,
@@ -287,7 +287,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                     self._node_failed(binding, f"the server has no such node ({status.name})")
                     continue
                 if status is not None and status.is_good() and data_value.Value:
-                    binding.vtype = variant.variant_type(data_value.Value.Value)
+                    binding.vtype = codec.variant_type(data_value.Value.Value)
                 if binding.vtype is None:
                     self.log.warning(
                         "%s.%s (%s): data type %s cannot be written by edged",
@@ -315,7 +315,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             self._node_failed(binding, "the method has no object to be called on")
             return
         binding.parent = parent
-        binding.arguments = [variant.variant_type(argument.DataType) for argument in arguments]
+        binding.arguments = [codec.variant_type(argument.DataType) for argument in arguments]
 
     async def _session_namespaces(self, client: Client) -> SessionNamespaces:
         """The server's NamespaceArray now; indexes the configuration uses for the first time are recorded."""
@@ -593,7 +593,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             return
         if binding.vtype is None:
             raise CommandError(f"the data type of {binding.spec.address} is not one edged can write")
-        value = variant.coerce(command.value, binding.vtype)
+        value = codec.coerce(command.value, binding.vtype)
         data_value = ua.DataValue(ua.Variant(value, binding.vtype))
         try:
             (status,) = await client.uaclient.write_attributes([node.nodeid], [data_value], ua.AttributeIds.Value)
@@ -648,7 +648,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             (vtype,) = binding.arguments
             if vtype is None:
                 raise CommandError(f"the argument type of {binding.spec.address} is not one edged can pass")
-            args.append(ua.Variant(variant.coerce(command.value, vtype), vtype))
+            args.append(ua.Variant(codec.coerce(command.value, vtype), vtype))
         try:
             await binding.parent.call_method(binding.node, *args)
         except ua.UaStatusCodeError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from asyncua import Client, ua
 
-from edged.adapters.opcua import variant
+from edged.adapters.opcua import codec
 from edged.adapters.opcua.address import BrowsePath, NodeAddress
 
 CHUNK = 100  # operations per request: well below what servers allow per Browse or Read
@@ -207,7 +207,7 @@ async def _describe_variables(client: Client, entries: list[Entry], names: _Name
         data_type, rank, access, user_access = values[n * len(_ATTRIBUTES) : (n + 1) * len(_ATTRIBUTES)]
         if data_type.StatusCode.is_good() and isinstance(data_type.Value.Value, ua.NodeId):
             type_id = data_type.Value.Value
-            entry.vtype = variant.variant_type(type_id)
+            entry.vtype = codec.variant_type(type_id)
             if type_id.NamespaceIndex == 0 and isinstance(type_id.Identifier, int):
                 entry.data_type = ua.ObjectIdNames.get(type_id.Identifier, names.text(type_id))
             else:
@@ -342,7 +342,7 @@ def render_yaml(tree: Tree) -> list[str]:
         fields = {"key": _key(entry, keys), "node": json.dumps(entry.node_id, ensure_ascii=False), "type": type_}
         if entry.unit:
             fields["unit"] = json.dumps(entry.unit, ensure_ascii=False)
-        writable = "w" in entry.access and not entry.array and entry.vtype in variant.WRITABLE
+        writable = "w" in entry.access and not entry.array and entry.vtype in codec.WRITABLE
         fields["writable"] = "true" if writable else "false"
         lines.append("  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}")
     return lines

@@ -181,7 +181,7 @@ async def _browse_server(
     from asyncua import ua
 
     from edged.adapters.opcua import browse
-    from edged.adapters.opcua.connection import (
+    from edged.adapters.opcua.link import (
         TRANSPORT_ERRORS,
         check_pinned_certificate,
         make_client,

@@ -5,7 +5,7 @@ and network backups); this module turns its events into the Hub's devices,
 points and readings, and the Hub's commands into cluster commands:
 
 - ``device_initialized``: register the device (points from its clusters,
-  see clusters.py) and, after a join, bind its clusters to the coordinator,
+  see codec.py) and, after a join, bind its clusters to the coordinator,
   configure attribute reporting and read the initial values;
 - attribute updates (reports, read results) become one batch of readings per
   loop turn; any packet from a device marks it online; a device silent for
@@ -35,7 +35,7 @@ from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter
-from edged.adapters.zigbee import clusters
+from edged.adapters.zigbee import codec
 from edged.adapters.zigbee.config import ZigbeeConfig
 from edged.backoff import retry_forever
 from edged.errors import AdapterError, CommandError
@@ -74,7 +74,7 @@ class Binding:
     """One point of one device, fed by one attribute of one cluster."""
 
     endpoint_id: int
-    map: clusters.PointMap
+    map: codec.PointMap
     key: str
 
 
@@ -262,7 +262,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         first_endpoint: dict[int, int] = {}
         for endpoint in device.non_zdo_endpoints:
             for cluster in endpoint.in_clusters.values():
-                maps = clusters.point_maps(cluster)
+                maps = codec.point_maps(cluster)
                 if not maps:
                     continue
                 first = first_endpoint.setdefault(cluster.cluster_id, endpoint.endpoint_id)
@@ -273,7 +273,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                         Binding(endpoint.endpoint_id, pmap, key)
                     )
                     points[key] = Point(key, pmap.type, pmap.unit, pmap.writable)
-                for extra, value_type in clusters.EXTRA_POINTS.get(cluster.cluster_id, []):
+                for extra, value_type in codec.EXTRA_POINTS.get(cluster.cluster_id, []):
                     points[extra + suffix] = Point(extra + suffix, value_type, None, True)
                 unsubscribers.extend(cluster.on_event(name, self._attribute_updated) for name in VALUE_EVENTS)
                 if cluster.cluster_id == IasZone.cluster_id:
@@ -323,13 +323,13 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         async with app.request_priority(t.PacketPriority.NORMAL):
             for endpoint in device.non_zdo_endpoints:
                 for cluster in endpoint.in_clusters.values():
-                    maps = clusters.point_maps(cluster)
+                    maps = codec.point_maps(cluster)
                     if maps:
                         await self._configure_cluster(app, device_id, cluster, maps, report.min_interval, report.max_interval)
         self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
 
     async def _configure_cluster(
-        self, app: ControllerApplication, device_id: str, cluster: Cluster, maps: list[clusters.PointMap],
+        self, app: ControllerApplication, device_id: str, cluster: Cluster, maps: list[codec.PointMap],
         low: int, high: int,
     ) -> None:
         async def step(what: str, request: Awaitable[Any]) -> None:
@@ -341,7 +341,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                                  extra={"device": device_id})
 
         await step("bind", cluster.bind())
-        extra = clusters.SCALE_ATTRIBUTES.get(cluster.cluster_id, [])
+        extra = codec.SCALE_ATTRIBUTES.get(cluster.cluster_id, [])
         if extra:
             await step("reading scale attributes", cluster.read_attributes(extra))
         if cluster.cluster_id == IasZone.cluster_id:
@@ -424,9 +424,9 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             raise CommandError(f"no Zigbee device {native}") from exc
         base, _, ep_text = command.key.rpartition("_")
         key, endpoint_id = (base, int(ep_text)) if ep_text.isdigit() else (command.key, None)
-        if key not in clusters.COMMANDS:
+        if key not in codec.COMMANDS:
             raise CommandError(f"{command.key} cannot be written")
-        cluster_id, call = clusters.COMMANDS[key]
+        cluster_id, call = codec.COMMANDS[key]
         cluster = _find_cluster(device, cluster_id, endpoint_id)
         if cluster is None:
             raise CommandError(f"{command.device_id} has no cluster 0x{cluster_id:04X} for {command.key}")
@@ -434,7 +434,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             response = await call(cluster, command.value)
         except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
-        clusters.check_response(response)
+        codec.check_response(response)
 
 
 class _Listener:

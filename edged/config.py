@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationErro
 from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
-from edged.fields import Duration, Model, Secret, holds_secret
+from edged.fields import Duration, Model, Secret, distinct, holds_secret
 from edged.outbox import OutboxConfig
 from edged.rules.config import Rules, point_problems
 from edged.status.authority import host_entry, origin_entry
@@ -166,11 +166,7 @@ class Config(Model):
 
     @model_validator(mode="after")
     def _unique_adapter_names(self) -> Config:
-        seen: set[str] = set()
-        for adapter in self.adapters:
-            if adapter.instance in seen:
-                raise ValueError(f"two adapters are named {adapter.instance!r}; give each a distinct name:")
-            seen.add(adapter.instance)
+        distinct((adapter.instance for adapter in self.adapters), "adapters", "name")
         return self
 
 

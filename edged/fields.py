@@ -8,6 +8,12 @@ credential, read from ``$CREDENTIALS_DIRECTORY``) or an inline string;
 ``FilePath`` is a path without NUL (which no system call takes);
 ``holds_secret`` tells where in a model a secret is, so that no error
 message shows one.
+
+``DeviceId`` and ``Key`` are the names a configuration gives its devices and
+their points: letters, digits and ``_ . : -``, so that they stand unquoted in
+MQTT topics, URLs and rule expressions. ``DeclaredDevice`` is the base of a
+device an adapter's configuration declares, and ``distinct`` refuses a list
+that gives two items the same id, key or name.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -24,6 +30,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Sec
 from edged.yamlsource import is_device
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_SECRET_BYTES = 65536  # a secret file larger than this is a mistake (or not a file: /dev/zero)
 
@@ -39,6 +46,40 @@ FilePath = Annotated[Path, AfterValidator(_no_nul)]  # a path the operating syst
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def name_check(what: str) -> Callable[[str], str]:
+    """A validator of ``what`` (e.g. "a device id"): letters, digits and ``_ . : -``, at least one."""
+
+    def check(value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(f"expected {what} of letters, digits and _ . : - only (no spaces or slashes); got {value!r}")
+        return value
+
+    return check
+
+
+DeviceId = Annotated[str, AfterValidator(name_check("a device id"))]
+Key = Annotated[str, AfterValidator(name_check("a point key"))]
+
+
+class DeclaredDevice(Model):
+    """What every device declared in an adapter's configuration has: an id
+    (unique within the adapter; the Hub knows it as ``<adapter>/<id>``) and
+    an optional name to show instead."""
+
+    id: DeviceId
+    name: str | None = None
+
+
+def distinct(values: Iterable[Hashable], items: str, field: str) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that comes twice:
+    "two points share the key 'power'; give each a distinct key"."""
+    seen: set[Hashable] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"two {items} share the {field} {value!r}; give each a distinct {field}:")
+        seen.add(value)
 
 
 def parse_duration(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from edged.fields import Duration, Model
+from edged.fields import Duration, Model, distinct, name_check
 from edged.rules.expression import check_expression
 
 ScalarValue = bool | int | float | str
@@ -360,7 +360,7 @@ Action = Annotated[
 class Rule(Model):
     """One automation: when a trigger fires and the conditions hold, run the actions."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: Annotated[str, AfterValidator(name_check("a rule id"))]
     description: str | None = None
     enabled: bool = True
     triggers: list[Trigger] = Field(min_length=1)
@@ -374,11 +374,7 @@ class Rule(Model):
 
 
 def _unique_ids(rules: list[Rule]) -> list[Rule]:
-    seen: set[str] = set()
-    for rule in rules:
-        if rule.id in seen:
-            raise ValueError(f"two rules have the id {rule.id!r}; give each a distinct id:")
-        seen.add(rule.id)
+    distinct((rule.id for rule in rules), "rules", "id")
     return rules
 
 

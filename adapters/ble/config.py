@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from edged.adapter import AdapterConfig
-from edged.fields import Duration, Model, Secret
+from edged.fields import DeclaredDevice, Duration, Key, Model, Secret, distinct
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _UUID16 = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
@@ -57,7 +57,7 @@ BindKey = Annotated[Secret, AfterValidator(_bind_key)]
 class Characteristic(Model):
     """One GATT characteristic mapped to one point."""
 
-    key: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    key: Key
     uuid: Uuid
     decoder: DecoderName = "uint8"
     scale: float = 1.0  # value = raw * scale (integer decoders); written values are divided by it
@@ -78,18 +78,13 @@ class Characteristic(Model):
         return self
 
 
-class GattDevice(Model):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+class GattDevice(DeclaredDevice):
     address: Address
-    name: str | None = None
     characteristics: list[Characteristic] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> GattDevice:
-        keys = [c.key for c in self.characteristics]
-        duplicate = next((k for k in keys if keys.count(k) > 1), None)
-        if duplicate:
-            raise ValueError(f"two characteristics have the key {duplicate!r}:")
+        distinct((c.key for c in self.characteristics), "characteristics", "key")
         return self
 
 
@@ -125,8 +120,5 @@ class BleConfig(AdapterConfig):
                 "passive scanning only sees BTHome, Ruuvi and iBeacon advertisements, so GATT devices "
                 "would never be found; use scanning: active:"
             )
-        ids = [d.id for d in self.gatt]
-        duplicate = next((i for i in ids if ids.count(i) > 1), None)
-        if duplicate:
-            raise ValueError(f"two GATT devices have the id {duplicate!r}:")
+        distinct((d.id for d in self.gatt), "GATT devices", "id")
         return self

@@ -27,9 +27,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.dataclasses import dataclass
 
 from edged.adapter import AdapterConfig
-from edged.fields import Duration, Model
-
-KEY = r"^[A-Za-z0-9_.:-]+$"
+from edged.fields import DeclaredDevice, Duration, Key, Model, distinct
 
 
 class Table(StrEnum):
@@ -91,7 +89,7 @@ class PointConfig:
     thousands of points, and a model's attribute dictionary would cost each
     of them several hundred bytes for as long as the gateway runs."""
 
-    key: str = Field(pattern=KEY)
+    key: Key
     name: str | None = None
     table: Table = Table.HOLDING
     address: int = Field(ge=0, le=65535)
@@ -157,12 +155,10 @@ class PointConfig:
         return WIDTH[kind]
 
 
-class DeviceConfig(Model):
+class DeviceConfig(DeclaredDevice):
     """One Modbus device (unit id) on a connection."""
 
-    id: str = Field(pattern=KEY)
     unit_id: int = Field(1, ge=0, le=255)
-    name: str | None = None
     manufacturer: str | None = None
     model: str | None = None
     interval: Duration = Field(1.0, gt=0)  # poll interval of points without a group
@@ -195,14 +191,11 @@ class DeviceConfig(Model):
 
     @model_validator(mode="after")
     def _check(self) -> DeviceConfig:
-        seen: set[str] = set()
         for group, interval in self.groups.items():
             if interval <= 0:
                 raise ValueError(f"group {group!r}: the interval must be more than 0:")
+        distinct((point.key for point in self.points), "points", "key")
         for point in self.points:
-            if point.key in seen:
-                raise ValueError(f"two points are keyed {point.key!r}; keys must be unique within a device:")
-            seen.add(point.key)
             if point.group is not None and point.group not in self.groups:
                 known = ", ".join(sorted(self.groups)) or "none defined under groups:"
                 raise ValueError(f"point {point.key!r} names group {point.group!r}; expected one of {known}:")
@@ -218,11 +211,7 @@ class ConnectionBase(Model):
 
     @model_validator(mode="after")
     def _unique_units(self) -> ConnectionBase:
-        units: set[int] = set()
-        for device in self.devices:
-            if device.unit_id in units:
-                raise ValueError(f"two devices use unit_id {device.unit_id} on one connection:")
-            units.add(device.unit_id)
+        distinct((device.unit_id for device in self.devices), "devices on one connection", "unit_id")
         return self
 
 
@@ -277,10 +266,5 @@ class ModbusConfig(AdapterConfig):
 
     @model_validator(mode="after")
     def _unique_devices(self) -> ModbusConfig:
-        seen: set[str] = set()
-        for connection in self.connections:
-            for device in connection.devices:
-                if device.id in seen:
-                    raise ValueError(f"two devices have id {device.id!r}; ids must be unique within the adapter:")
-                seen.add(device.id)
+        distinct((device.id for connection in self.connections for device in connection.devices), "devices", "id")
         return self

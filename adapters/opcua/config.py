@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
-from edged.fields import Duration, FilePath, Model, Secret
+from edged.fields import DeclaredDevice, DeviceId, Duration, FilePath, Key, Model, Secret, distinct
 from edged.model import ValueType
 
 
@@ -46,7 +46,7 @@ class SubscriptionSettings(Model):
 
 
 class NodeConfig(Model):
-    key: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    key: Key
     node: str | None = None
     path: str | None = None
     type: ValueType = ValueType.FLOAT
@@ -100,20 +100,14 @@ class NodeConfig(Model):
         return NodeAddress.parse(self.node) if self.node is not None else BrowsePath.parse(self.path or "")
 
 
-class DeviceConfig(Model):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
-    name: str | None = None
+class DeviceConfig(DeclaredDevice):
     manufacturer: str | None = None
     model: str | None = None
     nodes: list[NodeConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> DeviceConfig:
-        seen: set[str] = set()
-        for node in self.nodes:
-            if node.key in seen:
-                raise ValueError(f"device {self.id!r} has two nodes with key {node.key!r}:")
-            seen.add(node.key)
+        distinct((node.key for node in self.nodes), "nodes", "key")
         return self
 
 
@@ -129,7 +123,7 @@ class EventsConfig(Model):
     ``types`` are event type NodeIds (default BaseEventType, i=2041; AlarmConditionType is
     i=2915); events below ``min_severity`` (1..1000) are dropped."""
 
-    device: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    device: DeviceId
     name: str | None = None
     source: str = "i=2253"
     types: list[str] = Field(default_factory=lambda: ["i=2041"], min_length=1)
@@ -255,10 +249,7 @@ class OpcuaConfig(AdapterConfig):
     def _checks(self) -> OpcuaConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together; give both or neither:")
-        ids = [d.id for d in self.devices] + [e.device for e in self.events]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"two devices share the id {duplicates[0]!r}:")
+        distinct([*(d.id for d in self.devices), *(e.device for e in self.events)], "devices", "id")
         return self
 
 

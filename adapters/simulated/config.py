@@ -5,13 +5,11 @@ from typing import Literal
 from pydantic import Field
 
 from edged.adapter import AdapterConfig
-from edged.fields import Duration, Model
+from edged.fields import DeclaredDevice, Duration
 
 
-class SimulatedDevice(Model):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+class SimulatedDevice(DeclaredDevice):
     kind: Literal["thermostat", "relay", "energy_meter"]
-    name: str | None = None
 
 
 class SimulatedConfig(AdapterConfig):

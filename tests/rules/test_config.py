@@ -89,7 +89,7 @@ def test_rule_mistakes_are_reported_precisely(tmp_path, rule, message):
 
 def test_duplicate_rule_ids(tmp_path):
     found = problems(tmp_path, "rules:" + textwrap.indent(GOOD + GOOD, "  "))
-    assert found == [f"{tmp_path / 'config.yaml'}:1: rules: two rules have the id 'first'; give each a distinct id"]
+    assert found == [f"{tmp_path / 'config.yaml'}:1: rules: two rules share the id 'first'; give each a distinct id"]
 
 
 def test_rules_from_included_files(tmp_path):

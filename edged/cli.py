@@ -2,7 +2,8 @@
 
 Subcommands of other parts live next to their code; the table below maps a
 name to a module with ``add_arguments(parser)`` and ``main(args) -> int``,
-imported only when that subcommand runs (and when ``--help`` lists them).
+and an adapter type with a command of its own (``edged zigbee ...``) names
+its module in its registry entry.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "provision": ("edged.provision", "create the gateway key and CSR"),
     "outbox": ("edged.status.outbox_cli", "list, requeue or discard messages the cloud refused for good"),
     "rules": ("edged.rules.cli", "check rules or replay recorded readings against them"),
-    "opcua": ("edged.adapters.opcua.cli", "OPC UA: browse a server's address space, client certificates"),
-    "zigbee": ("edged.adapters.zigbee.cli", "Zigbee network operations (permit joining)"),
 }
+
+
+def subcommands() -> dict[str, tuple[str, str]]:
+    """name -> (module, help): the gateway's own, then each adapter type's."""
+    from edged import adapters
+
+    found = dict(SUBCOMMANDS)
+    for type_, entry in adapters.registry().items():
+        if entry.cli is not None:
+            found[type_] = (entry.cli, entry.cli_help)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(handler=cmd_check_config)
 
     modules = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (module, help_text) in subcommands().items():
         sub = commands.add_parser(name, help=help_text)
         modules[name] = importlib.import_module(module)
         modules[name].add_arguments(sub)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edged import adapters
 from edged.adapter import Adapter, AdapterConfig
@@ -32,15 +32,19 @@ from edged.errors import ConfigError, EdgedError
 from edged.hub import Hub
 from edged.rules.config import point_problems
 from edged.sdnotify import Notifier
+from edged.view import LOOP_LAG_LIMIT, GatewayView
 from edged.yamlsource import format_path
+
+if TYPE_CHECKING:
+    from edged.rules.engine import RulesEngine
+    from edged.status.http import StatusServer
+    from edged.uplink.service import UplinkService
 
 log = logging.getLogger(__name__)
 GC_YOUNG_OBJECTS = 20_000  # allocations between two collections of the youngest generation
 
-LOOP_LAG_LIMIT = 2.0  # seconds of event-loop lag after which the daemon reports itself unhealthy
 
-
-class Part(Protocol):
+class Runnable(Protocol):
     async def run(self) -> None: ...
 
 
@@ -57,13 +61,8 @@ class Daemon:
         self.config_path = config_path
         self.state_dir = config.gateway.state_dir
         self.hub = Hub(command_timeout=config.gateway.command_timeout)
-        self.adapters: dict[str, Adapter[Any]] = {}
-        self.rules: Any = None
-        self.uplink: Any = None
-        self.status: Any = None
-        self.started_at = time.monotonic()  # uptime counts on a clock that a time sync does not step
-        self.clock_synced = True  # kept by the clock watch while running
-        self.loop_lag = 0.0
+        self.view = GatewayView(config.gateway.id, self.hub)  # what the status servers and metrics see
+        self.status: StatusServer | None = None
         self.ready = asyncio.Event()
         self.http_listening = asyncio.Event()  # set by the HTTP status server once it accepts
         self.notifier = Notifier()
@@ -71,10 +70,24 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
 
+    # The running parts, as the view holds them.
+
+    @property
+    def adapters(self) -> dict[str, Adapter[Any]]:
+        return self.view.adapters
+
+    @property
+    def uplink(self) -> UplinkService | None:
+        return self.view.uplink
+
+    @property
+    def rules(self) -> RulesEngine | None:
+        return self.view.rules
+
     # -- the plan: which units a configuration asks for ---------------------
 
-    def _plan(self, config: Config) -> dict[str, tuple[object, Callable[[], Part]]]:
-        plan: dict[str, tuple[object, Callable[[], Part]]] = {}
+    def _plan(self, config: Config) -> dict[str, tuple[object, Callable[[], Runnable]]]:
+        plan: dict[str, tuple[object, Callable[[], Runnable]]] = {}
         if config.uplink is not None:
             plan["uplink"] = ((config.outbox, config.uplink, config.gateway.id), self._make_uplink)
         for adapter in config.adapters:
@@ -87,26 +100,28 @@ class Daemon:
             plan["status:coap"] = (config.status.coap, self._make_coap_status)
         return plan
 
-    def _make_uplink(self) -> Part:
+    def _make_uplink(self) -> Runnable:
         from edged.uplink.service import UplinkService
 
-        self.uplink = UplinkService(self.config.outbox, self.config.uplink, self.hub, self.state_dir, self.config.gateway.id)
-        self.uplink.outbox.clock_synced = self.clock_synced
-        return self.uplink
+        assert self.config.uplink is not None
+        uplink = UplinkService(self.config.outbox, self.config.uplink, self.hub, self.state_dir, self.config.gateway.id)
+        uplink.outbox.clock_synced = self.view.clock_synced
+        self.view.uplink = uplink
+        return uplink
 
-    def _make_adapter(self, config: AdapterConfig) -> Part:
+    def _make_adapter(self, config: AdapterConfig) -> Runnable:
         state_dir = self.state_dir / "adapters" / config.instance
         state_dir.mkdir(parents=True, exist_ok=True)
         adapter = adapters.adapter_class(config.type)(config, self.hub, state_dir)
         self.adapters[config.instance] = adapter
         return adapter
 
-    def _make_rules(self) -> Part:
+    def _make_rules(self) -> Runnable:
         from edged.rules.engine import RulesEngine
 
         self._warn_rule_points(self.config)
-        self.rules = RulesEngine(self.config.rules, self.hub, self.state_dir / "rules", self.config.gateway.timezone)
-        return self.rules
+        self.view.rules = RulesEngine(self.config.rules, self.hub, self.state_dir / "rules", self.config.gateway.timezone)
+        return self.view.rules
 
     @staticmethod
     def _warn_rule_points(config: Config) -> None:
@@ -115,16 +130,16 @@ class Daemon:
             log.warning("rule %s: %s: %s; its writes will be rejected", rule.id, format_path(problem.where), problem.message,
                         extra={"rule": rule.id})  # fmt: skip
 
-    def _make_status(self) -> Part:
+    def _make_status(self) -> Runnable:
         from edged.status.http import StatusServer
 
-        self.status = StatusServer(self)
+        self.status = StatusServer(self.view, self.config.status.http, self.http_listening)
         return self.status
 
-    def _make_coap_status(self) -> Part:
+    def _make_coap_status(self) -> Runnable:
         from edged.status.coap import CoapStatusServer
 
-        return CoapStatusServer(self)
+        return CoapStatusServer(self.view, self.config.status.coap)
 
     # -- running -------------------------------------------------------------
 
@@ -161,7 +176,7 @@ class Daemon:
         self._stopping.set()
 
     def _clock_changed(self, synced: bool) -> None:
-        self.clock_synced = synced
+        self.view.clock_synced = synced
         if self.uplink is not None:
             self.uplink.outbox.clock_synced = synced
 
@@ -181,7 +196,7 @@ class Daemon:
         self.notifier.notify("READY=1\nSTATUS=running")
         log.info("ready: %d adapter(s), state in %s", len(self.config.adapters), self.state_dir)
 
-    def _start_unit(self, name: str, settings: object, factory: Callable[[], Part]) -> None:
+    def _start_unit(self, name: str, settings: object, factory: Callable[[], Runnable]) -> None:
         assert self._group is not None
 
         async def attempt() -> None:
@@ -217,34 +232,18 @@ class Daemon:
         while True:
             before = loop.time()
             await asyncio.sleep(period)
-            self.loop_lag = max(0.0, loop.time() - before - period)
-            if self.notifier.watchdog_interval and self.loop_lag < LOOP_LAG_LIMIT:
+            self.view.loop_lag = max(0.0, loop.time() - before - period)
+            if self.notifier.watchdog_interval and self.view.loop_lag < LOOP_LAG_LIMIT:
                 self.notifier.notify("WATCHDOG=1")
-
-    def health_problems(self) -> list[str]:
-        """Why the daemon is unhealthy; empty when it is healthy."""
-        problems = []
-        if self.loop_lag >= LOOP_LAG_LIMIT:
-            problems.append(f"event loop lags {self.loop_lag:.1f} s")
-        for name, adapter in self.adapters.items():
-            if adapter.state not in ("running", "starting"):
-                problems.append(f"adapter {name} is {adapter.state}")
-            check = getattr(adapter, "health_problems", None)
-            if check is not None:
-                problems.extend(check())
-        for part in (self.uplink, self.rules):
-            check = getattr(part, "health_problems", None)
-            if check is not None:
-                problems.extend(check())
-        return problems
 
     # -- reload --------------------------------------------------------------
 
-    def _hand_over_uplink(self) -> Callable[[], Part]:
+    def _hand_over_uplink(self) -> Callable[[], Runnable]:
         """Build the new uplink (from ``self.config``) and let it take the Hub's readings from the
         old one in the same instant, so each reading goes to exactly one outbox; the old one
         commits what it took as it stops. Returns the unit factory: the new uplink first."""
         old = self.uplink
+        assert old is not None
         new = self._make_uplink()
         new.listen()
         old.stop_listening()
@@ -272,12 +271,16 @@ class Daemon:
         factories = {name: factory for name, (_, factory) in new_plan.items()}
         if "uplink" in gone and "uplink" in new_plan and self.uplink is not None:
             factories["uplink"] = self._hand_over_uplink()
-        if "rules" in gone and "rules" in new_plan and self.rules is not None and hasattr(self.rules, "reload"):
+        if "rules" in gone and "rules" in new_plan and self.rules is not None:
             self._warn_rule_points(new)
             self.rules.reload(new.rules)  # keeps the state of unchanged rules
             self._units["rules"].settings = new_plan["rules"][0]
             gone.remove("rules")
         await self._stop_units(gone, new.gateway.stop_timeout)
+        if "uplink" not in new_plan:
+            self.view.uplink = None
+        if "rules" not in new_plan:
+            self.view.rules = None
         for name, (settings, _) in new_plan.items():
             if name not in self._units:
                 self._start_unit(name, settings, factories[name])

@@ -66,7 +66,7 @@ async def test_crashing_adapter_is_restarted_and_others_keep_running(tmp_path, f
         assert "adapter:flaky crashed" in caplog.text
         assert "ConnectionResetError: the device hung up" in caplog.text
         assert daemon.hub.devices["sim/m"].online
-        assert daemon.health_problems() == []
+        assert daemon.view.health_problems() == []
     finally:
         daemon.stop()
         await running
@@ -140,7 +140,7 @@ async def test_an_adapter_s_own_health_problems_reach_the_daemon_s_health(tmp_pa
     running = asyncio.create_task(daemon.run())
     try:
         await watch.until(lambda: daemon.hub.value("plc/d", "x"))
-        assert daemon.health_problems() == ["adapter plc: server certificate mismatch"]
+        assert daemon.view.health_problems() == ["adapter plc: server certificate mismatch"]
     finally:
         daemon.stop()
         await running

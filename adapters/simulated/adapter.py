@@ -6,6 +6,10 @@
 - relay: ``relay`` (writable) and the ``power`` drawn by its load.
 - energy_meter: ``voltage``, ``current``, ``power`` and an ``energy`` counter
   that integrates power.
+
+``outage(device_id, seconds)`` takes one device away for a while, as if it
+lost power: it goes offline, sends nothing and takes no writes, then comes
+back (``POST /api/adapters/{instance}/outage``, ``edged simulated outage``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class SimulatedAdapter(Adapter[SimulatedConfig]):
         self._random = random.Random(self.config.seed)
         self._state: dict[str, dict[str, float | bool]] = {}
         self._kinds: dict[str, SimulatedDevice] = {}
+        self._away_until: dict[str, float] = {}  # device id -> loop time its outage ends
         for spec in self.config.devices:
             device_id = self.device_id(spec.id)
             self._kinds[device_id] = spec
@@ -61,10 +66,30 @@ class SimulatedAdapter(Adapter[SimulatedConfig]):
     async def stop(self) -> None:
         pass
 
+    def outage(self, device_id: str, seconds: float) -> None:
+        """Take ``device_id`` offline for ``seconds``: no readings, no writes, then back as it was."""
+        if device_id not in self._state:
+            raise CommandError(f"{self.name} has no device {device_id!r}")
+        self._away_until[device_id] = asyncio.get_running_loop().time() + seconds
+        self.set_online(device_id, False)
+        self.log.info("%s is away for %g s", device_id, seconds)
+
+    def _away(self, device_id: str) -> bool:
+        until = self._away_until.get(device_id)
+        if until is None:
+            return False
+        if asyncio.get_running_loop().time() < until:
+            return True
+        del self._away_until[device_id]
+        self.set_online(device_id, True)
+        return False
+
     async def write(self, command: Command) -> None:
         state = self._state.get(command.device_id)
         if state is None or command.key not in state:
             raise CommandError(f"no such point {command.device_id}.{command.key}")
+        if self._away(command.device_id):
+            raise CommandError(f"{command.device_id} does not answer")
         if command.key == "setpoint" and not 5.0 <= float(command.value) <= 30.0:  # type: ignore[arg-type]
             raise CommandError("setpoint must be between 5 and 30 Cel")
         state[command.key] = command.value  # type: ignore[assignment]
@@ -80,7 +105,8 @@ class SimulatedAdapter(Adapter[SimulatedConfig]):
             batch: list[Reading] = []
             for device_id in self._state:
                 self._step(device_id, interval)
-                batch.extend(self._readings(device_id, now))
+                if not self._away(device_id):
+                    batch.extend(self._readings(device_id, now))
             self.publish(batch)
             await asyncio.sleep(interval)
 

@@ -36,7 +36,7 @@ from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter
 from edged.adapters.zigbee import codec
-from edged.adapters.zigbee.config import ZigbeeConfig
+from edged.adapters.zigbee.config import PERMIT_MAX_SECONDS, ZigbeeConfig
 from edged.backoff import retry_forever
 from edged.errors import AdapterError, CommandError
 from edged.files import write_atomic
@@ -188,10 +188,10 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         """Let new devices join for ``seconds`` (default from the config); 0 closes joining.
 
         Returns the seconds granted; raises ``CommandError`` when the radio is
-        not up or the duration is outside 0..254 s."""
+        not up or the duration is outside 0..PERMIT_MAX_SECONDS."""
         seconds = self.config.permit_join.default if seconds is None else seconds
-        if not 0 <= seconds <= 254:
-            raise CommandError(f"permit join takes 0..254 seconds, got {seconds}")
+        if not 0 <= seconds <= PERMIT_MAX_SECONDS:
+            raise CommandError(f"permit join takes 0..{PERMIT_MAX_SECONDS} seconds, got {seconds}")
         app = self.app
         if app is None:
             raise CommandError("the Zigbee radio is not connected")

@@ -16,6 +16,7 @@ from edged.fields import Duration, Model, Secret
 Radio = Literal["znp", "ezsp", "deconz", "xbee", "zigate", "simulated"]
 SimulatedKind = Literal["climate", "motion", "contact", "water_leak", "lamp", "plug"]
 
+PERMIT_MAX_SECONDS = 254  # Mgmt_Permit_Joining's longest (255 would mean "for ever")
 _IEEE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7}$")
 
 
@@ -65,8 +66,8 @@ class Silence(Model):
 
 
 class PermitJoin(Model):
-    default: int = Field(60, ge=1, le=254)  # seconds, when the API or CLI gives none
-    on_start: int = Field(0, ge=0, le=254)  # open the network for this long at every start
+    default: int = Field(60, ge=1, le=PERMIT_MAX_SECONDS)  # seconds, when the API or CLI gives none
+    on_start: int = Field(0, ge=0, le=PERMIT_MAX_SECONDS)  # open the network for this long at every start
 
 
 class Reporting(Model):

@@ -1,5 +1,5 @@
 """The local status API as the command line reaches it (``edged status``,
-``edged zigbee permit``): where it listens and which token it takes, found
+``edged zigbee permit``, ``edged simulated outage``): where it listens and which token it takes, found
 from ``--url``/``--token-file``/``$EDGED_API_TOKEN`` or the configuration.
 
 Plain ``urllib``: a command that runs for a moment needs no event loop.
@@ -13,6 +13,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,21 @@ EXIT_UNREACHABLE = 3
 
 class ApiError(Exception):
     """The API could not be reached or refused; ``str()`` says why."""
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {number}")
+        return number
+
+    return parse
 
 
 def add_api_arguments(parser: argparse.ArgumentParser, timeout: float = 5.0) -> None:
@@ -99,4 +115,4 @@ def _reason(exc: urllib.error.HTTPError) -> str:
         body = json.load(exc)
     except (ValueError, OSError):
         return str(exc.reason)
-    return str(body.get("failures") or body.get("error") or exc.reason) if isinstance(body, dict) else str(exc.reason)
+    return str(body.get("error") or exc.reason) if isinstance(body, dict) else str(exc.reason)

@@ -3,7 +3,7 @@
 The same documents as the HTTP API (edged/status/views.py), read-only:
 
 - ``/health`` (observable): ``{"status": "ok"}`` or ``{"status": "unhealthy", "reasons": [...]}``,
-  always 2.05 so that an observation survives the daemon becoming unhealthy
+  always 2.05 so that an observation survives the gateway becoming unhealthy
 - ``/api/status``
 - ``/api/devices`` (observable): every device
 - ``/api/devices/{id}`` (observable): one device; 4.04 when unknown
@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiocoap
 import cbor2
@@ -32,12 +32,10 @@ from aiocoap import error, resource
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.util.linkformat import Link, LinkFormat
 
-from edged.config import is_loopback
+from edged.config import CoapStatusConfig, is_loopback
 from edged.model import DeviceAdded, DeviceRemoved, DeviceStatus, Event, Reading
 from edged.status.views import device_json, devices_json, health_json, status_json
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
+from edged.view import GatewayView
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ def encode(request: aiocoap.Message, document: Any) -> aiocoap.Message:
 
 
 class Document(resource.Resource):
-    """A read-only resource rendering ``view(daemon)``."""
+    """A read-only resource rendering ``view()``."""
 
     ct = FORMATS
 
@@ -80,19 +78,19 @@ class ObservableDocument(Document, resource.ObservableResource):
 class DeviceResource(resource.ObservableResource, resource.PathCapable):
     """``/api/devices/{id}``: the rest of the path is the device id (ids contain ``/``)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, gateway: GatewayView) -> None:
         super().__init__()
-        self.daemon = daemon
+        self.gateway = gateway
         self._watchers: dict[str, set[Any]] = {}
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         device_id = "/".join(request.opt.uri_path)
         if not device_id:
-            return encode(request, devices_json(self.daemon))
-        device = self.daemon.hub.devices.get(device_id)
+            return encode(request, devices_json(self.gateway))
+        device = self.gateway.hub.devices.get(device_id)
         if device is None:
             raise error.NotFound(f"unknown device {device_id!r}")
-        return encode(request, device_json(self.daemon, device))
+        return encode(request, device_json(self.gateway, device))
 
     async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
         device_id = "/".join(request.opt.uri_path)
@@ -113,34 +111,34 @@ class DeviceResource(resource.ObservableResource, resource.PathCapable):
 
     def get_resources_as_linkheader(self) -> LinkFormat:
         return LinkFormat(
-            [Link(f"/{device_id}", rt="edged.device", ct=FORMATS, obs=None) for device_id in list(self.daemon.hub.devices)]
+            [Link(f"/{device_id}", rt="edged.device", ct=FORMATS, obs=None) for device_id in list(self.gateway.hub.devices)]
         )
 
 
 class CoapStatusServer:
     """Serves the status resources on ``status.coap`` until cancelled."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.config = daemon.config.status.coap
+    def __init__(self, gateway: GatewayView, config: CoapStatusConfig) -> None:
+        self.gateway = gateway
+        self.config = config
         if not self.config.allow_unauthenticated and not is_loopback(self.config.host):
             raise ValueError(
                 f"refusing to serve the unauthenticated CoAP status on {self.config.host} without allow_unauthenticated"
             )
-        self.health = ObservableDocument(lambda: health_json(daemon)[1], "edged.health")
-        self.devices = ObservableDocument(lambda: devices_json(daemon), "edged.devices")
-        self.device = DeviceResource(daemon)
+        self.health = ObservableDocument(lambda: health_json(gateway)[1], "edged.health")
+        self.devices = ObservableDocument(lambda: devices_json(gateway), "edged.devices")
+        self.device = DeviceResource(gateway)
         self.site = resource.Site()
         self.site.add_resource([".well-known", "core"], resource.WKCResource(self.site.get_resources_as_linkheader))
         self.site.add_resource(["health"], self.health)
-        self.site.add_resource(["api", "status"], Document(lambda: status_json(daemon), "edged.status"))
+        self.site.add_resource(["api", "status"], Document(lambda: status_json(gateway), "edged.status"))
         self.site.add_resource(["api", "devices"], self.devices)
         self.site.add_resource(["api", "devices"], self.device)
         self._dirty: set[str] = set()
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
-        hub = self.daemon.hub
+        hub = self.gateway.hub
         bind = (self.config.host, self.config.port)
         context = await aiocoap.Context.create_server_context(self.site, bind=bind, transports=["udp6"])
         unsubscribe = hub.subscribe(self._on_readings)
@@ -170,10 +168,10 @@ class CoapStatusServer:
             self._dirty.add(event.device.id)
 
     async def _notify_forever(self) -> None:
-        last_health = health_json(self.daemon)[1]
+        last_health = health_json(self.gateway)[1]
         while True:
             await asyncio.sleep(NOTIFY_INTERVAL)
-            health = health_json(self.daemon)[1]
+            health = health_json(self.gateway)[1]
             if health != last_health:
                 last_health = health
                 self.health.changed()

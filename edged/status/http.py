@@ -10,8 +10,10 @@ Read:
 
 Write:
 - ``POST /api/devices/{id}/points/{key}`` ``{"value": v}``: issue a Command, answer its result
-- ``POST /api/zigbee/remove`` ``{"device": id}``: ask a Zigbee device to leave and forget it.
-- ``POST /api/zigbee/permit`` ``{"seconds": n}``: let Zigbee devices join
+- ``GET|POST /api/adapters/{instance}/{operation}``: an operation the adapter
+  offers (its ``Route``s, e.g. Zigbee's ``permit`` and ``remove``); an older
+  path of one (``POST /api/zigbee/permit``) does it on every running adapter
+  of the type
 - ``GET /api/outbox/dead-letters``: messages the cloud refused for good
 - ``POST /api/outbox/dead-letters/requeue`` or ``.../discard``, ``{"ids": [...]}``
   or ``{"all": true}``: send them again as new messages, or delete them
@@ -36,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -44,22 +45,21 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 
-from edged.config import is_loopback
-from edged.errors import EdgedError
+from edged import adapters
+from edged.adapter import JSON, Route, RouteError
+from edged.config import HttpStatusConfig, is_loopback
 from edged.model import Command, CommandResult, CommandStatus, Origin
-from edged.outbox import Outbox
+from edged.part import State
 from edged.status.authority import DEFAULT_PORTS, Authority, WebOrigin
 from edged.status.views import device_json, devices_json, health_json, isotime, status_json
+from edged.view import GatewayView
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from edged.daemon import Daemon
-
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
-PERMIT_MAX_SECONDS = 254  # the Zigbee permit-join limit
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # every other method is a write
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
@@ -76,9 +76,9 @@ _RESULT_STATUS = {
 
 
 class StatusServer:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.config = daemon.config.status.http
+    def __init__(self, view: GatewayView, config: HttpStatusConfig, listening: asyncio.Event | None = None) -> None:
+        self.view = view
+        self.config = config
         token = self.config.token
         if token is None and not is_loopback(self.config.host):
             raise ValueError(f"refusing to serve the status API on {self.config.host} without a token")
@@ -98,8 +98,8 @@ class StatusServer:
                 web.get("/api/devices", self.devices),
                 web.post("/api/devices/{id:.+}/points/{key}", self.write),
                 web.get("/api/devices/{id:.+}", self.device),
-                web.post("/api/zigbee/permit", self.permit_join),
-                web.post("/api/zigbee/remove", self.remove_device),
+                web.route("*", "/api/adapters/{name}/{operation:.+}", self.adapter_operation),
+                *self._aliases(),
                 web.get("/api/outbox/dead-letters", self.dead_letters),
                 web.post("/api/outbox/dead-letters/{action:requeue|discard}", self.handle_dead_letters),
                 web.get("/metrics", self.metrics),
@@ -109,7 +109,7 @@ class StatusServer:
         )
         self._metrics: Any = None
         self.port: int | None = None  # the bound port, once listening (useful with port 0)
-        self.listening = daemon.http_listening
+        self.listening = listening or asyncio.Event()
 
     async def run(self) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
@@ -209,26 +209,26 @@ class StatusServer:
     # -- reading ---------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        healthy, document = health_json(self.daemon)
+        healthy, document = health_json(self.view)
         return web.json_response(document, status=200 if healthy else 503)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_json(self.daemon))
+        return web.json_response(status_json(self.view))
 
     async def devices(self, request: web.Request) -> web.Response:
-        return web.json_response(devices_json(self.daemon))
+        return web.json_response(devices_json(self.view))
 
     async def device(self, request: web.Request) -> web.Response:
-        device = self.daemon.hub.devices.get(request.match_info["id"])
+        device = self.view.hub.devices.get(request.match_info["id"])
         if device is None:
             return _error(404, f"unknown device {request.match_info['id']!r}")
-        return web.json_response(device_json(self.daemon, device))
+        return web.json_response(device_json(self.view, device))
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self._metrics is None:
             from edged.metrics import Metrics
 
-            self._metrics = Metrics(self.daemon)
+            self._metrics = Metrics(self.view)
         body = self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": self._metrics.content_type})
 
@@ -245,12 +245,12 @@ class StatusServer:
         hold = body.get("hold_if_offline", False)
         if not isinstance(hold, bool):
             raise _bad_request("hold_if_offline must be true or false")
-        device = self.daemon.hub.devices.get(device_id)
+        device = self.view.hub.devices.get(device_id)
         if device is None:
             return _error(404, f"unknown device {device_id!r}")
         if key not in device.points:
             return _error(404, f"device {device_id!r} has no point {key!r}")
-        result = await self.daemon.hub.execute(Command(device_id, key, body["value"], Origin.API), hold_if_offline=hold)
+        result = await self.view.hub.execute(Command(device_id, key, body["value"], Origin.API), hold_if_offline=hold)
         log.info(
             "API write %s.%s=%r from %s: %s", device_id, key, body["value"], request.remote, result.status,
             extra={"device": device_id},
@@ -260,60 +260,51 @@ class StatusServer:
             status = 409  # the request was fine; the device is not there to take it
         return web.json_response(_result_json(result), status=status)
 
-    async def permit_join(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        seconds = body.get("seconds", 60)
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= PERMIT_MAX_SECONDS:
-            raise _bad_request(f"seconds must be a whole number from 0 to {PERMIT_MAX_SECONDS}")
-        targets = {
-            name: adapter for name, adapter in list(self.daemon.adapters.items())
-            if adapter.state == "running" and inspect.iscoroutinefunction(getattr(adapter, "permit_join", None))
-        }
-        if not targets:
-            return _error(409, "no running adapter can permit joining (is a zigbee adapter configured and running?)")
-        failures = {}
-        for name, adapter in targets.items():
-            try:
-                await adapter.permit_join(seconds)
-            except (EdgedError, TimeoutError, OSError) as exc:
-                log.warning("permit join on %s failed: %s", name, exc)
-                failures[name] = f"{type(exc).__name__}: {exc}"
-        if failures:
-            return web.json_response({"error": "permit join failed", "failures": failures}, status=502)
-        return web.json_response({"adapters": sorted(targets), "seconds": seconds})
+    # -- what adapters offer ---------------------------------------------
 
+    async def adapter_operation(self, request: web.Request) -> web.Response:
+        name, operation = request.match_info["name"], request.match_info["operation"]
+        adapter = self.view.adapters.get(name)
+        if adapter is None:
+            return _error(404, f"no adapter {name!r} is running")
+        route = next((r for r in adapters.routes(adapter.config.type) if r.path == operation), None)
+        if route is None:
+            return _error(404, f"adapter {name!r} ({adapter.config.type}) has no operation {operation!r}")
+        if request.method != route.method:
+            return _error(405, f"{operation} takes {route.method}")
+        if adapter.state is not State.RUNNING:
+            return _error(409, f"adapter {name!r} is {adapter.state}")
+        return await _answer(request, route.handle(adapter, await _body(request)))
 
-    async def remove_device(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        device_id = body.get("device")
-        if not isinstance(device_id, str):
-            raise _bad_request("expected {\"device\": \"<device id>\"}")
-        device = self.daemon.hub.devices.get(device_id)
-        if device is None:
-            return _error(404, f"unknown device {device_id}")
-        adapter = self.daemon.adapters.get(device.adapter)
-        if adapter is None or not inspect.iscoroutinefunction(getattr(adapter, "remove", None)):
-            return _error(409, f"{device_id} is not a Zigbee device")
-        try:
-            await adapter.remove(device_id)
-        except (EdgedError, TimeoutError, OSError) as exc:
-            return _error(409, f"{type(exc).__name__}: {exc}")
-        return web.json_response({"removed": device_id})
+    def _aliases(self) -> list[web.RouteDef]:
+        """The older paths of adapters' operations: each does it on every running adapter of its type."""
+        return [
+            web.route(route.method, route.alias, self._alias_handler(type_, route))
+            for type_ in adapters.registry()
+            for route in adapters.routes(type_)
+            if route.alias is not None and route.handle_all is not None
+        ]
 
+    def _alias_handler(self, type_: str, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            body = await _body(request)
+            running = [a for a in list(self.view.adapters.values()) if a.config.type == type_ and a.state is State.RUNNING]
+            if not running:
+                return _error(409, f"no {type_} adapter is running (is one configured?)")
+            assert route.handle_all is not None
+            return await _answer(request, route.handle_all(running, body))
 
-    def _outbox(self) -> Outbox | None:
-        outbox = getattr(self.daemon.uplink, "outbox", None)
-        return outbox if isinstance(outbox, Outbox) and outbox.is_open else None
+        return handle
 
     async def dead_letters(self, request: web.Request) -> web.Response:
-        outbox = self._outbox()
+        outbox = self.view.outbox
         if outbox is None:
             return _error(409, "no outbox is open (is an uplink configured?)")
         letters = await outbox.list_dead_letters()
         return web.json_response({"dead_letters": [letter._asdict() for letter in letters], "readings": outbox.dead_letters})
 
     async def handle_dead_letters(self, request: web.Request) -> web.Response:
-        outbox = self._outbox()
+        outbox = self.view.outbox
         if outbox is None:
             return _error(409, "no outbox is open (is an uplink configured?)")
         body = await _json_object(request)
@@ -355,6 +346,21 @@ def _error(status: int, message: str) -> web.Response:
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def _body(request: web.Request) -> JSON:
+    """A write's JSON object, or a read's query parameters."""
+    return dict(request.query) if request.method in SAFE_METHODS else await _json_object(request)
+
+
+async def _answer(request: web.Request, work: Awaitable[JSON]) -> web.Response:
+    try:
+        answer = await work
+    except RouteError as exc:
+        log.warning("%s %s from %s: %s", request.method, request.path, request.remote, exc)
+        return _error(exc.status, str(exc))
+    log.info("%s %s from %s: %s", request.method, request.path, request.remote, answer)
+    return web.json_response(answer)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

@@ -1,20 +1,19 @@
 """The status documents, shared by the HTTP and CoAP servers.
 
-Each function turns the daemon's live state into plain JSON-able data; the
-servers only choose the encoding (JSON or CBOR) and the transport.
+Each function turns the gateway's live state (a ``GatewayView``) into plain
+JSON-able data; the servers only choose the encoding (JSON or CBOR) and the
+transport.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edged import __version__
 from edged.model import Device
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
+from edged.part import plain
+from edged.view import GatewayView
 
 RECENT_FIRINGS = 20  # rule firings shown by /api/status
 
@@ -23,18 +22,18 @@ def isotime(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def health_json(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
+def health_json(view: GatewayView) -> tuple[bool, dict[str, Any]]:
     """``(healthy, document)``: ``{"status": "ok"}`` or the reasons it is not."""
-    problems = daemon.health_problems()
+    problems = view.health_problems()
     if problems:
         return False, {"status": "unhealthy", "reasons": problems}
     return True, {"status": "ok"}
 
 
-def device_json(daemon: Daemon, device: Device) -> dict[str, Any]:
+def device_json(view: GatewayView, device: Device) -> dict[str, Any]:
     points = {}
     for key, point in device.points.items():
-        reading = daemon.hub.value(device.id, key)
+        reading = view.hub.value(device.id, key)
         points[key] = {
             "value": None if reading is None else reading.value,
             "unit": point.unit,
@@ -55,73 +54,55 @@ def device_json(daemon: Daemon, device: Device) -> dict[str, Any]:
     }
 
 
-def devices_json(daemon: Daemon) -> list[dict[str, Any]]:
-    return [device_json(daemon, device) for device in list(daemon.hub.devices.values())]
+def devices_json(view: GatewayView) -> list[dict[str, Any]]:
+    return [device_json(view, device) for device in list(view.hub.devices.values())]
 
 
-def status_json(daemon: Daemon) -> dict[str, Any]:
+def status_json(view: GatewayView) -> dict[str, Any]:
     """Version, uptime, adapters, and (when configured) outbox, uplink and rules."""
-    _, health = health_json(daemon)
+    _, health = health_json(view)
     document: dict[str, Any] = {
         "version": __version__,
-        "gateway": daemon.config.gateway.id,
-        "uptime": round(time.monotonic() - daemon.started_at, 1),
+        "gateway": view.gateway_id,
+        **plain(view.stats()),
+        "clock_synced": view.clock_synced,
         "health": health,
-        "loop_lag": round(float(getattr(daemon, "loop_lag", 0.0)), 4),
-        "clock_synced": daemon.clock_synced,
-        "readings_in": daemon.hub.readings_in,
-        "adapters": {
-            name: {
-                "type": adapter.config.type,
-                "state": adapter.state,
-                "devices": len(daemon.hub.adapter_devices(name)),
-                "online": sum(1 for d in daemon.hub.adapter_devices(name) if d.online),
-                "readings": getattr(adapter, "readings_total", 0),
-                "errors": getattr(adapter, "errors_total", 0),
-                "reconnects": getattr(adapter, "reconnects_total", 0),
-            }
-            for name, adapter in list(daemon.adapters.items())
-        },
+        "adapters": {name: _adapter(view, name) for name in list(view.adapters)},
     }
-    uplink = getattr(daemon, "uplink", None)
-    if uplink is not None:
-        stats = {key.removeprefix("uplink_"): value for key, value in _stats(uplink).items()
-                 if not key.startswith("outbox_")}
-        document["uplink"] = _plain(stats, ("connected", "acked", "reconnects"), uplink)
-        outbox = getattr(uplink, "outbox", None)
-        if outbox is not None:
-            stats = {key.removeprefix("outbox_"): value for key, value in _stats(outbox).items()}
-            document["outbox"] = _plain(stats, (), outbox)
-    rules = getattr(daemon, "rules", None)
-    if rules is not None:
-        recent = list(getattr(rules, "recent", ()))[-RECENT_FIRINGS:]
+    if view.uplink is not None:
+        document["uplink"] = _scalars(plain(view.uplink.stats()))
+        document["uplink"]["connected"] = bool(document["uplink"]["connected"])
+        document["outbox"] = _scalars(plain(view.uplink.outbox.stats()))
+    if view.rules is not None:
+        stats = view.rules.stats()
         document["rules"] = {
-            "firings": getattr(rules, "firings_total", None),
-            "errors": getattr(rules, "errors_total", None),
-            "recent": [_firing(firing) for firing in reversed(recent)],
+            "firings": stats.firings,
+            "errors": stats.errors,
+            "paused": stats.paused,
+            "recent": [_firing(firing) for firing in reversed(stats.recent[-RECENT_FIRINGS:])],
         }
     return document
 
 
-def _stats(part: object) -> dict[str, Any]:
-    stats = getattr(part, "stats", None)
-    result = stats() if callable(stats) else None
-    return dict(result) if isinstance(result, dict) else {}
+def _adapter(view: GatewayView, name: str) -> dict[str, Any]:
+    adapter = view.adapters[name]
+    devices = view.hub.adapter_devices(name)
+    return {
+        "type": adapter.config.type,
+        "state": adapter.state.value,
+        "devices": len(devices),
+        "online": sum(1 for d in devices if d.online),
+        **_scalars(plain(adapter.stats())),
+    }
 
 
-def _plain(stats: dict[str, Any], attributes: tuple[str, ...], part: object) -> dict[str, Any]:
-    for attribute in attributes:
-        value = getattr(part, attribute, None)
-        if attribute not in stats and isinstance(value, (bool, int, float, str)):
-            stats[attribute] = value
+def _scalars(stats: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in stats.items() if value is None or isinstance(value, (bool, int, float, str))}
 
 
-def _firing(firing: object) -> dict[str, Any]:
-    if not isinstance(firing, dict):
-        return {"firing": str(firing)}
+def _firing(firing: dict[str, Any]) -> dict[str, Any]:
     out = {key: value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
-           for key, value in firing.items()}
+           for key, value in firing.items()}  # fmt: skip
     if isinstance(out.get("ts"), (int, float)):
         out["time"] = isotime(float(out["ts"]))
     return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +16,7 @@ from edged.adapters.ble.simulator import Air, Peripheral
 from edged.errors import AdapterError
 from edged.metrics import Metrics
 from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
+from edged.view import GatewayView
 from tests.adapters import conformance
 
 SENSOR = "A4:C1:38:00:00:01"
@@ -359,9 +359,8 @@ async def test_a_flood_of_random_addresses_cannot_lock_out_a_real_sensor(hub, wa
     summaries = [r for r in caplog.records if r.levelno == logging.WARNING and "evicted" in r.getMessage()]
     assert len(summaries) == 1  # once a minute, not once per eviction
     assert len([r for r in caplog.records if r.levelno == logging.DEBUG and "evicted for" in r.getMessage()]) == 43
-    daemon = SimpleNamespace(config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, clock_synced=True, hub=hub,
-                             adapters={"ble": adapter}, uplink=None, rules=None)  # fmt: skip
-    assert 'edged_adapter_ble_evicted_total{adapter="ble"} 43.0' in Metrics(daemon).render().decode()
+    view = GatewayView("gw", hub, adapters={"ble": adapter})
+    assert 'edged_adapter_ble_evicted_total{adapter="ble"} 43.0' in Metrics(view).render().decode()
 
 
 async def test_configured_advertisers_are_never_evicted(hub, watch, running, tmp_path):

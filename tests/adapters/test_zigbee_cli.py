@@ -13,23 +13,23 @@ from edged.adapters.zigbee import cli
 
 @pytest.fixture
 async def api():
-    """A loopback server on a free port answering ``POST /api/zigbee/permit``; records the requests."""
+    """A loopback server on a free port answering ``POST /api/adapters/zigbee/permit`` and ``remove``; records the requests."""
     seen: list[tuple[str | None, object]] = []
     answer = {"status": 200}
 
     async def permit(request: web.Request) -> web.Response:
         seen.append((request.headers.get("Authorization"), await request.json()))
         if answer["status"] != 200:
-            return web.json_response({"error": "no running adapter can permit joining"}, status=answer["status"])
-        return web.json_response({"adapters": ["zigbee"], "seconds": (await request.json())["seconds"]})
+            return web.json_response({"error": "adapter 'zigbee' is stopped"}, status=answer["status"])
+        return web.json_response({"adapter": "zigbee", "seconds": (await request.json())["seconds"]})
 
     async def remove(request: web.Request) -> web.Response:
         seen.append((request.headers.get("Authorization"), await request.json()))
         return web.json_response({"removed": (await request.json())["device"]})
 
     app = web.Application()
-    app.router.add_post("/api/zigbee/permit", permit)
-    app.router.add_post("/api/zigbee/remove", remove)
+    app.router.add_post("/api/adapters/zigbee/permit", permit)
+    app.router.add_post("/api/adapters/zigbee/remove", remove)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -61,7 +61,7 @@ async def test_refusal_exits_3_with_the_reason(api, tmp_path, capsys, monkeypatc
     monkeypatch.delenv("EDGED_API_TOKEN", raising=False)
     args = parse("permit", "--url", url, "--config", str(tmp_path / "absent.yaml"))
     assert await asyncio.to_thread(cli.main, args) == cli.EXIT_API
-    assert "409: no running adapter can permit joining" in capsys.readouterr().err
+    assert "409: adapter 'zigbee' is stopped" in capsys.readouterr().err
 
 
 def test_seconds_out_of_range_is_a_usage_error(capsys):

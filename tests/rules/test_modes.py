@@ -3,10 +3,9 @@ and the loop guard."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from edged.metrics import Metrics
 from edged.rules.engine import FEEDBACK_LIMIT, FEEDBACK_PAUSE
+from edged.view import GatewayView
 
 
 def rule(mode: str, extra: str = "") -> str:
@@ -154,9 +153,7 @@ async def test_rules_that_trigger_each_other_are_paused_not_spun(start_engine, d
     assert len(devices.commands) == spun <= 2 * (FEEDBACK_LIMIT + 2)  # it stopped, within one second
     assert engine.rules_paused == 1
     assert engine.errors_total == 1
-    daemon = SimpleNamespace(config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, loop_lag=0.0,
-                             clock_synced=True, hub=engine.hub, adapters={}, uplink=None, rules=engine)  # fmt: skip
-    assert "edged_rules_paused_total 1.0" in Metrics(daemon).render().decode()
+    assert "edged_rules_paused_total 1.0" in Metrics(GatewayView("gw", engine.hub, rules=engine)).render().decode()
     paused = [r for r in caplog.records if "paused for 60 s" in r.getMessage()]
     assert [r.rule for r in paused] == [engine.recent[-1]["rule_id"]]
     assert engine.recent[-1]["outcome"] == "paused: triggered by rules too often"

@@ -30,7 +30,7 @@ def free_udp_port() -> int:
 async def coap_daemon(start_daemon: StartDaemon) -> AsyncIterator[tuple[Daemon, str]]:
     port = free_udp_port()
     daemon = await start_daemon(f"  http: {{host: 127.0.0.1, port: 0}}\n  coap: {{enabled: true, port: {port}}}")
-    server = CoapStatusServer(daemon)
+    server = CoapStatusServer(daemon.view, daemon.config.status.coap)
     task = asyncio.create_task(server.run())
     async with asyncio.timeout(5):
         await server.listening.wait()
@@ -103,7 +103,7 @@ async def test_observing_health_tells_when_the_gateway_becomes_unhealthy(
     pending = client.request(aiocoap.Message(code=Code.GET, uri=base + "/health", observe=0))
     async with asyncio.timeout(5):
         assert json.loads((await pending.response).payload)["status"] == "ok"
-    daemon.loop_lag = 5.0  # what the daemon's loop monitor records when the loop stalls
+    daemon.view.loop_lag = 5.0  # what the daemon's loop monitor records when the loop stalls
     async with asyncio.timeout(5):
         notification = await anext(aiter(pending.observation))
     document = json.loads(notification.payload)

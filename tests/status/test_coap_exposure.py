@@ -47,4 +47,4 @@ def test_coap_server_refuses_an_open_network_listener_even_if_config_was_bypasse
     from edged.status.coap import CoapStatusServer
 
     with pytest.raises(ValueError, match="without allow_unauthenticated"):
-        CoapStatusServer(Daemon(config, path))
+        CoapStatusServer(Daemon(config, path).view, config.status.coap)

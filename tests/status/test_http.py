@@ -3,9 +3,11 @@ token, permit-join, and the refusal to expose an open API to the network."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -77,28 +79,6 @@ async def test_write_api_reports_why_a_command_was_refused(start_daemon: StartDa
     assert daemon.hub.value("sim/relay", "relay").value is True
 
 
-async def test_permit_join_reaches_adapters_that_can_permit(start_daemon: StartDaemon) -> None:
-    daemon = await start_daemon()
-    url = http_url(daemon)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/api/zigbee/permit", json={"seconds": 60}) as response:
-            assert response.status == 409  # nothing here can let devices join
-            assert "zigbee" in (await response.json())["error"]
-
-        calls: list[int] = []
-
-        async def permit_join(seconds: int) -> None:
-            calls.append(seconds)
-
-        daemon.adapters["sim"].permit_join = permit_join  # type: ignore[attr-defined]
-        async with session.post(url + "/api/zigbee/permit", json={"seconds": 500}) as response:
-            assert response.status == 400
-        async with session.post(url + "/api/zigbee/permit", json={"seconds": 90}) as response:
-            assert response.status == 200
-            assert await response.json() == {"adapters": ["sim"], "seconds": 90}
-    assert calls == [90]
-
-
 def test_network_listener_without_token_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("status:\n  http:\n    host: 0.0.0.0\n    port: 8080\n")
@@ -130,7 +110,7 @@ async def test_status_server_refuses_an_open_network_listener_even_if_config_was
     from edged.status.http import StatusServer
 
     with pytest.raises(ValueError, match="without a token"):
-        StatusServer(Daemon(config, path))
+        StatusServer(Daemon(config, path).view, config.status.http)
 
 
 ZIGBEE = """\
@@ -142,6 +122,56 @@ ZIGBEE = """\
       devices:
         - {kind: plug, ieee: "00:12:4b:00:00:00:00:03"}
 """
+
+
+async def test_permit_join_opens_the_zigbee_network_under_both_paths(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(extra=ZIGBEE)
+    url = http_url(daemon)
+    radio = await _radio(daemon)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/api/zigbee/permit", json={"seconds": 500}) as response:
+            assert response.status == 400
+        async with session.post(url + "/api/zigbee/permit", json={"seconds": 0}) as response:
+            assert response.status == 200 and await response.json() == {"adapters": ["zigbee"], "seconds": 0}
+        assert radio.permit_until <= _now()
+        async with session.post(url + "/api/adapters/zigbee/permit", json={"seconds": 90}) as response:
+            assert response.status == 200 and await response.json() == {"adapter": "zigbee", "seconds": 90}
+        assert radio.permit_until > _now() + 80
+
+
+async def test_adapter_operations_are_found_by_instance_and_name(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon()
+    url = http_url(daemon)
+    watch = Watch(daemon.hub)
+    await watch.until(lambda: daemon.hub.devices["sim/relay"].online)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/api/zigbee/permit", json={"seconds": 60}) as response:
+            assert response.status == 409  # nothing here can let devices join
+            assert "zigbee" in (await response.json())["error"]
+        for path, status in (("/api/adapters/nothing/outage", 404), ("/api/adapters/sim/reboot", 404)):
+            async with session.post(url + path, json={"device": "sim/relay"}) as response:
+                assert response.status == status, path
+        async with session.get(url + "/api/adapters/sim/outage") as response:
+            assert response.status == 405
+        async with session.post(url + "/api/adapters/sim/outage", json={"device": "sim/none"}) as response:
+            assert response.status == 404
+        async with session.post(url + "/api/adapters/sim/outage", json={"device": "sim/relay", "seconds": 1e9}) as response:
+            assert response.status == 400
+        async with session.post(url + "/api/adapters/sim/outage", json={"device": "sim/relay", "seconds": 60}) as response:
+            assert response.status == 200 and await response.json() == {"device": "sim/relay", "seconds": 60}
+        assert daemon.hub.devices["sim/relay"].online is False
+        async with session.post(url + "/api/devices/sim/relay/points/relay", json={"value": True}) as response:
+            assert response.status == 409, "an absent device takes no write"
+
+
+async def _radio(daemon: Daemon) -> Any:
+    adapter: Any = daemon.adapters["zigbee"]
+    await Watch(daemon.hub).until(lambda: adapter.app is not None and adapter.state == "running")
+    return adapter.app
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def test_remove_forgets_a_zigbee_device_and_refuses_others(start_daemon: StartDaemon) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections import deque
 from types import SimpleNamespace
 
 import aiohttp
@@ -55,20 +54,18 @@ async def test_metrics_parse_and_move_when_readings_flow(start_daemon: StartDaem
 
 
 def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) -> None:
-    outbox = SimpleNamespace(stats=lambda: {
-        "outbox_depth": 120, "outbox_bytes": 4096, "outbox_rows": 3, "outbox_oldest_age": 7.5,
-        "outbox_accepted": 1000, "outbox_acked": 880, "outbox_dropped_full": 5, "outbox_rejected": 0,
-        "outbox_expired": 2,
-    })
-    uplink = SimpleNamespace(outbox=outbox, connected=True, acked=880, reconnects=3)
-    rules = SimpleNamespace(firings_total=42, errors_total=1, latencies=deque([0.001, 0.002, 0.003, 0.010]))
     from edged.hub import Hub
+    from edged.outbox import OutboxStats
+    from edged.rules.engine import RulesStats
+    from edged.uplink.service import UplinkStats
+    from edged.view import GatewayView
 
-    daemon = SimpleNamespace(
-        config=SimpleNamespace(gateway=SimpleNamespace(id="gw")), started_at=0.0, loop_lag=0.004, clock_synced=True,
-        hub=Hub(), adapters={}, rules=rules, uplink=uplink,
-    )
-    got = samples(Metrics(daemon).render().decode())  # type: ignore[arg-type]
+    outbox = OutboxStats(depth=120, bytes=4096, rows=3, oldest_age=7.5, accepted=1000, acked=880, dropped_full=5, expired=2)
+    uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox), stats=lambda: UplinkStats(connected=1, acked=880,
+                             reconnects=3, refused={"Not authorized (0x87)": 4}))  # fmt: skip
+    rules = SimpleNamespace(stats=lambda: RulesStats(firings=42, errors=1, latency=[0.001, 0.002, 0.003, 0.010]))
+    view = GatewayView("gw", Hub(), uplink=uplink, rules=rules, loop_lag=0.004)  # type: ignore[arg-type]
+    got = samples(Metrics(view).render().decode())
     assert got[("edged_outbox_depth_readings", ())] == 120
     assert got[("edged_outbox_oldest_age_seconds", ())] == 7.5
     assert got[("edged_outbox_dropped_total", (("reason", "full"),))] == 5
@@ -76,6 +73,7 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     assert got[("edged_outbox_acked_total", ())] == 880
     assert got[("edged_uplink_connected", ())] == 1
     assert got[("edged_uplink_reconnects_total", ())] == 3
+    assert got[("edged_uplink_refused_total", (("reason", "Not authorized (0x87)"),))] == 4
     assert got[("edged_rule_firings_total", ())] == 42
     assert got[("edged_rule_latency_seconds", (("quantile", "0.99"),))] == 0.010
     assert got[("edged_rule_latency_seconds_count", ())] == 4
@@ -97,7 +95,7 @@ async def test_outbox_uplink_and_rule_metrics_come_from_the_running_parts(start_
     watch = Watch(daemon.hub)
     await watch.until(lambda: daemon.uplink is not None and daemon.rules is not None)
     async with aiohttp.ClientSession() as session:
-        await watch.until(lambda: daemon.uplink.outbox.depth > 0 and daemon.rules.firings_total > 0)
+        await watch.until(lambda: daemon.uplink.outbox.depth > 0 and daemon.rules.stats().firings > 0)
         first = await scrape(session, http_url(daemon))
         depth = daemon.uplink.outbox.depth
         await watch.until(lambda: daemon.uplink.outbox.depth > depth)
@@ -146,6 +144,6 @@ async def test_uptime_is_not_moved_by_a_step_of_the_wall_clock(start_daemon: Sta
     daemon = await start_daemon()
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 2 * 86400)  # a time sync after boot: two days forward
-    assert status_json(daemon)["uptime"] < 3600
-    uptime = next(line for line in Metrics(daemon).render().decode().splitlines() if line.startswith("edged_uptime_seconds "))
+    assert status_json(daemon.view)["uptime"] < 3600
+    uptime = next(line for line in Metrics(daemon.view).render().decode().splitlines() if line.startswith("edged_uptime_seconds "))
     assert float(uptime.split()[1]) < 3600

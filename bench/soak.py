@@ -474,7 +474,7 @@ async def main() -> None:
         print(f"{fault}: skipped, {why}", flush=True)
     broker = Broker(folder / "broker")
     broker.start()
-    sims = subprocess.Popen([sys.executable, "-m", "edged.demo.simulators", "--modbus-port", str(modbus_port := free_port()),
+    sims = subprocess.Popen([sys.executable, "-m", "edged.demo.peers", "--modbus-port", str(modbus_port := free_port()),
                              "--opcua-port", str(opcua_port := free_port())], stdout=subprocess.PIPE)
     load = subprocess.Popen([sys.executable, str(ROOT / "bench" / "modbus_throughput.py"), "--serve"],
                             stdout=subprocess.PIPE, text=True)

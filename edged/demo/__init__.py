@@ -1,7 +1,8 @@
 """``edged demo``: the whole gateway against real protocol simulators.
 
 It starts a pymodbus TCP server (an energy meter and a pump relay) and an
-asyncua server (a press) in a child process, then runs the daemon with
+asyncua server (a press), the Modbus and OPC UA adapters' simulators, in a
+child process (``edged.demo.peers``), then runs the daemon with
 edged/demo/demo.yaml: those two plus the simulated Zigbee radio (a motion
 sensor, a lamp and a plug), the simulated BLE air (BTHome and Ruuvi
 sensors), rules linking them, and an MQTT uplink to 127.0.0.1:1883. The
@@ -64,7 +65,7 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
     modbus_port = config.adapters[1].connections[0].port  # type: ignore[attr-defined]
     opcua_port = int(config.adapters[2].endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
     simulators = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged.demo.simulators", "--modbus-port", str(modbus_port), "--opcua-port", str(opcua_port),
+        sys.executable, "-m", "edged.demo.peers", "--modbus-port", str(modbus_port), "--opcua-port", str(opcua_port),
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,  # Ctrl-C reaches edged only: the daemon stops before its peers do
     )

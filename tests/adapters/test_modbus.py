@@ -10,9 +10,10 @@ from pymodbus.constants import ExcCodes
 
 from edged.adapters.modbus.adapter import ModbusAdapter
 from edged.adapters.modbus.config import ModbusConfig
+from edged.adapters.modbus.simulator import registers
 from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
 from tests.adapters import conformance
-from tests.adapters.modbus_server import Server, registers
+from tests.adapters.modbus_server import Server
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.ble import advert, ibeacon, ruuvi
+from edged.adapters.ble import advert
 from edged.adapters.ble.backend import BleBackend
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.gatt import GattLink, Sightings, points
@@ -88,6 +88,7 @@ class BleAdapter(Adapter[BleConfig]):
         self._sightings = Sightings()
         self._pending: list[Reading] = []
         self._flush_scheduled = False
+        self._formats = advert.chosen(config.formats)
         self._keys = {a: bytes.fromhex(k.get_secret_value()) for a, k in config.bthome_keys.items()}
         self._addresses = set(config.addresses)
         self._gatt_addresses = {d.address for d in config.gatt}
@@ -161,19 +162,7 @@ class BleAdapter(Adapter[BleConfig]):
 
     def _passive_patterns(self) -> list[tuple[int, AdvertisementDataType, bytes]]:
         # BlueZ's passive scanning reports only advertisements matching one of these.
-        patterns = []
-        if "bthome" in self.config.formats:
-            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc"))
-        if "atc" in self.config.formats:
-            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\x1a\x18"))
-        if "mibeacon" in self.config.formats:
-            patterns.append((0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\x95\xfe"))
-        if "ruuvi" in self.config.formats:
-            patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, ruuvi.COMPANY_ID.to_bytes(2, "little")))
-        if "ibeacon" in self.config.formats:
-            patterns.append((0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA,
-                             ibeacon.COMPANY_ID.to_bytes(2, "little") + b"\x02\x15"))
-        return patterns
+        return [(0, AdvertisementDataType(kind.ad_type), kind.pattern) for kind in self._formats]
 
     # -- advertisements --------------------------------------------------
 
@@ -194,7 +183,7 @@ class BleAdapter(Adapter[BleConfig]):
             return
         now = asyncio.get_running_loop().time()
         try:
-            frames = advert.decode(address, adv, self.config.formats, self._keys)
+            frames = advert.decode(address, adv, self._formats, self._keys)
         except advert.AdvertError as exc:
             self._bad_frame(address, str(exc))
             return

@@ -18,10 +18,12 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from edged.adapters.ble.formats import AdvertFormat, Decoded, service_uuid
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
 
-UUID = "0000181a-0000-1000-8000-00805f9b34fb"
+UUID16 = 0x181A
+UUID = service_uuid(UUID16)
 _ATC1441 = struct.Struct(">6shBBHB")
 _PVVX = struct.Struct("<6shHHBBB")
 
@@ -59,3 +61,11 @@ def encode_pvvx(mac: str, temperature: float, humidity: float, millivolts: int, 
     """Build a pvvx custom frame (for simulators and tests)."""
     raw_mac = bytes.fromhex(mac.replace(":", ""))[::-1]
     return _PVVX.pack(raw_mac, round(temperature * 100), round(humidity * 100), millivolts, battery, counter & 0xFF, flags)
+
+
+def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded:
+    reading = decode(data)
+    return Decoded(address.lower(), f"ATC_MiThermometer ({reading.layout})", data, reading.measurements)
+
+
+FORMAT = AdvertFormat.service_data("atc", "ATC", UUID16, _advert)

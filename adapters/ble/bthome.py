@@ -17,11 +17,13 @@ from typing import NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from edged.adapters.ble.formats import AdvertFormat, Decoded, service_uuid
 from edged.adapters.ble.measurement import Measurement
 from edged.model import Value, ValueType
 
-UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
-_UUID_BYTES = b"\xd2\xfc"
+UUID16 = 0xFCD2
+UUID = service_uuid(UUID16)
+_UUID_BYTES = UUID16.to_bytes(2, "little")
 _ENCRYPTED = 0x01
 _TRIGGER = 0x04
 _VERSION = 2
@@ -287,3 +289,12 @@ def service_data(objects: bytes, trigger_based: bool = False) -> bytes:
     return bytes([(_VERSION << 5) | (_TRIGGER if trigger_based else 0)]) + objects
 
 
+
+
+def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded:
+    packet = decode(data, address, key)  # ValueError too for an address that is no MAC (macOS gives UUIDs)
+    measurements = tuple(m for m in packet.measurements if m.key != "packet_id")
+    return Decoded(address.lower(), "BTHome v2", data, measurements, packet.counter)
+
+
+FORMAT = AdvertFormat.service_data("bthome", "BTHome", UUID16, _advert, keyed=True)

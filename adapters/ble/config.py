@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from edged.adapter import AdapterConfig
+from edged.adapters.ble.formats import NAMES
 from edged.fields import DeclaredDevice, Duration, Key, Model, Secret, distinct
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -100,7 +101,7 @@ class BleConfig(AdapterConfig):
     # name pattern (shell-style, e.g. "SBHT-*").
     addresses: list[Address] = []
     names: list[str] = []
-    formats: list[Literal["bthome", "atc", "mibeacon", "ruuvi", "ibeacon"]] = ["bthome", "atc", "mibeacon", "ruuvi", "ibeacon"]
+    formats: list[Literal[NAMES]] = list(NAMES)  # type: ignore[valid-type]  # the advertisement formats to decode
     bthome_keys: dict[Address, BindKey] = {}  # address -> bind key of encrypting BTHome devices
     dedup_window: Duration = 2.0  # identical advertisements from one device within this window are dropped
     offline_after: Duration = Field(600.0, gt=0)  # an advertiser silent this long goes offline

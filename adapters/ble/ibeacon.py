@@ -8,6 +8,10 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
+from edged.adapters.ble.formats import AdvertFormat, Decoded
+from edged.adapters.ble.measurement import Measurement
+from edged.model import ValueType
+
 COMPANY_ID = 0x004C
 _PREFIX = b"\x02\x15"
 
@@ -40,3 +44,18 @@ def encode(beacon: IBeacon) -> bytes:
 def distance(power: int, rssi: int, n: float = 2.0) -> float:
     """Rough distance in metres from the log-distance path loss model."""
     return round(10 ** ((power - rssi) / (10 * n)), 2)
+
+
+def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded | None:
+    beacon = decode(data)
+    if beacon is None:
+        return None
+    return Decoded(beacon.native_id, "iBeacon", data, (
+        Measurement("present", True, None, ValueType.BOOL),
+        Measurement("rssi", rssi, "dBm", ValueType.INT),
+        Measurement("distance", distance(beacon.power, rssi), "m", ValueType.FLOAT),
+    ))  # fmt: skip
+
+
+# A beacon is the device, not the phone or tag that sends it: it reports its own RSSI.
+FORMAT = AdvertFormat.manufacturer_data("ibeacon", "iBeacon", COMPANY_ID, _advert, prefix=_PREFIX, rssi=False)

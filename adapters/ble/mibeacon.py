@@ -16,10 +16,12 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from edged.adapters.ble.formats import AdvertFormat, Decoded, service_uuid
 from edged.adapters.ble.measurement import Measurement
 from edged.model import Value, ValueType
 
-UUID = "0000fe95-0000-1000-8000-00805f9b34fb"
+UUID16 = 0xFE95
+UUID = service_uuid(UUID16)
 _ENCRYPTED, _MAC, _CAPABILITY, _OBJECT = 0x0008, 0x0010, 0x0020, 0x0040
 
 
@@ -87,3 +89,13 @@ def decode(data: bytes) -> Frame:
                 raise MiBeaconError(f"object 0x{kind:04X} needs {needs} bytes; got {length}")
             measurements += [Measurement(key, decode_value(value), unit, type_) for key, unit, type_, decode_value in values]
     return Frame(product, counter, mac, tuple(measurements))
+
+
+def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded | None:
+    frame = decode(data)
+    if not frame.measurements:  # frames without an object (pairing, keep-alive) say nothing
+        return None
+    return Decoded(address.lower(), f"Xiaomi MiBeacon 0x{frame.product:04X}", data, frame.measurements)
+
+
+FORMAT = AdvertFormat.service_data("mibeacon", "MiBeacon", UUID16, _advert)

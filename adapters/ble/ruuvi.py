@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from edged.adapters.ble.formats import AdvertFormat, Decoded
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
 
@@ -71,3 +72,10 @@ def encode(
         5, round(temperature / 0.005), round(humidity / 0.0025), pressure - 50000, ax, ay, az,
         power, movement & 0xFF, sequence & 0xFFFF, bytes.fromhex(mac.replace(":", "")),
     )
+
+
+def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded:
+    return Decoded(address.lower(), "RuuviTag", data, decode(data).measurements)
+
+
+FORMAT = AdvertFormat.manufacturer_data("ruuvi", "Ruuvi", COMPANY_ID, _advert)

@@ -1,8 +1,9 @@
-"""Values written to a node take the node's declared data type.
+"""edged values to OPC UA Variants: a value written to a node, or passed to a method, takes its declared data type.
 
 ``variant_type`` maps a DataType NodeId to the built-in ``VariantType`` the
-value must be encoded as; ``coerce`` turns a command value into that type or
-raises ``CommandError`` saying why it does not fit.
+value must be encoded as (``WRITABLE`` lists the ones edged can write);
+``coerce`` turns a command value into that type or raises ``CommandError``
+saying why it does not fit.
 """
 
 from __future__ import annotations

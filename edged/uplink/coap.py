@@ -14,8 +14,10 @@ a CBOR map or a JSON object. A resource that
 stays silent past its Max-Age is registered again, and a server that does
 not offer Observe, or answers with an error, is read again after Max-Age
 (readings keep flowing meanwhile). As the current
-representation comes again after every registration, the uplink service
-recognises a command it already took and does not execute it twice.
+representation comes again after every registration, reconnect and
+restart, the link remembers the last commands it took (in
+``cloud-commands.json`` in the state directory) and does not hand one over
+twice.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,28 +35,54 @@ import aiocoap.error
 import cbor2
 
 from edged.errors import Refused, UplinkError
+from edged.model import Command
 from edged.outbox import EVENT, Row
 from edged.uplink import senml
-from edged.uplink.commands import Parsed, parse_command
+from edged.uplink.commands import Rejected, SeenCommands, read_command
 from edged.uplink.config import CoapUplinkConfig
+from edged.uplink.link import LinkContext
 
 log = logging.getLogger(__name__)
 
 CBOR = 60  # application/cbor
-Take = Callable[[bytes, Parsed], Awaitable[None]]  # a command message and what parse_command made of it
 DEFAULT_MAX_AGE = 60.0  # seconds a representation stays fresh without a Max-Age option (RFC 7252)
 MIN_MAX_AGE = 5.0  # never register or poll again more often than this
 PASSING = {aiocoap.UNAUTHORIZED, aiocoap.FORBIDDEN, aiocoap.numbers.codes.Code.TOO_MANY_REQUESTS}  # 4.xx that may pass
 
 
 class CoapLink:
-    def __init__(self, config: CoapUplinkConfig, gateway_id: str, context: aiocoap.Context) -> None:
+    """The uplink to a CoAP server over DTLS; ``send`` returns once the server answered 2.xx."""
+
+    def __init__(self, config: CoapUplinkConfig, context: LinkContext) -> None:
         self.config = config
-        self.gateway_id = gateway_id
-        self.context = context
+        self.gateway_id = context.gateway_id
+        self.coap: aiocoap.Context | None = None  # while connected
         # aiocoap pools DTLS sessions weakly: hold each server's session so
         # it is reused between POSTs and closed in order by context.shutdown().
         self.sessions: dict[str, object] = {}
+        self.seen = SeenCommands(context.state_dir / "cloud-commands.json")
+        self._seen_loaded = False
+        self.commands_repeated = 0  # commands the resource showed again, not handed over twice
+        self._changed = context.changed
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[None]:
+        """A client context holding the DTLS session(s); always shut down."""
+        if self.config.command_uri and not self._seen_loaded:
+            await asyncio.to_thread(self.seen.load)
+            self._seen_loaded = True
+        try:
+            coap = await aiocoap.Context.create_client_context()
+        except OSError as exc:
+            raise UplinkError(f"cannot open a CoAP client: {exc}") from exc
+        try:
+            coap.client_credentials.load_from_dict(credentials(self.config))
+            log.info("sending to %s", self.config.uri)
+            self.coap, self.sessions = coap, {}
+            yield
+        finally:
+            self.coap = None
+            await coap.shutdown()
 
     async def send(self, row: Row) -> None:
         config = self.config
@@ -71,31 +99,46 @@ class CoapLink:
             payload = senml.encode_row(self.gateway_id, row.subject, row.id, row.payload, row.gen, row.unsynced)
             fmt = senml.CONTENT_FORMAT
         request = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=payload, content_format=fmt)
-        response = await self._answer(request, self.context.request(request).response)
+        response = await self._answer(request, self._coap().request(request).response)
         if response.code.class_ == 4:
             raise Refused(f"POST {uri}", str(response.code), permanent=response.code not in PASSING)
         if not response.code.is_successful():
             raise UplinkError(f"POST {uri} answered {response.code}")
 
-    async def commands(self, take: Take) -> None:
-        """Observe ``command_uri``; hand every representation to ``take(payload, parsed)``.
-
-        Runs until the connection fails (then raises UplinkError)."""
+    async def commands(self) -> AsyncIterator[Command | Rejected]:
+        """Observe ``command_uri`` and yield every command it shows, once however often it
+        shows it; raise ``UplinkError`` when the connection fails. Without ``command_uri``,
+        nothing comes."""
+        uri = self.config.command_uri
+        if not uri:
+            await asyncio.Event().wait()
         while True:
-            request = aiocoap.Message(code=aiocoap.GET, uri=self.config.command_uri, observe=0)
-            exchange = self.context.request(request)
+            request = aiocoap.Message(code=aiocoap.GET, uri=uri, observe=0)
+            exchange = self._coap().request(request)
             try:
-                await self._observe(request, exchange, take)
+                async with contextlib.aclosing(self._representations(request, exchange)) as shown:
+                    async for payload in shown:
+                        # Told apart by the first byte rather than the content-format (servers get that wrong):
+                        # a CBOR map starts with 0xa0-0xbf, which JSON text never does.
+                        message, raw_id = read_command(payload, "cbor" if 0xA0 <= payload[0] <= 0xBF else "json")
+                        if not self.seen.take(payload, raw_id):
+                            self.commands_repeated += 1
+                            self._changed()
+                            continue
+                        await asyncio.to_thread(self.seen.save)
+                        yield message
             finally:
                 if not exchange.observation.cancelled:
                     exchange.observation.cancel()
 
-    async def _observe(self, request: aiocoap.Message, exchange: Any, take: Take) -> None:
-        """Take the representation and its notifications until the resource falls silent past its Max-Age."""
+    async def _representations(self, request: aiocoap.Message, exchange: Any) -> AsyncIterator[bytes]:
+        """The command resource's representation and its notifications, until it falls silent past its Max-Age."""
         response = await self._answer(request, exchange.response)
         notifications = aiter(exchange.observation)
         while True:
-            await self._take(response, take)
+            payload = self._command(response)
+            if payload:
+                yield payload
             max_age = max(MIN_MAX_AGE, DEFAULT_MAX_AGE if response.opt.max_age is None else response.opt.max_age)
             if response.opt.observe is None:  # not (or not yet) observable: read it again later
                 await asyncio.sleep(max_age)
@@ -108,19 +151,20 @@ class CoapLink:
             except aiocoap.error.Error as exc:
                 raise UplinkError(f"observing {self.config.command_uri} failed: {exc}") from exc
 
-    async def _take(self, response: aiocoap.Message, take: Take) -> None:
+    def _command(self, response: aiocoap.Message) -> bytes:
+        """The command message a response shows (empty when it shows none)."""
         if not response.code.is_successful():
             if response.code != aiocoap.NOT_FOUND:  # 4.04: no command yet
                 # Readings keep flowing; the resource is read again after Max-Age.
                 log.warning("GET %s answered %s; commands are not taken until it answers 2.05",
                             self.config.command_uri, response.code)  # fmt: skip
-            return
-        payload = response.payload
-        if not payload:
-            return  # no command yet
-        # Told apart by the first byte rather than the content-format (servers get that wrong):
-        # a CBOR map starts with 0xa0-0xbf, which JSON text never does.
-        await take(payload, parse_command(payload, "cbor" if 0xA0 <= payload[0] <= 0xBF else "json"))
+            return b""
+        return response.payload  # empty: no command yet
+
+    def _coap(self) -> aiocoap.Context:
+        if self.coap is None:
+            raise UplinkError("not connected")
+        return self.coap
 
     async def _answer(self, request: aiocoap.Message, response: asyncio.Future[aiocoap.Message]) -> aiocoap.Message:
         """The response to ``request``, or UplinkError when it fails or does not come within ``timeout``."""
@@ -146,18 +190,3 @@ def credentials(config: CoapUplinkConfig) -> dict[str, object]:
     }
     targets = {uri for uri in (config.uri, config.event_uri, config.command_uri, config.result_uri) if uri}
     return {f"coaps://{urlsplit(uri).netloc}/*": dtls for uri in targets}
-
-
-@contextlib.asynccontextmanager
-async def connect(config: CoapUplinkConfig, gateway_id: str) -> AsyncIterator[CoapLink]:
-    """A client context holding the DTLS session(s); always shut down."""
-    try:
-        context = await aiocoap.Context.create_client_context()
-    except OSError as exc:
-        raise UplinkError(f"cannot open a CoAP client: {exc}") from exc
-    try:
-        context.client_credentials.load_from_dict(credentials(config))
-        log.info("sending to %s", config.uri)
-        yield CoapLink(config, gateway_id, context)
-    finally:
-        await context.shutdown()

@@ -4,8 +4,9 @@ already taken.
 
 A command is an object ``{"id": "c1", "device": "sim/relay", "point": "on",
 "value": true}`` (``id`` optional). ``parse_command`` turns a message into a
-``Command`` or into the reason it is not one; the uplink service executes
-the first and answers the second with a ``rejected`` result.
+``Command`` or into a ``Rejected`` (the reason it is not one); the uplink
+service executes the first and answers the second with a ``rejected``
+result.
 
 A message comes from the network, so nothing in it is trusted: it is at most
 ``MAX_COMMAND_BYTES`` long and nested at most ``MAX_DEPTH`` deep (checked
@@ -26,6 +27,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +36,6 @@ from edged.model import Command, Origin, describe
 
 log = logging.getLogger(__name__)
 
-Parsed = tuple[Command | None, str | None, Any]  # (command, why it is not one, the message's id)
 
 MAX_COMMAND_BYTES = 64 * 1024  # a longer message is refused unread
 MAX_DEPTH = 32  # arrays and objects nested deeper than this are refused unread
@@ -57,33 +58,46 @@ class _Unaccepted:
         self.reason = reason
 
 
-def parse_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> Parsed:
-    """Return ``(command, None, id)`` or ``(None, reason, id)`` for a command message.
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A cloud command message that is not a command: answered ``rejected`` with ``reason``,
+    echoing ``raw_id`` (a string or an integer of at most ``MAX_ID`` characters, or None
+    when the message has no id to echo)."""
 
-    ``id`` is what the answer echoes: the message's id (a string or an
-    integer of at most ``MAX_ID`` characters; a longer one is cut to that and
-    the message refused), or None when there is none to echo."""
+    raw_id: str | int | None
+    reason: str
+
+
+def parse_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> Command | Rejected:
+    """The command a message holds, or a ``Rejected`` saying why it holds none."""
+    return read_command(payload, encoding)[0]
+
+
+def read_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> tuple[Command | Rejected, str | int | None]:
+    """What ``parse_command`` makes of a message, and the message's own id (None when it
+    has none), by which a message shown again is recognised. An id longer than ``MAX_ID``
+    characters is cut to that, and the message rejected."""
     if not isinstance(payload, (bytes, bytearray)):
-        return None, f"expected a {encoding.upper()} message, got {type(payload).__name__}", None
+        return Rejected(None, f"expected a {encoding.upper()} message, got {type(payload).__name__}"), None
     if len(payload) > MAX_COMMAND_BYTES:
-        return None, f"message of {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are taken", None
+        return Rejected(None, f"message of {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are taken"), None
     try:
         data = _decode_json(payload) if encoding == "json" else _Cbor(bytes(payload)).document()
     except _Refused as exc:
-        return None, str(exc), None
+        return Rejected(None, str(exc)), None
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError, too many digits
-        return None, f"bad {encoding.upper()}: {exc}", None
+        return Rejected(None, f"bad {encoding.upper()}: {exc}"), None
     if not isinstance(data, dict):
-        return None, "expected an object with device, point and value", None
+        return Rejected(None, "expected an object with device, point and value"), None
     raw_id, error = _id(data.get("id"))
     if error is None:
         error = _check(data)
     if error is not None:
-        return None, error, raw_id
+        return Rejected(raw_id, error), raw_id
     fields: dict[str, Any] = {"origin": Origin.CLOUD}
     if raw_id is not None:
         fields["id"] = str(raw_id)
-    return Command(data["device"], data["point"], data["value"], **fields), None, raw_id
+    return Command(data["device"], data["point"], data["value"], **fields), raw_id
 
 
 def _id(raw: Any) -> tuple[str | int | None, str | None]:

@@ -12,16 +12,29 @@ their commands as ordinary cloud commands to ``command_topic``, so they go
 through the Hub like any other (checked, held for offline devices,
 answered on ``result_topic``). Units are translated from SenML to the
 symbols Home Assistant expects, with a device class where one fits.
+
+The MQTT link runs an ``Announcer`` while it is connected: on every
+connection it announces the gateway and every device, then announces a
+device that joins, removes one that leaves and says when one goes online
+or offline, in the order it happened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edged.model import Device, Point, ValueType
+from edged.errors import UplinkError
+from edged.model import Device, DeviceAdded, DeviceRemoved, DeviceStatus, Event, Point, ValueType
+from edged.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from edged.hub import Hub
+    from edged.uplink.config import HomeAssistantConfig
 
 # SenML unit -> (Home Assistant unit, device class)
 UNITS: dict[str, tuple[str, str | None]] = {
@@ -135,3 +148,81 @@ def announce(prefix: str, gateway_id: str, device: Device, state_topic: Callable
                            command_topic=command_topic)))
         for point in device.points.values()
     ]  # fmt: skip
+
+
+class Topics(Protocol):
+    """Where the MQTT link publishes what Home Assistant reads, and takes what it sends."""
+
+    status_topic: str
+    command_topic: str
+
+    def topic(self, device: str, point: str = "") -> str: ...
+
+    def device_status_topic(self, device: str) -> str: ...
+
+
+Retain = Callable[[list[Message]], Awaitable[None]]  # publish retained messages; UplinkError when disconnected
+Change = DeviceAdded | DeviceRemoved | DeviceStatus
+
+
+class Announcer:
+    """Home Assistant's picture of the gateway's devices, kept up to date while connected."""
+
+    def __init__(self, config: HomeAssistantConfig, gateway_id: str, hub: Hub, topics: Topics) -> None:
+        self.prefix = config.discovery_prefix
+        self.gateway_id = gateway_id
+        self.hub = hub
+        self.topics = topics
+        self._announced: dict[str, list[str]] = {}  # device id -> the config topics announced for it
+
+    @contextlib.asynccontextmanager
+    async def announcing(self, retain: Retain) -> AsyncIterator[None]:
+        """Announce the gateway and every device, then follow joins, leaves and status
+        changes until the block ends (the connection's life)."""
+        changes: asyncio.Queue[Change] = asyncio.Queue()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)):
+                changes.put_nowait(event)
+
+        unsubscribe = self.hub.subscribe_events(on_event)
+        tasks = TaskSet()
+        try:
+            await retain(self._everything())
+            tasks.spawn(self._follow(changes, retain), name="home assistant discovery")
+            yield
+        finally:
+            unsubscribe()
+            await tasks.close()
+
+    async def _follow(self, changes: asyncio.Queue[Change], retain: Retain) -> None:
+        while True:
+            messages = self._change(await changes.get())
+            with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
+                await retain(messages)
+
+    def _everything(self) -> list[Message]:
+        messages = [gateway_entity(self.prefix, self.gateway_id, self.topics.status_topic)]
+        for device in list(self.hub.devices.values()):
+            messages += self._device(device)
+        return messages
+
+    def _change(self, event: Change) -> list[Message]:
+        """Announce a device that joined (or changed its points), remove one that left, or
+        say that one went online or offline."""
+        if isinstance(event, DeviceAdded):
+            return self._device(event.device)
+        if isinstance(event, DeviceStatus):
+            return [(self.topics.device_status_topic(event.device_id), "online" if event.online else "offline")]
+        messages = [(topic, "") for topic in self._announced.pop(event.device_id, [])]
+        messages.append((self.topics.device_status_topic(event.device_id), ""))
+        return messages
+
+    def _device(self, device: Device) -> list[Message]:
+        """The configs of ``device``'s points and its availability."""
+        status_topic = self.topics.device_status_topic(device.id)
+        messages = announce(self.prefix, self.gateway_id, device, self.topics.topic, self.topics.status_topic,
+                            status_topic, self.topics.command_topic)  # fmt: skip
+        self._announced[device.id] = [topic for topic, _ in messages]
+        messages.append((status_topic, "online" if device.online else "offline"))
+        return messages

@@ -30,6 +30,8 @@ denies like any other, and drops it.
   Last Will and on a clean stop.
 - commands arrive on ``command_topic``:
   ``{"id": "c1", "device": "sim/relay", "point": "on", "value": true}``.
+- with ``homeassistant:``, the discovery configs of every device's points
+  (see ``homeassistant``), announced on every connection.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import json
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiomqtt
@@ -49,11 +51,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edged.errors import Refused, UplinkError
-from edged.model import Command, Device
+from edged.model import Command
 from edged.outbox import EVENT, Row
 from edged.uplink import homeassistant
-from edged.uplink.commands import parse_command
+from edged.uplink.commands import Rejected, parse_command
 from edged.uplink.config import MqttUplinkConfig
+from edged.uplink.link import LinkContext
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +115,40 @@ class Client(aiomqtt.Client):
 
 
 class MqttLink:
-    """One connection to the broker; ``send`` returns once the broker acknowledged."""
+    """The uplink to an MQTT broker; ``send`` returns once the broker acknowledged."""
 
-    def __init__(self, config: MqttUplinkConfig, gateway_id: str, client: aiomqtt.Client) -> None:
+    def __init__(self, config: MqttUplinkConfig, context: LinkContext) -> None:
         self.config = config
-        self.client = client
-        limits = [size for size in (config.max_message_bytes, getattr(client, "max_packet_size", None)) if size]
-        self.max_packet = min(limits) if limits else None  # bytes a PUBLISH packet may have
-        prefix = config.prefix.format(gateway=gateway_id)
-        self._names = {"prefix": prefix, "gateway": gateway_id}
-        self._gateway = json.dumps(gateway_id).encode()
+        self.gateway_id = context.gateway_id
+        self.client: aiomqtt.Client | None = None  # while connected
+        self.max_packet: int | None = None  # bytes a PUBLISH packet may have, while connected
+        self.commands_repeated = 0  # a command message on a topic comes once: never a repeat
+        prefix = config.prefix.format(gateway=context.gateway_id)
+        self._names = {"prefix": prefix, "gateway": context.gateway_id}
+        self._gateway = json.dumps(context.gateway_id).encode()
         self._per_point = "{point}" in config.topic
         self._topics: dict[tuple[str, str], str] = {}
         self.result_topic = config.result_topic.format(**self._names)
         self.status_topic = config.status_topic.format(**self._names)
         self.command_topic = config.command_topic.format(**self._names)
+        ha = config.homeassistant
+        self.announcer = None if ha is None else homeassistant.Announcer(ha, context.gateway_id, context.hub, self)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[None]:
+        """Connect, announce ``online`` (retained) and, with ``homeassistant:``, the devices; always disconnect."""
+        async with _connected(self.config, self.gateway_id, self.status_topic) as client:
+            self.client = client
+            limits = [size for size in (self.config.max_message_bytes, getattr(client, "max_packet_size", None)) if size]
+            self.max_packet = min(limits) if limits else None
+            try:
+                if self.announcer is None:
+                    yield
+                else:
+                    async with self.announcer.announcing(self.retain):
+                        yield
+            finally:
+                self.client = None
 
     def topic(self, device: str, point: str = "") -> str:
         topic = self._topics.get((device, point))
@@ -172,27 +194,18 @@ class MqttLink:
             return None
         return self.max_packet - len(topic.encode()) - PACKET_OVERHEAD
 
-    def discovery(self, device: Device | None = None) -> list[homeassistant.Message]:
-        """The Home Assistant discovery configs of ``device``'s points, or of the gateway itself."""
-        ha = self.config.homeassistant
-        assert ha is not None
-        gateway = self._names["gateway"]
-        if device is None:
-            return [homeassistant.gateway_entity(ha.discovery_prefix, gateway, self.status_topic)]
-        return homeassistant.announce(ha.discovery_prefix, gateway, device, self.topic, self.status_topic,
-                                      self.device_status_topic(device.id), self.command_topic)  # fmt: skip
-
     def device_status_topic(self, device: str) -> str:
         """Where a device's ``online``/``offline`` is kept (retained) for Home Assistant."""
         return f"{self.status_topic}/{_level(device)}"
 
     async def retain(self, messages: Iterable[homeassistant.Message]) -> None:
         """Publish retained messages (QoS 1), ``inflight`` at a time; an empty payload clears one."""
+        client = self._client()
         pending = list(messages)
         try:
             for start in range(0, len(pending), self.config.inflight):
                 await asyncio.gather(*(
-                    self.client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT)
+                    client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT)
                     for topic, payload in pending[start : start + self.config.inflight]
                 ))  # fmt: skip
         except aiomqtt.MqttError as exc:
@@ -206,20 +219,26 @@ class MqttLink:
         if room is not None and len(payload) > room:
             raise Refused(topic, f"a message of {len(payload)} bytes does not fit in a packet of {self.max_packet} bytes",
                           permanent=True, final=True)  # fmt: skip
-        if isinstance(self.client, Client):
-            await self.client.publish_checked(topic, payload, self.config.qos, PUBLISH_TIMEOUT)
+        client = self.client
+        if isinstance(client, Client):
+            await client.publish_checked(topic, payload, self.config.qos, PUBLISH_TIMEOUT)
         else:
-            await self.client.publish(topic, payload, qos=self.config.qos, timeout=PUBLISH_TIMEOUT)
+            await self._client().publish(topic, payload, qos=self.config.qos, timeout=PUBLISH_TIMEOUT)
 
-    async def commands(self, handle: Callable[[Command | None, str | None, Any], None]) -> None:
-        """Hand every command message to ``handle(command, error, raw_id)``; raise when disconnected."""
+    async def commands(self) -> AsyncIterator[Command | Rejected]:
+        """Every message on ``command_topic``, parsed; ``UplinkError`` when disconnected."""
+        client = self._client()
         try:
-            await self.client.subscribe(self.command_topic, qos=1)
-            async for message in self.client.messages:
-                command, error, raw_id = parse_command(message.payload)
-                handle(command, error, raw_id)
+            await client.subscribe(self.command_topic, qos=1)
+            async for message in client.messages:
+                yield parse_command(message.payload)
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
+
+    def _client(self) -> aiomqtt.Client:
+        if self.client is None:
+            raise UplinkError("not connected")
+        return self.client
 
 
 _CLOCK: dict[bool, dict[str, str]] = {False: {}, True: {"clock": "unsynced"}}
@@ -272,10 +291,9 @@ async def _tls_context(config: MqttUplinkConfig) -> ssl.SSLContext | None:
 
 
 @contextlib.asynccontextmanager
-async def connect(config: MqttUplinkConfig, gateway_id: str) -> AsyncIterator[MqttLink]:
-    """Connect, announce ``online`` (retained) and yield the link; always disconnect."""
-    prefix = config.prefix.format(gateway=gateway_id)
-    status_topic = config.status_topic.format(prefix=prefix, gateway=gateway_id)
+async def _connected(config: MqttUplinkConfig, gateway_id: str, status_topic: str) -> AsyncIterator[Client]:
+    """A client connected to the broker, with ``online`` (retained) on ``status_topic`` and
+    ``offline`` as its Last Will and on a clean stop; always disconnected."""
     v5 = config.protocol == "5"
     properties = None
     if v5 and not config.clean_session:
@@ -305,7 +323,7 @@ async def connect(config: MqttUplinkConfig, gateway_id: str) -> AsyncIterator[Mq
             try:
                 await client.publish(status_topic, "online", qos=1, retain=True)
                 log.info("connected to mqtt://%s:%d", config.host, config.port)
-                yield MqttLink(config, gateway_id, client)
+                yield client
             finally:
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     async with asyncio.timeout(2):

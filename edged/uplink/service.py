@@ -3,46 +3,34 @@
 ``UplinkService.run()`` opens the outbox, takes every reading batch and
 event from the Hub into it, and keeps one connection to the cloud alive
 (reconnecting for ever with backoff and jitter) over which a ``Sender``
-drains the outbox. Cancelling ``run()`` commits every reading already
-handed over before it returns.
+drains the outbox and cloud commands come in. The connection is a ``Link``
+of the configured ``type`` (see ``edged.uplink.link``). Cancelling
+``run()`` commits every reading already handed over before it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edged.backoff import Backoff, retry_forever
 from edged.errors import Refused, UplinkError
 from edged.hub import Hub
-from edged.model import (
-    Command,
-    CommandResult,
-    Device,
-    DeviceAdded,
-    DeviceRemoved,
-    DeviceStatus,
-    Event,
-    Origin,
-    RuleEvent,
-)
+from edged.model import Command, CommandResult, DeviceStatus, Event, Origin, RuleEvent
 from edged.outbox import Outbox, OutboxConfig
 from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
-from edged.uplink.commands import Parsed, RejectionLimit, SeenCommands
-from edged.uplink.config import CoapUplinkConfig, MqttUplinkConfig, UplinkConfig
-from edged.uplink.sender import Refusals, Send, Sender
-
-if TYPE_CHECKING:
-    from edged.uplink.mqtt import MqttLink
+from edged.uplink.commands import Rejected, RejectionLimit
+from edged.uplink.config import UplinkConfig
+from edged.uplink.link import Link, LinkContext, link_class
+from edged.uplink.sender import Refusals, Sender
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +68,8 @@ class UplinkService:
         self.gateway_id = gateway_id
         self.outbox = Outbox(outbox_config, state_dir)
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
-        # Commands read from a resource come again after a reconnect or a restart: remember them.
-        self.seen = SeenCommands(state_dir / "cloud-commands.json")
+        self._changed = asyncio.Event()
+        self.link: Link = link_class(uplink_config.type)(uplink_config, LinkContext(gateway_id, state_dir, hub, self._changed.set))
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._ended_with: tuple[dict[int, Any], int | None] = ({}, None)  # rows in flight when the last sender stopped
@@ -92,13 +80,7 @@ class UplinkService:
         # Figures for metrics (see also ``stats()``).
         self.connected = False
         self.reconnects = 0
-        self.commands_repeated = 0  # commands a resource showed again and that were not run twice
         self.rejections = RejectionLimit()  # answers to refused commands: 10/s, 50 at once; beyond, counted
-        # Home Assistant discovery (MQTT): the link to announce new devices on, and what was announced.
-        self._discovery: MqttLink | None = None
-        self._announced: dict[str, list[str]] = {}
-        self._discovery_lock = asyncio.Lock()
-        self._changed = asyncio.Event()
         self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
 
     def listen(self) -> None:
@@ -122,8 +104,6 @@ class UplinkService:
         self.listen()
         try:
             await self._open_outbox()
-            if isinstance(self.config, CoapUplinkConfig) and self.config.command_uri:  # commands read from a resource come again
-                await asyncio.to_thread(self.seen.load)
             self._changed.set()
             await retry_forever(
                 f"uplink {self.config.type}", self._session, log, self.backoff, on_failure=self._on_failure
@@ -147,42 +127,25 @@ class UplinkService:
                 await asyncio.sleep(delay)
 
     async def _session(self) -> None:
-        if isinstance(self.config, MqttUplinkConfig):
-            from edged.uplink import mqtt
-
-            async with mqtt.connect(self.config, self.gateway_id) as link:
-                try:
-                    if self.config.homeassistant is not None:
-                        await self._announce_all(link)
-                    await self._serve(link.send, link.commands(self._on_command))
-                finally:
-                    self._discovery = None
-        else:
-            from edged.uplink import coap
-
-            async with coap.connect(self.config, self.gateway_id) as link:
-                commands = link.commands(self._on_shown_command) if self.config.command_uri else None
-                await self._serve(link.send, commands)
-
-    async def _serve(self, send: Send, commands: Coroutine[Any, Any, None] | None) -> None:
-        self.connected = True
-        self._down_since = None
-        self._changed.set()
-        try:
-            await _first_failure([self._send_all(send), *([commands] if commands else [])])
-        except UplinkError:
-            self.refusals.lost(*self._ended_with)
-            raise
-        finally:
-            self.connected = False
-            self._down_since = time.monotonic()
+        async with self.link.connect():
+            self.connected = True
+            self._down_since = None
             self._changed.set()
+            try:
+                await _first_failure([self._send_all(), self._take_commands()])
+            except UplinkError:
+                self.refusals.lost(*self._ended_with)
+                raise
+            finally:
+                self.connected = False
+                self._down_since = time.monotonic()
+                self._changed.set()
 
-    async def _send_all(self, send: Send) -> None:
+    async def _send_all(self) -> None:
         """Drain the outbox over the connection. After a refusal that may pass, start over from
         the outbox after the backoff delay, on the same connection (commands keep coming)."""
         while True:
-            sender = Sender(self.outbox, send, self.config.inflight, self.config.backfill_rate, self.delivered,
+            sender = Sender(self.outbox, self.link.send, self.config.inflight, self.config.backfill_rate, self.delivered,
                             self.refusals, self.backoff)  # fmt: skip
             self._sender = sender
             try:
@@ -201,31 +164,26 @@ class UplinkService:
 
     # -- cloud commands --------------------------------------------------
 
-    def _on_command(self, command: Command | None, error: str | None, raw_id: Any) -> None:
+    async def _take_commands(self) -> None:
+        async for message in self.link.commands():
+            self._on_command(message)
+
+    def _on_command(self, message: Command | Rejected) -> None:
         """Execute a command; answer one that is refused, at most at the rate ``rejections`` allows."""
-        if command is not None:
+        if isinstance(message, Command):
             # The Hub rejects what it cannot execute (and tells the rules); beyond the rate it is only counted.
-            if self.hub.check(command) is None or self.rejections.allow():
-                self._commands.spawn(self.hub.execute(command, hold_if_offline=True), name=f"command {command.id}")
+            if self.hub.check(message) is None or self.rejections.allow():
+                self._commands.spawn(self.hub.execute(message, hold_if_offline=True), name=f"command {message.id}")
             else:
                 self._changed.set()
             return
         if not self.rejections.allow():
             self._changed.set()
             return
-        log.warning("cloud command %r rejected: %s", raw_id, error)
+        log.warning("cloud command %r rejected: %s", message.raw_id, message.reason)
         self.outbox.put_event(
-            "command_result", {"id": raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": error}
+            "command_result", {"id": message.raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": message.reason}
         )
-
-    async def _on_shown_command(self, payload: bytes, parsed: Parsed) -> None:
-        """A command read from a resource: taken once, however often the resource shows it."""
-        if not self.seen.take(payload, parsed[2]):
-            self.commands_repeated += 1
-            self._changed.set()
-            return
-        await asyncio.to_thread(self.seen.save)
-        self._on_command(*parsed)
 
     # -- events ----------------------------------------------------------
 
@@ -251,40 +209,6 @@ class UplinkService:
             self.outbox.put_event(
                 "rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts}
             )
-        if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)) and self._discovery is not None:
-            self._commands.spawn(self._rediscover(self._discovery, event), name="home assistant discovery")
-
-    # -- Home Assistant discovery (MQTT) -----------------------------------
-
-    async def _announce_all(self, link: MqttLink) -> None:
-        """Announce the gateway and every known device; joins and leaves follow (``_rediscover``)."""
-        self._discovery = link
-        async with self._discovery_lock:
-            messages = link.discovery()
-            for device in list(self.hub.devices.values()):
-                messages += self._announce(link, device)
-                messages.append((link.device_status_topic(device.id), "online" if device.online else "offline"))
-            await link.retain(messages)
-
-    async def _rediscover(self, link: MqttLink, event: DeviceAdded | DeviceRemoved | DeviceStatus) -> None:
-        """Announce a device that joined (or changed its points), remove one that left, or say
-        that one went online or offline; one at a time, in the order they happened."""
-        async with self._discovery_lock:
-            if isinstance(event, DeviceAdded):
-                messages = self._announce(link, event.device)
-                messages.append((link.device_status_topic(event.device.id), "online" if event.device.online else "offline"))
-            elif isinstance(event, DeviceStatus):
-                messages = [(link.device_status_topic(event.device_id), "online" if event.online else "offline")]
-            else:
-                messages = [(topic, "") for topic in self._announced.pop(event.device_id, [])]
-                messages.append((link.device_status_topic(event.device_id), ""))
-            with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
-                await link.retain(messages)
-
-    def _announce(self, link: MqttLink, device: Device) -> list[tuple[str, str]]:
-        messages = link.discovery(device)
-        self._announced[device.id] = [topic for topic, _ in messages]
-        return messages
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
         """Return once ``predicate()`` is true; checked again after every outbox
@@ -318,7 +242,7 @@ class UplinkService:
             acked_live=live,
             acked_backlog=backlog,
             reconnects=self.reconnects,
-            commands_repeated=self.commands_repeated,
+            commands_repeated=self.link.commands_repeated,
             commands_dropped=self.rejections.dropped,
             refused=dict(self.refusals.by_reason),
             delivered=dict(self.delivered),

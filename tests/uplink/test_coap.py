@@ -236,7 +236,7 @@ async def test_a_command_already_taken_is_not_run_again_after_a_restart(
     # The resource still shows t1 to the restarted gateway: recognised, not run again.
     second = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
     running(second)
-    await second.wait_for(lambda: second.commands_repeated == 1, 20)
+    await second.wait_for(lambda: second.stats().commands_repeated == 1, 20)
     toggle2 = {"id": "t2", "device": "sim/relay", "point": "on", "value": False}
     await request(config, aiocoap.PUT, command_uri, json.dumps(toggle2).encode())
     await watch.until(lambda: len(writes) == 2)

@@ -1,5 +1,5 @@
 """Hostile cloud command messages: whatever the bytes, ``parse_command``
-answers (a Command or a reason) and never raises, and only a bool, a finite
+answers (a Command, or a Rejected saying why not) and never raises, and only a bool, a finite
 float, an int or valid text reaches the Hub; refusals are answered at a
 bounded rate.
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from edged.hub import Hub
 from edged.model import Command, CommandStatus, Device, Point, ValueType
-from edged.uplink.commands import MAX_COMMAND_BYTES, MAX_ID, RejectionLimit, parse_command
+from edged.uplink.commands import MAX_COMMAND_BYTES, MAX_ID, Rejected, RejectionLimit, parse_command, read_command
 
 COMMAND = {"id": "c1", "device": "sim/dimmer", "point": "level", "value": 1.5}
 
@@ -44,27 +44,25 @@ def command(**fields: Any) -> dict[str, Any]:
     ids=["json-100k-deep", "json-50k-deep", "json-deep-value", "cbor-deep", "cbor-deep-indefinite"],
 )
 def test_deep_nesting_is_refused_without_an_exception(payload: bytes, encoding: Any) -> None:
-    cmd, reason, _ = parse_command(payload, encoding)
-    assert cmd is None
-    assert reason is not None and ("nested deeper" in reason or "bytes; at most" in reason)
+    rejected = parse_command(payload, encoding)
+    assert isinstance(rejected, Rejected)
+    assert "nested deeper" in rejected.reason or "bytes; at most" in rejected.reason
 
 
 def test_a_message_longer_than_the_bound_is_refused_unread() -> None:
     payload = json.dumps(command(value="x" * MAX_COMMAND_BYTES)).encode()
-    cmd, reason, raw_id = parse_command(payload)
-    assert (cmd, raw_id) == (None, None)
-    assert reason == f"message of {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are taken"
-    assert parse_command(json.dumps(command(value="x" * 1000)).encode())[0] is not None
+    assert parse_command(payload) == Rejected(None, f"message of {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are taken")
+    assert isinstance(parse_command(json.dumps(command(value="x" * 1000)).encode()), Command)
 
 
 def test_a_long_id_is_refused_and_echoed_cut_to_the_limit() -> None:
     long_id = "c" * 300
-    cmd, reason, raw_id = parse_command(json.dumps(command(id=long_id)).encode())
-    assert cmd is None and reason is not None and "id longer than 128" in reason
-    assert raw_id == long_id[:MAX_ID]
-    cmd, reason, raw_id = parse_command(json.dumps(command(id=10**200)).encode())
-    assert cmd is None and raw_id is not None and len(str(raw_id)) == MAX_ID
-    assert parse_command(json.dumps(command(id="c" * MAX_ID)).encode())[2] == "c" * MAX_ID
+    rejected = parse_command(json.dumps(command(id=long_id)).encode())
+    assert isinstance(rejected, Rejected) and "id longer than 128" in rejected.reason
+    assert rejected.raw_id == long_id[:MAX_ID]
+    rejected = parse_command(json.dumps(command(id=10**200)).encode())
+    assert isinstance(rejected, Rejected) and rejected.raw_id is not None and len(str(rejected.raw_id)) == MAX_ID
+    assert read_command(json.dumps(command(id="c" * MAX_ID)).encode())[1] == "c" * MAX_ID
 
 
 @pytest.mark.parametrize(
@@ -94,11 +92,10 @@ def test_a_long_id_is_refused_and_echoed_cut_to_the_limit() -> None:
     ],
 )
 def test_values_json_cannot_hold_are_refused_with_a_reason(payload: bytes, encoding: Any, why: str) -> None:
-    cmd, reason, raw_id = parse_command(payload, encoding)
-    assert cmd is None
-    assert reason is not None and why in reason
-    if reason.startswith("value"):
-        assert raw_id == "c1", "the refusal of a decodable message echoes its id"
+    rejected = parse_command(payload, encoding)
+    assert isinstance(rejected, Rejected) and why in rejected.reason
+    if rejected.reason.startswith("value"):
+        assert rejected.raw_id == "c1", "the refusal of a decodable message echoes its id"
 
 
 # -- properties --------------------------------------------------------------
@@ -126,11 +123,13 @@ hostile = st.binary(max_size=512) | st.builds(
 )
 
 
-def assert_sound(parsed: tuple[Command | None, str | None, Any]) -> None:
-    cmd, reason, raw_id = parsed
-    assert (cmd is None) != (reason is None)
+def assert_sound(parsed: tuple[Command | Rejected, Any]) -> None:
+    cmd, raw_id = parsed
+    assert isinstance(cmd, (Command, Rejected))
     assert raw_id is None or (isinstance(raw_id, (str, int)) and len(str(raw_id)) <= MAX_ID)
-    if cmd is not None:
+    if isinstance(cmd, Rejected):
+        assert cmd.raw_id == raw_id and cmd.reason
+    else:
         assert type(cmd.value) in (bool, int, float, str)
         assert not isinstance(cmd.value, float) or math.isfinite(cmd.value)
         assert isinstance(cmd.device_id, str) and isinstance(cmd.key, str)
@@ -140,19 +139,19 @@ def assert_sound(parsed: tuple[Command | None, str | None, Any]) -> None:
 
 @given(hostile)
 def test_any_bytes_give_an_answer_and_never_an_exception(payload: bytes) -> None:
-    assert_sound(parse_command(payload, "json"))
-    assert_sound(parse_command(payload, "cbor"))
+    assert_sound(read_command(payload, "json"))
+    assert_sound(read_command(payload, "cbor"))
 
 
 @given(commands | json_like)
 def test_any_json_document_gives_a_sound_answer(data: Any) -> None:
-    assert_sound(parse_command(json.dumps(data).encode()))  # NaN and Infinity included, as Python writes them
+    assert_sound(read_command(json.dumps(data).encode()))  # NaN and Infinity included, as Python writes them
 
 
 @given(st.fixed_dictionaries({"device": st.text(max_size=20), "point": st.text(max_size=20), "value": cbor_like},
                              optional={"id": cbor_like}) | cbor_like)
 def test_any_cbor_document_gives_a_sound_answer(data: Any) -> None:
-    assert_sound(parse_command(cbor2.dumps(data), "cbor"))
+    assert_sound(read_command(cbor2.dumps(data), "cbor"))
 
 
 def indefinite(data: dict[str, Any]) -> bytes:
@@ -181,14 +180,15 @@ def test_a_command_arrives_as_sent_when_json_can_hold_its_value_and_is_refused_w
     encodings = [(json.dumps(sent).encode(), "json", not isinstance(value, float) or holdable),
                  (cbor2.dumps(sent), "cbor", holdable), (indefinite(sent), "cbor", holdable)]
     for payload, encoding, taken in encodings:
-        cmd, reason, raw_id = parse_command(payload, encoding)  # type: ignore[arg-type]
+        cmd, raw_id = read_command(payload, encoding)  # type: ignore[arg-type]
         assert raw_id == id_
         if taken:
-            assert reason is None and cmd is not None, (encoding, reason)
+            assert isinstance(cmd, Command), (encoding, cmd)
             assert (cmd.id, cmd.device_id, cmd.key) == (str(id_), device, point)
             assert cmd.value == value and type(cmd.value) is type(value)
         else:
-            assert cmd is None and reason is not None and reason.startswith("value: "), (encoding, reason)
+            assert isinstance(cmd, Rejected) and cmd.reason.startswith("value: "), (encoding, cmd)
+            assert cmd.raw_id == id_
 
 
 # -- the Hub: values the point cannot take ------------------------------------

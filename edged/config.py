@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationErro
 from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
-from edged.fields import Duration, Model, Secret, distinct, holds_secret
+from edged.fields import Duration, Model, Secret, holds_secret, unique
 from edged.outbox import OutboxConfig
 from edged.rules.config import Rules, point_problems
 from edged.status.authority import host_entry, origin_entry
@@ -136,7 +136,7 @@ class StatusConfig(Model):
 class Config(Model):
     gateway: GatewayConfig = GatewayConfig()
     status: StatusConfig = StatusConfig()
-    adapters: list[AdapterConfig] = []
+    adapters: Annotated[list[AdapterConfig], unique("instance", "adapters", "name")] = []
     include: list[str] = []
     rules: Rules = []
     outbox: OutboxConfig = OutboxConfig()
@@ -163,11 +163,6 @@ class Config(Model):
             return node
 
         return {**data, "rules": fill(data.get("rules", []))}
-
-    @model_validator(mode="after")
-    def _unique_adapter_names(self) -> Config:
-        distinct((adapter.instance for adapter in self.adapters), "adapters", "name")
-        return self
 
 
 def load_config(path: str | Path, check_points: bool = False) -> Config:

@@ -12,8 +12,9 @@ message shows one.
 ``DeviceId`` and ``Key`` are the names a configuration gives its devices and
 their points: letters, digits and ``_ . : -``, so that they stand unquoted in
 MQTT topics, URLs and rule expressions. ``DeclaredDevice`` is the base of a
-device an adapter's configuration declares, and ``distinct`` refuses a list
-that gives two items the same id, key or name.
+device an adapter's configuration declares; ``distinct`` refuses values
+of which two are the same, and ``unique`` a list that gives two of its
+items the same id, key or name.
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ def distinct(values: Iterable[Hashable], items: str, field: str) -> None:
         if value in seen:
             raise ValueError(f"two {items} share the {field} {value!r}; give each a distinct {field}:")
         seen.add(value)
+
+
+def unique(attribute: str, items: str, field: str | None = None) -> AfterValidator:
+    """The check of a list whose ``items`` must differ in ``attribute`` (shown as ``field``):
+    ``points: Annotated[list[PointConfig], unique("key", "points")]``."""
+
+    def check(values: list[Any]) -> list[Any]:
+        distinct((getattr(value, attribute) for value in values), items, field or attribute)
+        return values
+
+    return AfterValidator(check)
 
 
 def parse_duration(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from edged.fields import Duration, Model, distinct, name_check
+from edged.fields import Duration, Model, name_check, unique
 from edged.rules.expression import check_expression
 
 ScalarValue = bool | int | float | str
@@ -373,12 +373,7 @@ class Rule(Model):
     loop_guard: Duration = 5.0  # a reading echoing the rule's own write within this long does not trigger it
 
 
-def _unique_ids(rules: list[Rule]) -> list[Rule]:
-    distinct((rule.id for rule in rules), "rules", "id")
-    return rules
-
-
-Rules = Annotated[list[Rule], AfterValidator(_unique_ids)]
+Rules = Annotated[list[Rule], unique("id", "rules")]
 
 for _model in (AndCondition, OrCondition, NotCondition, IfAction, Choice, ChooseAction, SequenceAction, ParallelAction):
     _model.model_rebuild()

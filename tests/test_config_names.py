@@ -1,6 +1,6 @@
 """Device ids, point keys and rule ids follow one rule in every adapter, and a
 list that names two of its items alike is refused naming the duplicate, with
-the file and line of the list's owner."""
+the file and line of the list."""
 
 from __future__ import annotations
 
@@ -125,22 +125,22 @@ def test_a_rule_id_follows_the_same_rule(tmp_path):
     ("text", "message"),
     [
         (MODBUS.format(device="meter", key="power") + "              - {key: power, address: 1}\n",
-         "8: adapters[0].connections[0].devices[0]: two points share the key 'power'; give each a distinct key"),
+         "9: adapters[0].connections[0].devices[0].points: two points share the key 'power'; give each a distinct key"),
         (MODBUS.format(device="meter", key="power") + "          - {id: meter, unit_id: 2, points: [{key: a, address: 0}]}\n",
          "2: adapters[0]: two devices share the id 'meter'; give each a distinct id"),
         (MODBUS.format(device="meter", key="power") + "          - {id: other, points: [{key: a, address: 0}]}\n",
-         "5: adapters[0].connections[0]: two devices on one connection share the unit_id 1; give each a distinct unit_id"),
+         "7: adapters[0].connections[0].devices: two devices on one connection share the unit_id 1; give each a distinct unit_id"),
         (OPCUA.format(device="boiler", key="t") + "          - {key: t, node: \"ns=2;i=2\"}\n",
-         "6: adapters[0].devices[0]: two nodes share the key 't'; give each a distinct key"),
+         "7: adapters[0].devices[0].nodes: two nodes share the key 't'; give each a distinct key"),
         (OPCUA.format(device="boiler", key="t") + "    events: [{device: boiler}]\n",
          "2: adapters[0]: two devices share the id 'boiler'; give each a distinct id"),
         (BLE.format(device="t", key="temperature") + "          - {key: temperature, uuid: 2a6f, notify: true}\n",
-         "5: adapters[0].gatt[0]: two characteristics share the key 'temperature'; give each a distinct key"),
+         "7: adapters[0].gatt[0].characteristics: two characteristics share the key 'temperature'; give each a distinct key"),
         (BLE.format(device="t", key="a") + "      - {id: t, address: 'F0:00:00:00:00:11', "
          "characteristics: [{key: a, uuid: 2a6e, notify: true}]}\n",
-         "2: adapters[0]: two GATT devices share the id 't'; give each a distinct id"),
+         "4: adapters[0].gatt: two GATT devices share the id 't'; give each a distinct id"),
         (SIMULATED.format(device="relay") + SIMULATED.removeprefix("adapters:\n").format(device="relay"),
-         "1: two adapters share the name 'sim'; give each a distinct name"),
+         "1: adapters: two adapters share the name 'sim'; give each a distinct name"),
     ],
     ids=["modbus-keys", "modbus-ids", "modbus-units", "opcua-keys", "opcua-ids", "ble-keys", "ble-ids", "adapters"],
 )

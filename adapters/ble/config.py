@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.adapters.ble.formats import NAMES
-from edged.fields import DeclaredDevice, Duration, Key, Model, Secret, distinct
+from edged.fields import DeclaredDevice, Duration, Key, Model, Secret, unique
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _UUID16 = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
@@ -81,12 +81,7 @@ class Characteristic(Model):
 
 class GattDevice(DeclaredDevice):
     address: Address
-    characteristics: list[Characteristic] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_keys(self) -> GattDevice:
-        distinct((c.key for c in self.characteristics), "characteristics", "key")
-        return self
+    characteristics: Annotated[list[Characteristic], unique("key", "characteristics")] = Field(min_length=1)
 
 
 class BleConfig(AdapterConfig):
@@ -109,7 +104,7 @@ class BleConfig(AdapterConfig):
     # taken, a new advertiser takes the place of the one silent longest; those
     # named in addresses, bthome_keys or gatt are never evicted.
     max_devices: int = Field(256, ge=1)
-    gatt: list[GattDevice] = []
+    gatt: Annotated[list[GattDevice], unique("id", "GATT devices")] = []
     max_connections: int = Field(3, ge=1, le=10)  # simultaneous GATT connections
     connect_attempts: int = Field(3, ge=1)  # attempts per connection round (bleak-retry-connector)
     reconnect_max: Duration = Field(60.0, gt=0)  # longest wait between reconnection rounds
@@ -121,5 +116,4 @@ class BleConfig(AdapterConfig):
                 "passive scanning only sees BTHome, Ruuvi and iBeacon advertisements, so GATT devices "
                 "would never be found; use scanning: active:"
             )
-        distinct((d.id for d in self.gatt), "GATT devices", "id")
         return self

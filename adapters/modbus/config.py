@@ -27,7 +27,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.dataclasses import dataclass
 
 from edged.adapter import AdapterConfig
-from edged.fields import DeclaredDevice, Duration, Key, Model, distinct
+from edged.fields import DeclaredDevice, Duration, Key, Model, distinct, unique
 
 
 class Table(StrEnum):
@@ -172,7 +172,7 @@ class DeviceConfig(DeclaredDevice):
     # The order of the device's multi-register numbers, for points that do not give their own
     # (a meter that sends every float32 as CDAB says so once).
     order: Order | None = None
-    points: list[PointConfig] = Field(min_length=1)
+    points: Annotated[list[PointConfig], unique("key", "points")] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -194,7 +194,6 @@ class DeviceConfig(DeclaredDevice):
         for group, interval in self.groups.items():
             if interval <= 0:
                 raise ValueError(f"group {group!r}: the interval must be more than 0:")
-        distinct((point.key for point in self.points), "points", "key")
         for point in self.points:
             if point.group is not None and point.group not in self.groups:
                 known = ", ".join(sorted(self.groups)) or "none defined under groups:"
@@ -207,12 +206,7 @@ class DeviceConfig(DeclaredDevice):
 class ConnectionBase(Model):
     timeout: Duration = Field(1.0, gt=0)  # per request
     retries: int = Field(0, ge=0, le=5)  # repeats of a request that got no answer
-    devices: list[DeviceConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_units(self) -> ConnectionBase:
-        distinct((device.unit_id for device in self.devices), "devices on one connection", "unit_id")
-        return self
+    devices: Annotated[list[DeviceConfig], unique("unit_id", "devices on one connection")] = Field(min_length=1)
 
 
 class TcpConnection(ConnectionBase):

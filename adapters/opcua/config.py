@@ -11,13 +11,13 @@ together with every other node of the same interval in one Read request.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
-from edged.fields import DeclaredDevice, DeviceId, Duration, FilePath, Key, Model, Secret, distinct
+from edged.fields import DeclaredDevice, DeviceId, Duration, FilePath, Key, Model, Secret, distinct, unique
 from edged.model import ValueType
 
 
@@ -103,12 +103,7 @@ class NodeConfig(Model):
 class DeviceConfig(DeclaredDevice):
     manufacturer: str | None = None
     model: str | None = None
-    nodes: list[NodeConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_keys(self) -> DeviceConfig:
-        distinct((node.key for node in self.nodes), "nodes", "key")
-        return self
+    nodes: Annotated[list[NodeConfig], unique("key", "nodes")] = Field(min_length=1)
 
 
 # The points of an events device: the last event as JSON text, and its main fields.

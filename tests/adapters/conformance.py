@@ -51,3 +51,41 @@ async def check_stop_marks_offline(adapter: Adapter, hub: Hub, task: asyncio.Tas
         value = {"bool": True, "int": 1, "float": 1.0, "str": "x"}[point.type.value]
         result = await hub.execute(Command(device_id, point.key, value, Origin.API))
         assert (result.status, result.reason) == (CommandStatus.REJECTED, "device offline")
+
+
+STACKS = ("pymodbus", "asyncua", "zigpy", "bellows", "zigpy_znp", "bleak", "serial", "aiocoap", "aiomqtt", "aiohttp")
+
+
+def check_entry(type_: str) -> None:
+    """The adapter folder's ``ENTRY`` names parts that exist, and validating a configuration
+    of this type imports no protocol stack."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+    import typing
+
+    from edged import adapters
+    from edged.adapter import AdapterConfig, AdapterStats, Route
+    from edged.part import FIGURE
+
+    entry = adapters.registry()[type_]
+    config = adapters.config_model(type_)
+    assert issubclass(config, AdapterConfig)
+    assert config.model_fields["type"].annotation is not str, "type: is a Literal of the adapter's own name"
+    cls = adapters.adapter_class(type_)
+    assert issubclass(cls, Adapter) and cls.config_model is config
+    stats_class = typing.get_type_hints(cls.stats)["return"]
+    assert issubclass(stats_class, AdapterStats), "stats() gives what every adapter counts, and more if it likes"
+    for field in dataclasses.fields(stats_class):
+        assert FIGURE in field.metadata, f"{stats_class.__name__}.{field.name} declares no metric"
+    routes = adapters.routes(type_)
+    assert all(isinstance(route, Route) for route in routes)
+    assert len({route.path for route in routes}) == len(routes), "one handler per operation"
+    if entry.cli is not None:
+        module = adapters.cli_module(type_)
+        assert callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "main", None))
+        assert entry.cli_help, "the command has a line in edged --help"
+    probe = f"import sys, json; import {entry.config.partition(':')[0]}; print(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True, text=True).stdout))
+    assert not {stack for stack in STACKS if stack in loaded}, f"validating a {type_} configuration imports a protocol stack"

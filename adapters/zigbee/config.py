@@ -6,9 +6,9 @@ Validating it imports nothing of zigpy: only pydantic and edged's fields.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
 from edged.fields import Duration, Model, Secret
@@ -18,6 +18,17 @@ SimulatedKind = Literal["climate", "motion", "contact", "water_leak", "lamp", "p
 
 PERMIT_MAX_SECONDS = 254  # Mgmt_Permit_Joining's longest (255 would mean "for ever")
 _IEEE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7}$")
+
+
+def _eui64(what: str) -> AfterValidator:
+    """The check of ``what`` (e.g. "an IEEE address"): 8 bytes in hex, colon-separated."""
+
+    def check(value: str) -> str:
+        if not _IEEE.match(value):
+            raise ValueError(f"expected {what} of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got {value!r}")
+        return value
+
+    return AfterValidator(check)
 
 
 class SerialPort(Model):
@@ -32,7 +43,7 @@ class Network(Model):
     channel: int | None = Field(None, ge=11, le=26)
     channels: list[int] = Field(default_factory=lambda: [11, 15, 20, 25], min_length=1)
     pan_id: int | None = Field(None, ge=0x0001, le=0xFFFE)
-    extended_pan_id: str | None = None
+    extended_pan_id: Annotated[str, _eui64("an extended PAN id")] | None = None
     key: Secret | None = None  # 16 bytes as 32 hex digits
 
     @field_validator("channels")
@@ -41,13 +52,6 @@ class Network(Model):
         bad = [c for c in value if not 11 <= c <= 26]
         if bad:
             raise ValueError(f"expected channels between 11 and 26; got {bad}")
-        return value
-
-    @field_validator("extended_pan_id")
-    @classmethod
-    def _epid(cls, value: str | None) -> str | None:
-        if value is not None and not _IEEE.match(value):
-            raise ValueError(f"expected 8 hex bytes like dd:dd:dd:dd:dd:dd:dd:dd; got {value!r}")
         return value
 
     @field_validator("key")
@@ -85,15 +89,8 @@ class Reporting(Model):
 
 class SimulatedDevice(Model):
     kind: SimulatedKind
-    ieee: str | None = None  # derived from the position in the list when unset
+    ieee: Annotated[str, _eui64("an IEEE address")] | None = None  # derived from the position in the list when unset
     name: str | None = None
-
-    @field_validator("ieee")
-    @classmethod
-    def _ieee(cls, value: str | None) -> str | None:
-        if value is not None and not _IEEE.match(value):
-            raise ValueError(f"expected an IEEE address like 00:12:4b:00:1c:a1:b2:c3; got {value!r}")
-        return value
 
 
 def _demo_devices() -> list[SimulatedDevice]:

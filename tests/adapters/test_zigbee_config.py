@@ -46,7 +46,10 @@ def test_durations_and_network_settings():
         ({"radio": "znp", "serial": {"path": "/dev/x"}, "permit_join": {"default": 300}}, "less than or equal to 254"),
         ({"radio": "znp", "serial": {"path": "/dev/x"}, "silence": {"mains": "soon"}}, "expected a duration"),
         ({"radio": "simulated", "simulated": {"devices": [{"kind": "toaster"}]}}, "'climate', 'motion'"),
-        ({"radio": "simulated", "simulated": {"devices": [{"kind": "lamp", "ieee": "12:34"}]}}, "IEEE address"),
+        ({"radio": "simulated", "simulated": {"devices": [{"kind": "lamp", "ieee": "12:34"}]}},
+         "expected an IEEE address of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got '12:34'"),
+        ({"radio": "simulated", "network": {"extended_pan_id": "dd-dd"}},
+         "expected an extended PAN id of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got 'dd-dd'"),
     ],
 )
 def test_bad_settings_say_what_was_expected(fields, message):

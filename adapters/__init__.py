@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edged.adapter import Adapter, AdapterConfig, Route
@@ -24,13 +24,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Entry:
-    """Where an adapter type's parts live, each as ``"module:attribute"``."""
+    """Where an adapter type's parts live, each as ``"module:attribute"``; a module
+    name that starts with a dot is found in the adapter's folder (``.config:ModbusConfig``)."""
 
     config: str  # its config model (a subclass of AdapterConfig)
     adapter: str  # its adapter class
     routes: str | None = None  # a list of Route the status API serves for each instance
     cli: str | None = None  # a module with add_arguments(parser) and main(args): ``edged <type> ...``
     cli_help: str = ""  # the command's line in ``edged --help``
+    package: str | None = None  # the folder's module; set by the registry
 
 
 @cache
@@ -38,30 +40,34 @@ def registry() -> dict[str, Entry]:
     """type -> Entry, for every adapter folder of this package."""
     found = {}
     for module in pkgutil.iter_modules(__path__):
-        entry = getattr(importlib.import_module(f"{__name__}.{module.name}"), "ENTRY", None)
+        package = f"{__name__}.{module.name}"
+        entry = getattr(importlib.import_module(package), "ENTRY", None)
         if module.ispkg and isinstance(entry, Entry):
-            found[module.name] = entry
+            found[module.name] = replace(entry, package=package)
     return found
 
 
-def _resolve(ref: str) -> object:
+def _resolve(ref: str, package: str | None) -> Any:
     module, _, attribute = ref.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    loaded = importlib.import_module(module, package)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def config_model(type_: str) -> type[AdapterConfig]:
-    return _resolve(registry()[type_].config)  # type: ignore[return-value]
+    entry = registry()[type_]
+    return _resolve(entry.config, entry.package)
 
 
 def adapter_class(type_: str) -> type[Adapter]:
-    return _resolve(registry()[type_].adapter)  # type: ignore[return-value]
+    entry = registry()[type_]
+    return _resolve(entry.adapter, entry.package)
 
 
 def routes(type_: str) -> list[Route]:
     entry = registry()[type_]
-    return [] if entry.routes is None else list(_resolve(entry.routes))  # type: ignore[call-overload]
+    return [] if entry.routes is None else list(_resolve(entry.routes, entry.package))
 
 
 def cli_module(type_: str) -> ModuleType | None:
     entry = registry()[type_]
-    return None if entry.cli is None else importlib.import_module(entry.cli)
+    return None if entry.cli is None else _resolve(entry.cli, entry.package)

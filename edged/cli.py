@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -42,7 +43,7 @@ def subcommands() -> dict[str, tuple[str, str]]:
     found = dict(SUBCOMMANDS)
     for type_, entry in adapters.registry().items():
         if entry.cli is not None:
-            found[type_] = (entry.cli, entry.cli_help)
+            found[type_] = (importlib.util.resolve_name(entry.cli, entry.package), entry.cli_help)
     return found
 
 

@@ -3,4 +3,4 @@ connecting, and GATT devices through bleak and bleak-retry-connector."""
 
 from edged.adapters import Entry
 
-ENTRY = Entry(config="edged.adapters.ble.config:BleConfig", adapter="edged.adapters.ble.adapter:BleAdapter")
+ENTRY = Entry(".config:BleConfig", ".adapter:BleAdapter")

@@ -2,4 +2,4 @@
 
 from edged.adapters import Entry
 
-ENTRY = Entry(config="edged.adapters.modbus.config:ModbusConfig", adapter="edged.adapters.modbus.adapter:ModbusAdapter")
+ENTRY = Entry(".config:ModbusConfig", ".adapter:ModbusAdapter")

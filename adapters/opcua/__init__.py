@@ -2,9 +2,5 @@
 
 from edged.adapters import Entry
 
-ENTRY = Entry(
-    config="edged.adapters.opcua.config:OpcuaConfig",
-    adapter="edged.adapters.opcua.adapter:OpcuaAdapter",
-    cli="edged.adapters.opcua.cli",
-    cli_help="OPC UA: browse a server's address space, client certificates",
-)
+ENTRY = Entry(".config:OpcuaConfig", ".adapter:OpcuaAdapter", cli=".cli",
+              cli_help="OPC UA: browse a server's address space, client certificates")

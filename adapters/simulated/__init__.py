@@ -3,10 +3,5 @@ move like real ones and travel the same path as any real adapter's."""
 
 from edged.adapters import Entry
 
-ENTRY = Entry(
-    config="edged.adapters.simulated.config:SimulatedConfig",
-    adapter="edged.adapters.simulated.adapter:SimulatedAdapter",
-    routes="edged.adapters.simulated.routes:ROUTES",
-    cli="edged.adapters.simulated.cli",
-    cli_help="simulated devices: take one offline for a while",
-)
+ENTRY = Entry(".config:SimulatedConfig", ".adapter:SimulatedAdapter", routes=".routes:ROUTES", cli=".cli",
+              cli_help="simulated devices: take one offline for a while")

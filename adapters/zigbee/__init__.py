@@ -2,10 +2,5 @@
 
 from edged.adapters import Entry
 
-ENTRY = Entry(
-    config="edged.adapters.zigbee.config:ZigbeeConfig",
-    adapter="edged.adapters.zigbee.adapter:ZigbeeAdapter",
-    routes="edged.adapters.zigbee.routes:ROUTES",
-    cli="edged.adapters.zigbee.cli",
-    cli_help="Zigbee network operations (permit joining, remove a device)",
-)
+ENTRY = Entry(".config:ZigbeeConfig", ".adapter:ZigbeeAdapter", routes=".routes:ROUTES", cli=".cli",
+              cli_help="Zigbee network operations (permit joining, remove a device)")

@@ -60,6 +60,7 @@ def check_entry(type_: str) -> None:
     """The adapter folder's ``ENTRY`` names parts that exist, and validating a configuration
     of this type imports no protocol stack."""
     import dataclasses
+    import importlib.util
     import json
     import subprocess
     import sys
@@ -86,6 +87,7 @@ def check_entry(type_: str) -> None:
         module = adapters.cli_module(type_)
         assert callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "main", None))
         assert entry.cli_help, "the command has a line in edged --help"
-    probe = f"import sys, json; import {entry.config.partition(':')[0]}; print(json.dumps(sorted(sys.modules)))"
+    module = importlib.util.resolve_name(entry.config.partition(":")[0], entry.package)
+    probe = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True, text=True).stdout))
     assert not {stack for stack in STACKS if stack in loaded}, f"validating a {type_} configuration imports a protocol stack"

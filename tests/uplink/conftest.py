@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.uplink.peers import Broker, make_certs
+from tests.uplink.peers import Broker, CoapServer, make_certs
 
 
 @pytest.fixture
@@ -30,3 +30,11 @@ def tls_broker(tmp_path: Path, certs: dict[str, Path]) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+async def coap_server(tmp_path: Path) -> AsyncIterator[CoapServer]:
+    server = CoapServer(tmp_path / "coap-server.log")
+    await server.start()
+    yield server
+    await server.stop()

@@ -16,15 +16,21 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiocoap
+import aiocoap.error
 import aiomqtt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pydantic import TypeAdapter
 
 from edged.hub import Hub
 from edged.model import Command, Device, Point, ValueType
+from edged.uplink.coap import credentials
+from edged.uplink.config import CoapUplinkConfig, UplinkConfig
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -220,3 +226,87 @@ def recording_relay(hub: Hub) -> list[Command]:
 
     hub.attach_writer("sim", write)
     return writes
+
+
+# -- CoAP ----------------------------------------------------------------------
+
+PSK = "edged-test-key"
+
+
+def free_udp_pair() -> int:
+    """A port p such that p and p + 1 are both free for UDP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free UDP port pair")
+
+
+class CoapServer:
+    """coap-server-openssl with a PSK on a free port pair; ``port`` is its DTLS port.
+
+    Started with ``-d``, so that the first POST to an unknown path creates a
+    resource holding the payload, which a GET then reads back (``-L 3``:
+    libcoap reassembles block-wise bodies). DTLS listens on port+1 of ``-p``."""
+
+    def __init__(self, log: Path) -> None:
+        self.plain_port = free_udp_pair()
+        self.port = self.plain_port + 1
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                "coap-server-openssl", "-A", "127.0.0.1", "-p", str(self.plain_port), "-k", PSK,
+                "-d", "50", "-L", "3", "-v", "4", stdout=log, stderr=log,
+            )
+        context = await aiocoap.Context.create_client_context()
+        try:
+            async with asyncio.timeout(10):  # ready once it answers plain CoAP
+                while True:
+                    with contextlib.suppress(aiocoap.error.Error, TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            probe = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{self.plain_port}/")
+                            await context.request(probe).response
+                            return
+        finally:
+            await context.shutdown()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+def coap_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
+    config = TypeAdapter(UplinkConfig).validate_python(
+        {"type": "coap", "uri": f"coaps://127.0.0.1:{port}/gw/readings", "identity": "gw1", "psk": psk,
+         "event_uri": f"coaps://127.0.0.1:{port}/gw/events", "timeout": 2} | extra
+    )
+    assert isinstance(config, CoapUplinkConfig)
+    return config
+
+
+@contextlib.asynccontextmanager
+async def coap_client(config: CoapUplinkConfig) -> AsyncIterator[aiocoap.Context]:
+    """A client context with the gateway's PSK: the cloud side of a test."""
+    context = await aiocoap.Context.create_client_context()
+    try:
+        context.client_credentials.load_from_dict(credentials(config))
+        yield context
+    finally:
+        await context.shutdown()
+
+
+async def coap_request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payload: bytes = b"", **options: Any) -> bytes:
+    async with coap_client(config) as context:
+        response = await context.request(aiocoap.Message(code=code, uri=uri, payload=payload, **options)).response
+        assert response.code.is_successful(), response.code
+        return response.payload

@@ -1,24 +1,16 @@
-"""CoAP uplink against libcoap's coap-server-openssl with a DTLS pre-shared key.
-
-The server is started with ``-d`` so that the first POST to an unknown path
-creates a resource holding the payload; a GET afterwards proves what the
-server stored (``-L 3``: libcoap reassembles block-wise bodies). DTLS listens
-on port+1 of ``-p``."""
+"""CoAP uplink against libcoap's coap-server-openssl with a DTLS pre-shared key
+(``CoapServer`` in peers.py): a GET after the gateway's POST proves what the
+server stored."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiocoap
 import cbor2
-import pytest
-from pydantic import TypeAdapter
 
 from edged.backoff import Backoff
 from edged.hub import Hub
@@ -26,103 +18,17 @@ from edged.model import Quality, Reading
 from edged.outbox import OutboxConfig
 from edged.uplink import senml
 from edged.uplink.coap import credentials
-from edged.uplink.config import CoapUplinkConfig, UplinkConfig
 from edged.uplink.service import UplinkService
-from tests.uplink.peers import recording_relay
-
-PSK = "edged-test-key"
-
-
-def free_udp_pair() -> int:
-    """A port p such that p and p + 1 are both free for UDP."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free UDP port pair")
-
-
-class CoapServer:
-    """coap-server-openssl with a PSK on a free port pair; ``port`` is its DTLS port."""
-
-    def __init__(self, log: Path) -> None:
-        self.plain_port = free_udp_pair()
-        self.port = self.plain_port + 1
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                "coap-server-openssl", "-A", "127.0.0.1", "-p", str(self.plain_port), "-k", PSK,
-                "-d", "50", "-L", "3", "-v", "4", stdout=log, stderr=log,
-            )
-        context = await aiocoap.Context.create_client_context()
-        try:
-            async with asyncio.timeout(10):  # ready once it answers plain CoAP
-                while True:
-                    with contextlib.suppress(aiocoap.error.Error, TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            probe = aiocoap.Message(code=aiocoap.GET, uri=f"coap://127.0.0.1:{self.plain_port}/")
-                            await context.request(probe).response
-                            return
-        finally:
-            await context.shutdown()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def coap_server(tmp_path: Path) -> AsyncIterator[CoapServer]:
-    server = CoapServer(tmp_path / "coap-server.log")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def uplink_config(port: int, psk: str = PSK, **extra: Any) -> CoapUplinkConfig:
-    config = TypeAdapter(UplinkConfig).validate_python(
-        {"type": "coap", "uri": f"coaps://127.0.0.1:{port}/gw/readings", "identity": "gw1", "psk": psk,
-         "event_uri": f"coaps://127.0.0.1:{port}/gw/events", "timeout": 2} | extra
-    )
-    assert isinstance(config, CoapUplinkConfig)
-    return config
-
-
-@contextlib.asynccontextmanager
-async def cloud(config: CoapUplinkConfig) -> AsyncIterator[aiocoap.Context]:
-    """A client context with the gateway's PSK: the cloud side of a test."""
-    context = await aiocoap.Context.create_client_context()
-    try:
-        context.client_credentials.load_from_dict(credentials(config))
-        yield context
-    finally:
-        await context.shutdown()
-
-
-async def request(config: CoapUplinkConfig, code: aiocoap.Code, uri: str, payload: bytes = b"", **options: Any) -> bytes:
-    async with cloud(config) as context:
-        response = await context.request(aiocoap.Message(code=code, uri=uri, payload=payload, **options)).response
-        assert response.code.is_successful(), response.code
-        return response.payload
+from tests.uplink.peers import CoapServer, coap_client, coap_config, coap_request, recording_relay
 
 
 async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     # One POST at a time, so the server keeps the last row; a timeout with room for a busy machine.
-    config = uplink_config(coap_server.port, inflight=1, timeout=10)
+    config = coap_config(coap_server.port, inflight=1, timeout=10)
     # Create the resources first: the example server's handler for unknown paths takes no block-wise bodies.
-    await request(config, aiocoap.PUT, config.uri, b"-")
+    await coap_request(config, aiocoap.PUT, config.uri, b"-")
     uplink = UplinkService(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
@@ -133,7 +39,7 @@ async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
     await uplink.wait_for(lambda: uplink.outbox.acked == 170, 20)
     assert uplink.outbox.depth == 0
 
-    payload = await request(config, aiocoap.GET, config.uri)  # the last pack the server kept
+    payload = await coap_request(config, aiocoap.GET, config.uri)  # the last pack the server kept
     assert len(payload) > 1024, "large enough to need block-wise transfer"
     stored = cbor2.loads(payload)
     assert len(stored) == 50
@@ -146,7 +52,7 @@ async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     uplink = UplinkService(
-        OutboxConfig(), uplink_config(coap_server.port, psk="not-the-key"), hub, tmp_path / "state", "gw1",
+        OutboxConfig(), coap_config(coap_server.port, psk="not-the-key"), hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.2),
     )
     running(uplink)
@@ -160,7 +66,7 @@ async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
 async def test_a_server_outage_loses_nothing(tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any) -> None:
     # Small rows: after its restart the server's handler for new paths takes no block-wise bodies.
     uplink = UplinkService(
-        OutboxConfig(row_readings=20), uplink_config(coap_server.port), hub, tmp_path / "state", "gw1",
+        OutboxConfig(row_readings=20), coap_config(coap_server.port), hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.3),
     )
     running(uplink)
@@ -181,14 +87,14 @@ async def test_cloud_commands_are_observed_executed_once_and_answered(
 ) -> None:
     writes = recording_relay(hub)
     base = f"coaps://127.0.0.1:{coap_server.port}/gw"
-    config = uplink_config(coap_server.port, inflight=1, command_uri=f"{base}/commands", result_uri=f"{base}/results")
+    config = coap_config(coap_server.port, inflight=1, command_uri=f"{base}/commands", result_uri=f"{base}/results")
     command_uri, result_uri = f"{base}/commands", f"{base}/results"
 
     # Waiting on the server before the gateway connects: a command in CBOR.
     c1 = {"id": "c1", "device": "sim/relay", "point": "on", "value": True}
-    await request(config, aiocoap.PUT, command_uri, cbor2.dumps(c1), content_format=60)
-    await request(config, aiocoap.PUT, result_uri, b"")
-    async with cloud(config) as context:
+    await coap_request(config, aiocoap.PUT, command_uri, cbor2.dumps(c1), content_format=60)
+    await coap_request(config, aiocoap.PUT, result_uri, b"")
+    async with coap_client(config) as context:
         observed = context.request(aiocoap.Message(code=aiocoap.GET, uri=result_uri, observe=0))
         await observed.response
         results = aiter(observed.observation)
@@ -204,14 +110,14 @@ async def test_cloud_commands_are_observed_executed_once_and_answered(
 
         # Then one in JSON, a message that is not a command, and one for a device that does not exist.
         c2 = {"id": "c2", "device": "sim/relay", "point": "on", "value": False}
-        await request(config, aiocoap.PUT, command_uri, json.dumps(c2).encode(), content_format=50)
+        await coap_request(config, aiocoap.PUT, command_uri, json.dumps(c2).encode(), content_format=50)
         assert (await next_result())["id"] == "c2"
-        await request(config, aiocoap.PUT, command_uri, b"{not json")
+        await coap_request(config, aiocoap.PUT, command_uri, b"{not json")
         rejected = await next_result()
         assert (rejected["id"], rejected["status"]) == (None, "rejected")
         assert "bad JSON" in rejected["reason"]
         c3 = {"id": "c3", "device": "sim/nothing", "point": "on", "value": True}
-        await request(config, aiocoap.PUT, command_uri, json.dumps(c3).encode())
+        await coap_request(config, aiocoap.PUT, command_uri, json.dumps(c3).encode())
         rejected = await next_result()
         assert (rejected["id"], rejected["status"]) == ("c3", "rejected")
         assert "unknown device" in rejected["reason"]
@@ -224,9 +130,9 @@ async def test_a_command_already_taken_is_not_run_again_after_a_restart(
 ) -> None:
     writes = recording_relay(hub)
     command_uri = f"coaps://127.0.0.1:{coap_server.port}/gw/commands"
-    config = uplink_config(coap_server.port, command_uri=command_uri)
+    config = coap_config(coap_server.port, command_uri=command_uri)
     toggle = {"id": "t1", "device": "sim/relay", "point": "on", "value": True}
-    await request(config, aiocoap.PUT, command_uri, json.dumps(toggle).encode())
+    await coap_request(config, aiocoap.PUT, command_uri, json.dumps(toggle).encode())
 
     first = running(UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
     await watch.until(lambda: writes)
@@ -238,13 +144,13 @@ async def test_a_command_already_taken_is_not_run_again_after_a_restart(
     running(second)
     await second.wait_for(lambda: second.stats().commands_repeated == 1, 20)
     toggle2 = {"id": "t2", "device": "sim/relay", "point": "on", "value": False}
-    await request(config, aiocoap.PUT, command_uri, json.dumps(toggle2).encode())
+    await coap_request(config, aiocoap.PUT, command_uri, json.dumps(toggle2).encode())
     await watch.until(lambda: len(writes) == 2)
     assert [c.id for c in writes] == ["t1", "t2"]
 
 
 def test_the_psk_is_offered_to_every_configured_server() -> None:
-    config = uplink_config(5684, command_uri="coaps://127.0.0.2:5700/cmd", result_uri="coaps://127.0.0.3/res")
+    config = coap_config(5684, command_uri="coaps://127.0.0.2:5700/cmd", result_uri="coaps://127.0.0.3/res")
     assert set(credentials(config)) == {
         "coaps://127.0.0.1:5684/*", "coaps://127.0.0.2:5700/*", "coaps://127.0.0.3/*",
     }  # fmt: skip
@@ -254,7 +160,7 @@ async def test_readings_flow_while_the_command_resource_does_not_exist_yet(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     missing = f"coaps://127.0.0.1:{coap_server.port}/gw/no-commands-yet"
-    uplink = UplinkService(OutboxConfig(), uplink_config(coap_server.port, command_uri=missing), hub, tmp_path / "state", "gw1")
+    uplink = UplinkService(OutboxConfig(), coap_config(coap_server.port, command_uri=missing), hub, tmp_path / "state", "gw1")
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
     hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(10)])
@@ -266,8 +172,8 @@ async def test_a_post_refused_with_4xx_goes_to_the_dead_letters_and_the_rest_flo
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     # The server's root resource answers POST with 4.05 Method Not Allowed: a refusal for good.
-    config = uplink_config(coap_server.port, uri=f"coaps://127.0.0.1:{coap_server.port}/", max_attempts=2, timeout=10)
-    await request(config, aiocoap.PUT, config.event_uri, b"-")
+    config = coap_config(coap_server.port, uri=f"coaps://127.0.0.1:{coap_server.port}/", max_attempts=2, timeout=10)
+    await coap_request(config, aiocoap.PUT, config.event_uri, b"-")
     uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.2))
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
@@ -279,5 +185,5 @@ async def test_a_post_refused_with_4xx_goes_to_the_dead_letters_and_the_rest_flo
     assert "4.05" in letter.reason and letter.subject == "sim/a"
     assert sum(uplink.stats().refused.values()) == 2
     assert uplink.outbox.balance() == (0, 0)
-    event = cbor2.loads(await request(config, aiocoap.GET, config.event_uri))
+    event = cbor2.loads(await coap_request(config, aiocoap.GET, config.event_uri))
     assert (event["gen"], event["type"]) == (uplink.outbox.generation, "rule")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -21,6 +21,7 @@ from edged.fields import Duration, Model, name_check, unique
 from edged.rules.expression import check_expression
 
 ScalarValue = bool | int | float | str
+BY_TYPE = Field(discriminator="type")  # a union's member is the one its ``type:`` names
 
 
 class PointRef(NamedTuple):
@@ -79,20 +80,31 @@ class ChangeTrigger(Model):
     from_: ScalarValue | None = Field(None, alias="from")
 
 
-class ThresholdTrigger(Model):
-    """A numeric point crosses a threshold: fires on the crossing, once."""
+class Bounded(Model):
+    """A numeric point compared with ``above``, ``below`` or both (a trigger's or a condition's)."""
 
-    type: Literal["threshold"]
+    kind: ClassVar[str]  # what it is, for messages: "a numeric condition"
     point: Point
     above: float | None = None
     below: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Bounded:
+        if self.above is None and self.below is None:
+            raise ValueError(f"{self.kind} needs above:, below: or both:")
+        return self
+
+
+class ThresholdTrigger(Bounded):
+    """A numeric point crosses a threshold: fires on the crossing, once."""
+
+    kind = "a threshold trigger"
+    type: Literal["threshold"]
     hysteresis: float = Field(0.0, ge=0)
     for_: Duration = Field(0.0, alias="for")
 
     @model_validator(mode="after")
-    def _bounds(self) -> ThresholdTrigger:
-        if self.above is None and self.below is None:
-            raise ValueError("a threshold trigger needs above:, below: or both:")
+    def _band(self) -> ThresholdTrigger:
         if self.above is not None and self.below is not None and self.above >= self.below:
             raise ValueError(f"with both, above ({self.above:g}) must be less than below ({self.below:g}) (a band):")
         return self
@@ -173,23 +185,15 @@ class EventTrigger(Model):
 
 Trigger = Annotated[
     ChangeTrigger | ThresholdTrigger | DeviceTrigger | ScheduleTrigger | SunTrigger | CommandResultTrigger | EventTrigger,
-    Field(discriminator="type"),
+    BY_TYPE,
 ]
 
 # -- conditions -----------------------------------------------------------
 
 
-class NumericCondition(Model):
+class NumericCondition(Bounded):
+    kind = "a numeric condition"
     type: Literal["numeric"]
-    point: Point
-    above: float | None = None
-    below: float | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self) -> NumericCondition:
-        if self.above is None and self.below is None:
-            raise ValueError("a numeric condition needs above:, below: or both:")
-        return self
 
 
 class StateCondition(Model):
@@ -236,21 +240,24 @@ class TimeCondition(Model):
         return self
 
 
-class AndCondition(Model):
+class ConditionGroup(Model):
+    """Conditions combined into one (``and``, ``or``, ``not``)."""
+
+    conditions: list[Condition] = Field(min_length=1)
+
+
+class AndCondition(ConditionGroup):
     type: Literal["and"]
-    conditions: list[Condition] = Field(min_length=1)
 
 
-class OrCondition(Model):
+class OrCondition(ConditionGroup):
     type: Literal["or"]
-    conditions: list[Condition] = Field(min_length=1)
 
 
-class NotCondition(Model):
+class NotCondition(ConditionGroup):
     """True when none of ``conditions`` holds."""
 
     type: Literal["not"]
-    conditions: list[Condition] = Field(min_length=1)
 
 
 class ExpressionCondition(Model):
@@ -260,7 +267,7 @@ class ExpressionCondition(Model):
 
 Condition = Annotated[
     NumericCondition | StateCondition | TimeCondition | AndCondition | OrCondition | NotCondition | ExpressionCondition,
-    Field(discriminator="type"),
+    BY_TYPE,
 ]
 
 # -- actions --------------------------------------------------------------
@@ -315,16 +322,20 @@ class ChooseAction(Model):
     default: list[Action] = []
 
 
-class SequenceAction(Model):
-    type: Literal["sequence"]
+class ActionGroup(Model):
+    """Actions run as one (``sequence``, ``parallel``)."""
+
     actions: list[Action] = Field(min_length=1)
 
 
-class ParallelAction(Model):
+class SequenceAction(ActionGroup):
+    type: Literal["sequence"]
+
+
+class ParallelAction(ActionGroup):
     """Run each action (a branch; use a sequence for several steps) at once; wait for all."""
 
     type: Literal["parallel"]
-    actions: list[Action] = Field(min_length=1)
 
 
 class EventAction(Model):
@@ -351,7 +362,7 @@ Action = Annotated[
     | ParallelAction
     | EventAction
     | LogAction,
-    Field(discriminator="type"),
+    BY_TYPE,
 ]
 
 # -- rules ----------------------------------------------------------------
@@ -375,7 +386,8 @@ class Rule(Model):
 
 Rules = Annotated[list[Rule], unique("id", "rules")]
 
-for _model in (AndCondition, OrCondition, NotCondition, IfAction, Choice, ChooseAction, SequenceAction, ParallelAction):
+for _model in (ConditionGroup, AndCondition, OrCondition, NotCondition, IfAction, Choice, ChooseAction, ActionGroup,
+               SequenceAction, ParallelAction):  # fmt: skip
     _model.model_rebuild()
 
 

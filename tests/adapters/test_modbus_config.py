@@ -14,13 +14,11 @@ adapters:
     connections:
       - transport: tcp
         host: 127.0.0.1
-        port: 5020
         devices:
           - id: meter
-            unit_id: 1
             groups: {fast: 200ms}
             points:
-"""
+"""  # the smallest map the tests need: the port and the unit id are left at their defaults
 
 
 def problems(tmp_path, points: str) -> list[str]:
@@ -34,17 +32,17 @@ def problems(tmp_path, points: str) -> list[str]:
 @pytest.mark.parametrize(
     ("points", "line", "path", "message"),
     [
-        ("              - {key: a, address: 0, type: int17}\n", 13,
+        ("              - {key: a, address: 0, type: int17}\n", 11,
          "adapters[0].connections[0].devices[0].points[0].type", "expected 'bool', 'bit', 'int16'"),
-        ("              - {key: a, address: 0, table: input, writable: true}\n", 13,
+        ("              - {key: a, address: 0, table: input, writable: true}\n", 11,
          "adapters[0].connections[0].devices[0].points[0]", "only holding registers and coils are writable"),
-        ("              - {key: a, address: 3, type: string}\n", 13,
+        ("              - {key: a, address: 3, type: string}\n", 11,
          "adapters[0].connections[0].devices[0].points[0]", "type string needs length"),
-        ("              - {key: a, address: 3, group: slow}\n", 9,
+        ("              - {key: a, address: 3, group: slow}\n", 8,
          "adapters[0].connections[0].devices[0]", "names group 'slow'; expected one of fast"),
-        ("              - {key: a, address: 65535, type: float32}\n", 13,
+        ("              - {key: a, address: 65535, type: float32}\n", 11,
          "adapters[0].connections[0].devices[0].points[0]", "runs past 65535"),
-        ("              - {key: a, table: coil, address: 1, type: uint16}\n", 13,
+        ("              - {key: a, table: coil, address: 1, type: uint16}\n", 11,
          "adapters[0].connections[0].devices[0].points[0]", "coil points are type bool"),
     ],
 )
@@ -65,7 +63,7 @@ def test_transport_is_required_and_checked(tmp_path):
 
 def test_a_device_order_applies_to_its_numbers_that_give_none(tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text(HEAD.replace("            unit_id: 1\n", "            unit_id: 1\n            order: CDAB\n") + """\
+    path.write_text(HEAD.replace("            points:\n", "            order: CDAB\n            points:\n") + """\
               - {key: power, address: 0, type: float32}
               - {key: energy, address: 2, type: float64, order: ABCD}
               - {key: status, address: 6}

@@ -13,7 +13,6 @@ from typing import Any
 import aiocoap
 import aiomqtt
 import cbor2
-import pytest
 from pydantic import TypeAdapter
 
 from edged.backoff import Backoff
@@ -22,8 +21,7 @@ from edged.model import Command, Device, Point, Reading, ValueType
 from edged.outbox import READINGS, Outbox, OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
-from tests.uplink.peers import Broker, collecting, recording_relay
-from tests.uplink.test_coap import CoapServer, cloud, request, uplink_config
+from tests.uplink.peers import Broker, CoapServer, coap_client, coap_config, coap_request, collecting, recording_relay
 
 TOPIC = "edged/gw1/commands"
 
@@ -158,25 +156,17 @@ async def test_a_flood_of_junk_evicts_no_stored_reading_and_valid_commands_are_a
         assert uplink.reconnects == 0
 
 
-@pytest.fixture
-async def coap_server(tmp_path: Path) -> Any:
-    server = CoapServer(tmp_path / "coap-server.log")
-    await server.start()
-    yield server
-    await server.stop()
-
-
 async def test_hostile_cbor_over_coap_never_ends_the_session_nor_reaches_a_device(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     writes = dimmer(hub)
     base = f"coaps://127.0.0.1:{coap_server.port}/gw"
     command_uri, result_uri = f"{base}/commands", f"{base}/results"
-    config = uplink_config(coap_server.port, inflight=1, command_uri=command_uri, result_uri=result_uri)
+    config = coap_config(coap_server.port, inflight=1, command_uri=command_uri, result_uri=result_uri)
     big = {"id": "big", "device": "sim/dimmer", "point": "level", "value": 2**70}  # a bignum: tag 2
-    await request(config, aiocoap.PUT, command_uri, cbor2.dumps(big), content_format=60)
-    await request(config, aiocoap.PUT, result_uri, b"")
-    async with cloud(config) as context:
+    await coap_request(config, aiocoap.PUT, command_uri, cbor2.dumps(big), content_format=60)
+    await coap_request(config, aiocoap.PUT, result_uri, b"")
+    async with coap_client(config) as context:
         observed = context.request(aiocoap.Message(code=aiocoap.GET, uri=result_uri, observe=0))
         await observed.response
         results = aiter(observed.observation)
@@ -192,15 +182,15 @@ async def test_hostile_cbor_over_coap_never_ends_the_session_nor_reaches_a_devic
 
         # An id that is a list holding itself (CBOR shared references), then one that is bytes.
         cycle = b"\xa4\x62id\xd8\x1c\x81\xd8\x1d\x00\x66device\x6asim/dimmer\x65point\x65level\x65value\x01"
-        await request(config, aiocoap.PUT, command_uri, cycle, content_format=60)
+        await coap_request(config, aiocoap.PUT, command_uri, cycle, content_format=60)
         result = await next_result()
         assert (result["id"], result["status"]) == (None, "rejected") and "tag 28" in result["reason"]
-        await request(config, aiocoap.PUT, command_uri, cbor2.dumps({**big, "id": b"\x00", "value": 1}), content_format=60)
+        await coap_request(config, aiocoap.PUT, command_uri, cbor2.dumps({**big, "id": b"\x00", "value": 1}), content_format=60)
         result = await next_result()
         assert (result["id"], result["status"]) == (None, "rejected") and "byte strings" in result["reason"]
 
         ok = {"id": "ok", "device": "sim/dimmer", "point": "level", "value": 0.5}
-        await request(config, aiocoap.PUT, command_uri, cbor2.dumps(ok), content_format=60)
+        await coap_request(config, aiocoap.PUT, command_uri, cbor2.dumps(ok), content_format=60)
         result = await next_result()
         assert (result["id"], result["status"]) == ("ok", "ok")
         observed.observation.cancel()

@@ -56,10 +56,21 @@ def describe(namespace: Namespace) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeAddress:
-    """A NodeId whose namespace is an index or a URI; ``identifier`` keeps its ``i=``/``s=``/``g=``/``b=`` form."""
+class InNamespace:
+    """Something named within a namespace that is given by index or by URI."""
 
     namespace: Namespace
+
+    @property
+    def renumberable(self) -> int | None:
+        """The namespace's index if it is named by a number other than 0 (which the server may change)."""
+        return self.namespace if isinstance(self.namespace, int) and self.namespace != 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress(InNamespace):
+    """A NodeId whose namespace is an index or a URI; ``identifier`` keeps its ``i=``/``s=``/``g=``/``b=`` form."""
+
     identifier: str
 
     @classmethod
@@ -91,8 +102,9 @@ class NodeAddress:
 
 
 @dataclass(frozen=True, slots=True)
-class BrowseName:
-    namespace: Namespace
+class BrowseName(InNamespace):
+    """One element of a browse path: a BrowseName and its namespace."""
+
     name: str
 
     @classmethod
@@ -148,5 +160,5 @@ def namespace_indexes(addresses: list[NodeAddress | BrowsePath]) -> set[int]:
     found: set[int] = set()
     for address in addresses:
         parts = address.elements if isinstance(address, BrowsePath) else (address,)
-        found.update(p.namespace for p in parts if isinstance(p.namespace, int) and p.namespace != 0)
+        found.update(index for p in parts if (index := p.renumberable) is not None)
     return found

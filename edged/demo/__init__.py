@@ -66,7 +66,8 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
     opcua_port = int(config.adapters[2].endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
     simulators = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edged.demo.peers", "--modbus-port", str(modbus_port), "--opcua-port", str(opcua_port),
-        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        "--until-stdin-closes",  # the peers stop when this process ends, even killed
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,  # Ctrl-C reaches edged only: the daemon stops before its peers do
     )
     try:

@@ -6,7 +6,10 @@ benchmark start it.
 
 Run as ``python -m edged.demo.peers --modbus-port P --opcua-port Q``; it
 prints ``simulators ready`` once both listen, moves both on every
-``--period`` seconds, and stops on SIGTERM or SIGINT.
+``--period`` seconds, and stops on SIGTERM or SIGINT, or, with
+``--until-stdin-closes``, when its standard input closes: the demo holds
+the other end of that pipe, so the peers stop with the demo however it
+ends, even killed.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
+import sys
 
 from edged.adapters.modbus.simulator import EnergyPlant
 from edged.adapters.opcua.simulator import Press
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--modbus-port", type=int, default=5020)
     parser.add_argument("--opcua-port", type=int, default=4840)
     parser.add_argument("--period", type=float, default=1.0)
+    parser.add_argument("--until-stdin-closes", action="store_true", help="also stop when standard input reaches its end")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for name in ("asyncua", "pymodbus"):
@@ -58,11 +64,21 @@ def main() -> None:
 
     async def run() -> None:
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)
+        if args.until_stdin_closes:
+            loop.add_reader(sys.stdin.fileno(), _read_stdin, loop, stop)
         await serve(args.modbus_port, args.opcua_port, args.period, stop)
 
     asyncio.run(run())
+
+
+def _read_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Discard what arrives on standard input; at its end, stop."""
+    if not os.read(sys.stdin.fileno(), 4096):
+        loop.remove_reader(sys.stdin.fileno())
+        stop.set()
 
 
 if __name__ == "__main__":

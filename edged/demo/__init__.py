@@ -3,11 +3,12 @@
 It starts a pymodbus TCP server (an energy meter and a pump relay) and an
 asyncua server (a press), the Modbus and OPC UA adapters' simulators, in a
 child process (``edged.demo.peers``), then runs the daemon with
-edged/demo/demo.yaml: those two plus the simulated Zigbee radio (a motion
-sensor, a lamp and a plug), the simulated BLE air (BTHome and Ruuvi
-sensors), rules linking them, and an MQTT uplink to 127.0.0.1:1883. The
-terminal shows rule firings as they happen and a table of live values
-every few seconds; the status page is at http://127.0.0.1:8080/.
+edged/demo/demo.yaml: those two plus a simulated thermostat, the simulated
+Zigbee radio (a motion sensor, a lamp and a plug), the simulated BLE air
+(BTHome, ATC and Ruuvi sensors, an iBeacon and a GATT thermostat), rules
+linking them, and an MQTT uplink to 127.0.0.1:1883. The terminal shows rule
+firings as they happen and a table of live values every few seconds; the
+status page is at http://127.0.0.1:8080/.
 """
 
 from __future__ import annotations

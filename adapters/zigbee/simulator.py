@@ -13,7 +13,11 @@ The radio's NVRAM (network settings and keys) is a JSON file, the path
 configured as the serial port, so a restart finds the same network; deleting
 it is a radio swap that zigpy restores from its last backup.
 
-Nodes join while joining is permitted. Tests drive them directly:
+Nodes join while joining is permitted. Every ``report_interval`` the
+joined nodes' measured values move a little (someone walks by the motion
+sensor, the plug's meter counts on) and each node reports the attributes
+reporting was configured for: that is what ``edged demo`` shows.
+Tests drive them directly:
 ``app.node("lamp").set(OnOff.cluster_id, "on_off", 1)`` reports a change,
 ``node.leave()`` announces a leave, ``node.silent = True`` stops it talking.
 """

@@ -20,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from edged import __version__
+from edged.adapter import Adapter
 from edged.part import Figure, State, figures
 from edged.view import GatewayView
 
@@ -39,11 +40,8 @@ class GatewayCollector(Collector):
         view = self.view
         yield InfoMetricFamily("edged", "edged version and gateway id", value={"version": __version__, "gateway": view.gateway_id})
         sources: list[Sourced] = [(view.stats(), {})]
-        for name, adapter in list(view.adapters.items()):
-            sources.append((adapter.stats(), {"adapter": name}))
-        for part in (view.uplink, view.uplink and view.uplink.outbox, view.rules):
-            if part is not None:
-                sources.append((part.stats(), {}))
+        for part in view.parts():
+            sources.append((part.stats(), {"adapter": part.name} if isinstance(part, Adapter) else {}))
         yield from families(sources)
         yield from self._adapter_states()
 

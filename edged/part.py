@@ -84,8 +84,11 @@ def plain(stats: object) -> dict[str, Any]:
 
 @runtime_checkable
 class Part(Protocol):
-    name: str
-    state: State
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> State: ...
 
     def health_problems(self) -> list[str]:
         """Why this part needs attention; empty when it does not."""

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from edged.part import State, counter, gauge
+from edged.part import Part, State, counter, gauge
 
 if TYPE_CHECKING:
     from edged.adapter import Adapter
@@ -51,6 +51,15 @@ class GatewayView:
             return None
         return self.uplink.outbox
 
+    def parts(self) -> list[Part]:
+        """Every running part: the adapters, then the uplink and its outbox, then the rules engine."""
+        parts: list[Part] = list(self.adapters.values())
+        if self.uplink is not None:
+            parts += [self.uplink, self.uplink.outbox]
+        if self.rules is not None:
+            parts.append(self.rules)
+        return parts
+
     def health_problems(self) -> list[str]:
         """Why the gateway is unhealthy; empty when it is healthy."""
         problems = []
@@ -59,10 +68,8 @@ class GatewayView:
         for name, adapter in list(self.adapters.items()):
             if adapter.state not in (State.RUNNING, State.STARTING):
                 problems.append(f"adapter {name} is {adapter.state}")
-            problems.extend(adapter.health_problems())
-        for part in (self.uplink, self.rules):
-            if part is not None:
-                problems.extend(part.health_problems())
+        for part in self.parts():
+            problems.extend(part.health_problems())
         return problems
 
     def stats(self) -> GatewayStats:

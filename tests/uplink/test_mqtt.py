@@ -242,7 +242,7 @@ async def test_health_reports_a_long_outage_and_a_nearly_full_outbox(
     assert uplink.health_problems()[0].startswith("uplink down for")
     hub.publish(batch("sim/a", 0, 100))
     await uplink.wait_for(lambda: uplink.outbox.accepted == 100, 10)
-    assert any(p.startswith("outbox is") and p.endswith("% full") for p in uplink.health_problems())
+    assert any(p.startswith("outbox is") and p.endswith("% full") for p in uplink.outbox.health_problems())
 
 
 async def test_cancelling_the_service_commits_every_reading_handed_over(tmp_path: Path, hub: Hub) -> None:

@@ -66,6 +66,19 @@ class HomeAssistantConfig(Model):
         return topic_name(value)
 
 
+class SparkplugConfig(Model):
+    """``sparkplug:`` of an MQTT uplink with ``profile: sparkplug_b`` (Sparkplug 3.0)."""
+
+    group_id: str  # the Sparkplug group this edge node belongs to
+    edge_node_id: str | None = None  # default: the gateway id
+    primary_host_id: str | None = None  # hold data (as historical) while this host application is offline
+
+
+class ThingsboardConfig(Model):
+    """``thingsboard:`` of an MQTT uplink with ``profile: thingsboard`` (the ThingsBoard gateway MQTT API).
+    The device access token is the MQTT ``username``; X.509 authentication uses ``tls``."""
+
+
 class _Lanes(Model):
     inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged
     backfill_rate: int = Field(0, ge=0)  # readings/s for the backlog after an outage; 0 = as fast as it goes
@@ -75,6 +88,10 @@ class _Lanes(Model):
 
 class MqttUplinkConfig(_Lanes):
     type: Literal["mqtt"]
+    # The shape of the messages: edged's own JSON topics, Sparkplug B, or the ThingsBoard gateway API.
+    profile: Literal["edged", "sparkplug_b", "thingsboard"] = "edged"
+    sparkplug: SparkplugConfig | None = None
+    thingsboard: ThingsboardConfig | None = None
     host: str
     port: int = Field(1883, ge=1, le=65535)
     protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)] = (
@@ -98,6 +115,18 @@ class MqttUplinkConfig(_Lanes):
     command_topic: str = "{prefix}/commands"
     result_topic: str = "{prefix}/commands/result"
     homeassistant: HomeAssistantConfig | None = None  # announce every point to Home Assistant
+
+    @model_validator(mode="after")
+    def _profile_settings(self) -> MqttUplinkConfig:
+        if self.profile == "sparkplug_b" and self.sparkplug is None:
+            raise ValueError("profile: sparkplug_b needs a sparkplug: section with at least group_id:")
+        if self.profile != "sparkplug_b" and self.sparkplug is not None:
+            raise ValueError("sparkplug: is read only with profile: sparkplug_b:")
+        if self.profile != "thingsboard" and self.thingsboard is not None:
+            raise ValueError("thingsboard: is read only with profile: thingsboard:")
+        if self.profile != "edged" and self.homeassistant is not None:
+            raise ValueError("homeassistant: discovery goes with profile: edged; give Home Assistant an uplink of its own:")
+        return self
 
     @model_validator(mode="after")
     def _discovery_needs_a_topic_per_point(self) -> MqttUplinkConfig:
@@ -166,6 +195,7 @@ class MqttUplinkConfig(_Lanes):
 
 class CoapUplinkConfig(_Lanes):
     type: Literal["coap"]
+    profile: Literal["edged"] = "edged"  # readings as SenML CBOR, events as CBOR maps
     uri: str  # coaps://host:port/path; readings are POSTed here as SenML CBOR
     event_uri: str | None = None  # events go here (default: uri)
     command_uri: str | None = None  # observed: each representation is a cloud command (CBOR or JSON)

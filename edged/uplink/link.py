@@ -9,8 +9,9 @@ whatever happened. While connected, the service sends each outbox row with
 Assistant discovery over MQTT, recognising a command a CoAP resource shows
 again) happens inside the link.
 
-Links are found by the ``type:`` of the ``uplink:`` section, in ``LINKS``;
-a transport's module is imported only when a configuration uses it.
+Links are found by the ``type:`` of the ``uplink:`` section and, for MQTT,
+its ``profile:`` (the shape of the messages), in ``LINKS``; a transport's
+module is imported only when a configuration uses it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LINKS", "Link", "LinkContext", "Rejected", "link_class"]
 
-# type -> the link class, as "module:attribute"
+# type or type/profile -> the link class, as "module:attribute"
 LINKS: dict[str, str] = {
     "mqtt": "edged.uplink.mqtt:MqttLink",
     "coap": "edged.uplink.coap:CoapLink",
@@ -68,7 +69,7 @@ class Link(Protocol):
         ...
 
 
-def link_class(type_: str) -> Callable[[Any, LinkContext], Link]:
-    """The link class of an ``uplink:`` section's ``type``, built as ``cls(config, context)``."""
-    module, _, attribute = LINKS[type_].partition(":")
+def link_class(type_: str, profile: str = "edged") -> Callable[[Any, LinkContext], Link]:
+    """The link class of an ``uplink:`` section's ``type`` and ``profile``, built as ``cls(config, context)``."""
+    module, _, attribute = LINKS[type_ if profile == "edged" else f"{type_}/{profile}"].partition(":")
     return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]

@@ -69,7 +69,8 @@ class UplinkService:
         self.outbox = Outbox(outbox_config, state_dir)
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._changed = asyncio.Event()
-        self.link: Link = link_class(uplink_config.type)(uplink_config, LinkContext(gateway_id, state_dir, hub, self._changed.set))
+        context = LinkContext(gateway_id, state_dir, hub, self._changed.set)
+        self.link: Link = link_class(uplink_config.type, uplink_config.profile)(uplink_config, context)
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._ended_with: tuple[dict[int, Any], int | None] = ({}, None)  # rows in flight when the last sender stopped

@@ -271,7 +271,7 @@ def _level(name: str) -> str:
     return name.replace("+", "_").replace("#", "_")
 
 
-async def _tls_context(config: MqttUplinkConfig) -> ssl.SSLContext | None:
+async def tls_context(config: MqttUplinkConfig) -> ssl.SSLContext | None:
     tls = config.tls
     if tls is None:
         return None
@@ -291,9 +291,9 @@ async def _tls_context(config: MqttUplinkConfig) -> ssl.SSLContext | None:
 
 
 @contextlib.asynccontextmanager
-async def _connected(config: MqttUplinkConfig, gateway_id: str, status_topic: str) -> AsyncIterator[Client]:
-    """A client connected to the broker, with ``online`` (retained) on ``status_topic`` and
-    ``offline`` as its Last Will and on a clean stop; always disconnected."""
+async def session(config: MqttUplinkConfig, identifier: str, will: aiomqtt.Will | None) -> AsyncIterator[Client]:
+    """A client connected to the broker as ``config`` says (TLS, protocol, session, inflight
+    window), with ``will`` as its Last Will; always disconnected. Every MQTT profile connects so."""
     v5 = config.protocol == "5"
     properties = None
     if v5 and not config.clean_session:
@@ -303,30 +303,38 @@ async def _connected(config: MqttUplinkConfig, gateway_id: str, status_topic: st
     client = Client(
         config.host,
         config.port,
-        identifier=config.client_id or gateway_id,
+        identifier=config.client_id or identifier,
         username=config.username,
         password=config.password.get_secret_value() if config.password else None,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        will=aiomqtt.Will(status_topic, "offline", qos=1, retain=True),
+        will=will,
         clean_session=None if v5 else config.clean_session,
         clean_start=config.clean_session if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         keepalive=max(1, math.ceil(config.keepalive)),
         timeout=config.connect_timeout,
         max_inflight_messages=config.inflight,
-        tls_context=await _tls_context(config),
+        tls_context=await tls_context(config),
         properties=properties,
         logger=log,
     )
     client.pending_calls_threshold = config.inflight + 16
     try:
         async with client:
-            try:
-                await client.publish(status_topic, "online", qos=1, retain=True)
-                log.info("connected to mqtt://%s:%d", config.host, config.port)
-                yield client
-            finally:
-                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                    async with asyncio.timeout(2):
-                        await client.publish(status_topic, "offline", qos=1, retain=True)
+            log.info("connected to mqtt://%s:%d", config.host, config.port)
+            yield client
     except aiomqtt.MqttError as exc:
         raise UplinkError(f"mqtt://{config.host}:{config.port}: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def _connected(config: MqttUplinkConfig, gateway_id: str, status_topic: str) -> AsyncIterator[Client]:
+    """A session with ``online`` (retained) on ``status_topic``, and ``offline`` as its Last
+    Will and on a clean stop."""
+    async with session(config, gateway_id, aiomqtt.Will(status_topic, "offline", qos=1, retain=True)) as client:
+        try:
+            await client.publish(status_topic, "online", qos=1, retain=True)
+            yield client
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await client.publish(status_topic, "offline", qos=1, retain=True)

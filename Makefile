@@ -47,7 +47,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # The demo needs every protocol but not the CoAP/DTLS extra, which compiles tinydtls.
-$(BIN)/edged: $(BIN)/python pyproject.toml
+$(BIN)/edged: $(BIN)/python pyproject.toml setup.py
 	$(BIN)/pip install -q -e '.[modbus,opcua,zigbee,ble,mqtt,rules]'
 	@touch $@
 

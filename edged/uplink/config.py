@@ -73,6 +73,16 @@ class SparkplugConfig(Model):
     edge_node_id: str | None = None  # default: the gateway id
     primary_host_id: str | None = None  # hold data (as historical) while this host application is offline
 
+    @field_validator("group_id", "edge_node_id", "primary_host_id")
+    @classmethod
+    def _sparkplug_id(cls, value: str | None) -> str | None:
+        """A Sparkplug id is one topic level: not empty, without ``/``, ``+`` or ``#``."""
+        if value is None:
+            return value
+        if not value or any(char in value for char in "/+#"):
+            raise ValueError(f"expected a non-empty id without '/', '+' or '#'; got {value!r}")
+        return mqtt_string(value)
+
 
 class ThingsboardConfig(Model):
     """``thingsboard:`` of an MQTT uplink with ``profile: thingsboard`` (the ThingsBoard gateway MQTT API).

@@ -88,6 +88,10 @@ class ThingsboardConfig(Model):
     """``thingsboard:`` of an MQTT uplink with ``profile: thingsboard`` (the ThingsBoard gateway MQTT API).
     The device access token is the MQTT ``username``; X.509 authentication uses ``tls``."""
 
+    # The device profile ThingsBoard gives every device (``type`` of its connect message);
+    # default: the name of the adapter the device belongs to (``modbus``, ``sim``, ...).
+    device_type: str | None = Field(None, min_length=1, max_length=256)
+
 
 class _Lanes(Model):
     inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged

@@ -35,6 +35,7 @@ __all__ = ["LINKS", "Link", "LinkContext", "Rejected", "link_class"]
 # type or type/profile -> the link class, as "module:attribute"
 LINKS: dict[str, str] = {
     "mqtt": "edged.uplink.mqtt:MqttLink",
+    "mqtt/sparkplug_b": "edged.uplink.sparkplug:SparkplugLink",
     "mqtt/thingsboard": "edged.uplink.thingsboard:ThingsboardLink",
     "coap": "edged.uplink.coap:CoapLink",
 }

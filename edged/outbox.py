@@ -43,14 +43,31 @@ Clock: rows stored while ``clock_synced`` is False (the daemon's clock watch
 sets it) are marked ``unsynced``: their readings were stamped before the
 system clock was synchronised, and the uplink says so in their messages.
 
-Rows the cloud refuses for good are moved to a dead-letter table
-(``dead_letter``), from where an operator lists, requeues or discards them.
+Uplinks: one outbox feeds every configured uplink, each through its *lane*
+(``lane(name)``). A reading is committed once, in one row; the row's
+``waiting`` bitmask says which uplinks still have to deliver it, and it is
+deleted in the transaction where the last of them acknowledges it (or a bound
+forces it out). Each uplink keeps its bit across restarts (table
+``uplinks``): the first uplink of a file gets bit 0, which rows of an older
+release carry; an uplink added later gets a free bit and the rows committed
+from then on; an uplink no longer configured has its bit cleared from every
+row at ``open``, and rows only it still needed are deleted (counted as
+``abandoned``, and logged). A file none of whose uplinks is configured any
+more is taken over by the first configured one, as a file of an older
+release is.
+
+Rows the cloud refuses for good are moved, for the uplink that was refused,
+to a dead-letter table (``dead_letter``), from where an operator lists,
+requeues (to that uplink only) or discards them.
 
 Accounting: every reading handed to ``put`` is, at any moment, in exactly one
-of ``pending`` (waiting for its commit), ``rejected`` or ``accepted``; every
-accepted one in exactly one of ``acked``, ``depth`` (stored), ``dropped_full``,
-``expired``, ``dead_letters`` (held in the dead-letter table) or
-``discarded``. ``balance()`` checks both equations.
+of ``pending`` (waiting for its commit), ``rejected`` or ``accepted``. For
+each uplink, every reading accepted while it was configured is in exactly one
+of its ``acked``, ``depth`` (stored with its bit), ``dropped_full``,
+``expired``, ``dead_letters`` (held in the dead-letter table for it) or
+``discarded``. The lanes keep these counters and commit them with the rows
+they count; the outbox's own figures of that kind are their sums, which for
+one uplink are its figures. ``balance()`` checks every equation.
 """
 
 from __future__ import annotations
@@ -83,13 +100,17 @@ T = TypeVar("T")
 
 READINGS = 0
 EVENT = 1
-_COUNTERS = ("accepted", "dropped_full", "rejected", "expired", "acked", "dead_lettered", "requeued", "discarded", "corrupt")
+_COUNTERS = ("accepted", "rejected", "corrupt", "abandoned")  # the outbox's own
+_LANE_COUNTERS = ("accepted", "acked", "dropped_full", "expired", "dead_lettered", "requeued", "discarded")  # each uplink's
+DEFAULT_LANE = "uplink"  # the lane of an outbox opened without naming any
+MAX_LANES = 63  # bits of the ``waiting`` mask
 COMMIT_INTERVAL = 0.02  # seconds: a commit takes everything that arrived within this long after the previous one
 ACK_DELAY = 1.0  # seconds acknowledgements alone wait for readings to share their commit
 MAX_PENDING = 2_000_000  # readings waiting in memory for a commit before new ones are refused
 ROW_OVERHEAD = 32  # bytes counted per row on top of its payload and subject
 _INSERT_ROW = (
-    "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen, unsynced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (kind, subject, created, age_clock, count, size, payload, gen, unsynced, waiting)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -141,6 +162,15 @@ class OutboxConfig(Model):
         return value.lower() if isinstance(value, str) else value
 
 
+_DEAD_COLUMNS = "id, kind, subject, created, count, size, payload, gen, reason, failed, unsynced"
+_CREATE_DEAD_LETTER = (
+    "CREATE TABLE IF NOT EXISTS {table} (id INTEGER NOT NULL, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
+    " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL, gen INTEGER NOT NULL,"
+    " reason TEXT NOT NULL, failed REAL NOT NULL, unsynced INTEGER NOT NULL DEFAULT 0, uplink TEXT NOT NULL,"
+    " PRIMARY KEY (id, uplink))"
+)
+
+
 class Row(NamedTuple):
     """One stored message: ``id`` is its message id, ``count`` its readings."""
 
@@ -157,6 +187,13 @@ class _Unsynced(tuple):  # type: ignore[type-arg]
     """A batch put while the system clock was not synchronised."""
 
 
+class _Event(NamedTuple):
+    subject: str
+    payload: bytes
+    unsynced: bool
+    lane: Lane | None  # the one uplink it is for; None: every uplink
+
+
 class DeadLetter(NamedTuple):
     """A row the cloud refused for good, as an operator sees it."""
 
@@ -169,6 +206,78 @@ class DeadLetter(NamedTuple):
     created: float
     failed: float
     reason: str
+    uplink: str = DEFAULT_LANE  # the uplink that was refused (only it gets a requeued row)
+
+
+def _lane_counter(lane: str, counter: str) -> str:
+    """A lane's counter's name in the ``counters`` table."""
+    return f"uplink:{lane}:{counter}"
+
+
+class Lane:
+    """One uplink's share of the outbox: the rows it has yet to deliver, and its own accounting.
+
+    The ``Sender`` of that uplink drains the lane as it would the outbox:
+    ``last_id``, ``rows``, ``subscribe``, ``fetch``, ``ack``, ``dead_letter``."""
+
+    def __init__(self, outbox: Outbox, name: str) -> None:
+        self.outbox = outbox
+        self.name = name
+        self.bit = 0  # its bit in ``waiting``: set when the outbox opens
+        self._listeners: list[Callable[[list[Row]], None]] = []
+        # Figures (readings; an event counts as one), committed with the rows they count.
+        self.accepted = 0  # committed while this uplink was configured
+        self.acked = 0
+        self.dropped_full = 0
+        self.expired = 0
+        self.dead_lettered = 0
+        self.requeued = 0
+        self.discarded = 0
+        self.depth = 0  # readings in rows with this lane's bit
+        self.rows = 0
+        self.dead_letters = 0  # readings in the dead-letter table for this uplink
+
+    @property
+    def last_id(self) -> int:
+        return self.outbox.last_id
+
+    def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]:
+        """Like ``Outbox.subscribe``, with only the new rows this uplink needs."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def fetch(self, after: int, upto: int, limit: int) -> list[Row]:
+        """``Outbox.fetch`` of the rows this uplink has yet to deliver."""
+        return await self.outbox._in_thread(self.outbox._fetch, after, upto, limit, self.bit)
+
+    def ack(self, ids: Iterable[int]) -> None:
+        """This uplink's cloud acknowledged these rows; each is deleted once no uplink needs it."""
+        self.outbox._ack(self.bit, ids)
+
+    async def dead_letter(self, row: Row, reason: str) -> bool:
+        """Move a row this uplink's cloud refused for good to its dead letters; False if it is gone."""
+        return await self.outbox._move_to_dead_letters(self.bit, row, reason)
+
+    async def requeue(self, ids: Iterable[int] | None = None) -> int:
+        """``Outbox.requeue`` of this uplink's dead letters only."""
+        return await self.outbox.requeue(ids, uplink=self.name)
+
+    async def discard(self, ids: Iterable[int] | None = None) -> int:
+        """``Outbox.discard`` of this uplink's dead letters only."""
+        return await self.outbox.discard(ids, uplink=self.name)
+
+    def balance(self) -> int:
+        """``accepted - (acked + depth + dropped_full + expired + dead_letters + discarded)``: 0 when all is accounted for."""
+        return self.accepted - (self.acked + self.depth + self.dropped_full + self.expired + self.dead_letters + self.discarded)
+
+    def _tell(self, rows: list[Row]) -> None:
+        for listener in list(self._listeners):
+            listener(rows)
+
+    def _take(self, count: int) -> None:
+        """A stored row this lane needed leaves it (the caller counts where it went)."""
+        self.depth -= count
+        self.rows -= 1
 
 
 class Outbox:
@@ -189,8 +298,8 @@ class Outbox:
         self._committing = 0  # readings in the commit under way
         self._rejected_unsaved = 0  # refused on the loop, not yet in a committed counter
         self._stalled = False
-        self._pending_events: list[tuple[str, bytes, bool]] = []
-        self._acked: list[int] = []
+        self._pending_events: list[_Event] = []
+        self._acked: list[tuple[int, list[int]]] = []  # (the acknowledging lanes' bits, row ids)
         self._tasks = TaskSet()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[list[Row]], None]] = []
@@ -202,24 +311,81 @@ class Outbox:
         self.commit_error: str | None = None  # why commits fail, while they do
         self.clock_synced = True  # False marks what is stored from now on as ``unsynced``
         self.last_id = 0  # id of the newest committed row
-        # Figures for metrics (readings; an event counts as one).
+        self._lanes: dict[str, Lane] = {}  # by uplink name, in the order they were named
+        self._every = 0  # the bits of every lane: what a new row waits for
+        self._by_mask: dict[int, tuple[Lane, ...]] = {}
+        # Figures for metrics (readings; an event counts as one). The lanes count the rest.
         self.accepted = 0
-        self.dropped_full = 0  # removed to make room (drop_oldest)
         self.rejected = 0  # refused because full (reject_newest)
-        self.expired = 0  # removed by ttl
-        self.acked = 0
-        self.dead_lettered = 0  # moved to the dead-letter table (rows the cloud refused for good)
-        self.requeued = 0  # moved back from it by an operator
-        self.discarded = 0  # deleted from it, by an operator or its bound
         self.corrupt = 0  # damaged database files moved aside
+        self.abandoned = 0  # stored only for an uplink no longer configured, deleted at open
         self.received = 0  # handed to ``put`` by this process
         self.generation = 0  # of the rows this process stores
         self.open_error: str | None = None  # why the database cannot be opened, while it cannot
-        self.depth = 0
-        self.dead_letters = 0  # readings in the dead-letter table
+        self.depth = 0  # readings in stored rows (whichever uplinks still need them)
         self.bytes = 0
         self.rows = 0
         self.oldest: float | None = None  # when the oldest row was accepted, in the age clock
+
+    # -- uplinks ----------------------------------------------------------
+
+    def lane(self, name: str) -> Lane:
+        """The lane of the uplink ``name``; every uplink is named before ``open``."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            if self.is_open:
+                raise ValueError(f"outbox: uplink {name!r} was not named before the outbox opened")
+            if len(self._lanes) >= MAX_LANES:
+                raise ValueError(f"outbox: at most {MAX_LANES} uplinks")
+            lane = self._lanes[name] = Lane(self, name)
+        return lane
+
+    @property
+    def lanes(self) -> list[Lane]:
+        return list(self._lanes.values())
+
+    def _lanes_of(self, waiting: int) -> tuple[Lane, ...]:
+        """The lanes whose bits are set in ``waiting``."""
+        lanes = self._by_mask.get(waiting)
+        if lanes is None:
+            lanes = self._by_mask[waiting] = tuple(lane for lane in self._lanes.values() if lane.bit & waiting)
+        return lanes
+
+    # The figures each uplink keeps, summed (one uplink's own, when there is one).
+
+    @property
+    def acked(self) -> int:
+        return sum(lane.acked for lane in self._lanes.values())
+
+    @property
+    def dropped_full(self) -> int:
+        """Removed to make room (drop_oldest)."""
+        return sum(lane.dropped_full for lane in self._lanes.values())
+
+    @property
+    def expired(self) -> int:
+        """Removed by ttl."""
+        return sum(lane.expired for lane in self._lanes.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        """Moved to the dead-letter table (rows the cloud refused for good)."""
+        return sum(lane.dead_lettered for lane in self._lanes.values())
+
+    @property
+    def requeued(self) -> int:
+        """Moved back from it by an operator."""
+        return sum(lane.requeued for lane in self._lanes.values())
+
+    @property
+    def discarded(self) -> int:
+        """Deleted from it, by an operator or its bound."""
+        return sum(lane.discarded for lane in self._lanes.values())
+
+    @property
+    def dead_letters(self) -> int:
+        """Readings in the dead-letter table."""
+        return sum(lane.dead_letters for lane in self._lanes.values())
 
     # -- lifecycle -------------------------------------------------------
 
@@ -274,6 +440,7 @@ class Outbox:
             aside = self._move_aside(exc)
             log.error("outbox %s is damaged (%s): moved aside to %s; starting a new one", self.path, exc, aside.name)
             db = self._connect()
+        self._assign_lanes(db)
         self._recount(db)
         self.corrupt += corrupt
         self.generation = self._next_generation(db)
@@ -300,17 +467,16 @@ class Outbox:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
                 " subject TEXT NOT NULL, created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,"
-                " payload BLOB NOT NULL, gen INTEGER NOT NULL DEFAULT 0, age_clock REAL)"
+                " payload BLOB NOT NULL, gen INTEGER NOT NULL DEFAULT 0, age_clock REAL, waiting INTEGER NOT NULL DEFAULT 1)"
             )
             if "gen" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
                 db.execute("ALTER TABLE outbox ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")  # a file of an older release
             if "age_clock" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
                 db.execute("ALTER TABLE outbox ADD COLUMN age_clock REAL")  # likewise; filled in by _open
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, subject TEXT NOT NULL,"
-                " created REAL NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL, payload BLOB NOT NULL,"
-                " gen INTEGER NOT NULL, reason TEXT NOT NULL, failed REAL NOT NULL)"
-            )
+            if "waiting" not in {column[1] for column in db.execute("PRAGMA table_info(outbox)")}:
+                db.execute("ALTER TABLE outbox ADD COLUMN waiting INTEGER NOT NULL DEFAULT 1")  # likewise: the first uplink's
+            db.execute(_CREATE_DEAD_LETTER.format(table="dead_letter"))
+            db.execute("CREATE TABLE IF NOT EXISTS uplinks (name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE)")
             for table in ("outbox", "dead_letter"):  # files of older releases have no clock mark
                 if "unsynced" not in {column[1] for column in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN unsynced INTEGER NOT NULL DEFAULT 0")
@@ -318,6 +484,74 @@ class Outbox:
             db.close()
             raise
         return db
+
+    def _assign_lanes(self, db: sqlite3.Connection) -> None:
+        """Give every named uplink its bit (an uplink keeps its bit across restarts), let the first
+        take over a file of an older release (or one none of whose uplinks is named any more), and
+        remove the uplinks no longer named, in one transaction. Named none, the outbox keeps the
+        uplinks its file has (or one named ``DEFAULT_LANE``)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            stored: dict[str, int] = dict(db.execute("SELECT name, bit FROM uplinks").fetchall())
+            older_release = not stored
+            if not self._lanes:
+                for name in sorted(stored, key=stored.__getitem__) or [DEFAULT_LANE]:
+                    self._lanes[name] = Lane(self, name)
+            first = next(iter(self._lanes))
+            if stored and not any(name in stored for name in self._lanes):
+                self._rename_lane(db, min(stored, key=stored.__getitem__), first, stored)
+            for name in [name for name in stored if name not in self._lanes]:
+                self._remove_lane(db, name, stored.pop(name))
+            for name, lane in self._lanes.items():
+                if name not in stored:
+                    stored[name] = min(set(range(MAX_LANES)) - set(stored.values()))
+                    db.execute("INSERT INTO uplinks (name, bit) VALUES (?, ?)", (name, stored[name]))
+                lane.bit = 1 << stored[name]
+            if older_release:
+                self._adopt_older_release(db, first)
+            self._every = sum(lane.bit for lane in self._lanes.values())
+            self._by_mask = {}
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _adopt_older_release(self, db: sqlite3.Connection, first: str) -> None:
+        """A file without uplinks: its rows (bit 0), counters and dead letters become the first uplink's."""
+        for name in _LANE_COUNTERS:
+            db.execute("UPDATE counters SET name = ? WHERE name = ?", (_lane_counter(first, name), name))
+        (accepted,) = db.execute("SELECT coalesce((SELECT value FROM counters WHERE name = ?), 0)",
+                                 (_lane_counter(first, "accepted"),)).fetchone()  # fmt: skip
+        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('accepted', ?)", (accepted,))  # the outbox's too
+        if "uplink" not in {column[1] for column in db.execute("PRAGMA table_info(dead_letter)")}:
+            db.execute("ALTER TABLE dead_letter RENAME TO dead_letter_older")
+            db.execute(_CREATE_DEAD_LETTER.format(table="dead_letter"))
+            db.execute(f"INSERT INTO dead_letter ({_DEAD_COLUMNS}, uplink) SELECT {_DEAD_COLUMNS}, ? FROM dead_letter_older",
+                       (first,))  # fmt: skip
+            db.execute("DROP TABLE dead_letter_older")
+
+    @staticmethod
+    def _rename_lane(db: sqlite3.Connection, old: str, new: str, stored: dict[str, int]) -> None:
+        log.warning("outbox: none of its uplinks is configured any more; %s takes over what %s had to deliver", new, old)
+        db.execute("UPDATE uplinks SET name = ? WHERE name = ?", (new, old))
+        for name in _LANE_COUNTERS:
+            db.execute("UPDATE counters SET name = ? WHERE name = ?", (_lane_counter(new, name), _lane_counter(old, name)))
+        db.execute("UPDATE dead_letter SET uplink = ? WHERE uplink = ?", (new, old))
+        stored[new] = stored.pop(old)
+
+    def _remove_lane(self, db: sqlite3.Connection, name: str, bit: int) -> None:
+        """An uplink no longer configured: clear its bit; delete what only it still needed."""
+        mask = 1 << bit
+        db.execute("UPDATE outbox SET waiting = waiting & ? WHERE waiting & ?", (~mask, mask))
+        stored = sum(count for (count,) in db.execute("DELETE FROM outbox WHERE waiting = 0 RETURNING count").fetchall())
+        dead = sum(count for (count,) in db.execute("DELETE FROM dead_letter WHERE uplink = ? RETURNING count", (name,)).fetchall())
+        db.executemany("DELETE FROM counters WHERE name = ?", [(_lane_counter(name, counter),) for counter in _LANE_COUNTERS])
+        db.execute("DELETE FROM uplinks WHERE name = ?", (name,))
+        db.execute("INSERT INTO counters (name, value) VALUES ('abandoned', ?)"
+                   " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (stored + dead,))  # fmt: skip
+        log.warning("outbox: uplink %s is no longer configured; deleted the %d readings only it had still to deliver"
+                    " and its %d readings in the dead letters", name, stored, dead)  # fmt: skip
 
     def _move_aside(self, exc: sqlite3.DatabaseError) -> Path:
         """Rename a damaged database (with its WAL and shared-memory files) out of the way."""
@@ -352,19 +586,28 @@ class Outbox:
         return generation
 
     def _recount(self, db: sqlite3.Connection) -> None:
-        """Set the figures from what is committed."""
-        for name, value in db.execute("SELECT name, value FROM counters"):
-            if name in _COUNTERS:
-                setattr(self, name, value)
+        """Set the figures (the outbox's and each lane's) from what is committed."""
+        stored = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        for name in _COUNTERS:
+            if name in stored:
+                setattr(self, name, stored[name])
         depth, size, rows = db.execute("SELECT total(count), total(size), count(*) FROM outbox").fetchone()
         self.depth, self.bytes, self.rows = int(depth), int(size), rows
-        (dead,) = db.execute("SELECT total(count) FROM dead_letter").fetchone()
-        self.dead_letters = int(dead)
+        dead = dict(db.execute("SELECT uplink, total(count) FROM dead_letter GROUP BY uplink").fetchall())
+        for lane in self._lanes.values():
+            for name in _LANE_COUNTERS:
+                setattr(lane, name, stored.get(_lane_counter(lane.name, name), 0))
+            depth, rows = db.execute("SELECT total(count), count(*) FROM outbox WHERE waiting & ?", (lane.bit,)).fetchone()
+            lane.depth, lane.rows = int(depth), rows
+            lane.dead_letters = int(dead.get(lane.name, 0))
 
     def _save_counters(self, db: sqlite3.Connection) -> None:
+        figures = [(name, getattr(self, name)) for name in _COUNTERS]
+        for lane in self._lanes.values():
+            figures += [(_lane_counter(lane.name, name), getattr(lane, name)) for name in _LANE_COUNTERS]
         db.executemany(
             "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-            [*((name, getattr(self, name)) for name in _COUNTERS), ("age_clock", self.age_clock())],
+            [*figures, ("age_clock", self.age_clock())],
         )
 
     def age_clock(self) -> float:
@@ -405,16 +648,21 @@ class Outbox:
         self._company.set()
         self._wake()
 
-    def put_event(self, subject: str, data: dict[str, Any]) -> None:
-        """Queue one event (a JSON object; NaN and infinities become null) for the next commit."""
+    def put_event(self, subject: str, data: dict[str, Any], uplink: str | None = None) -> None:
+        """Queue one event (a JSON object; NaN and infinities become null) for the next commit,
+        for every uplink, or for the one named ``uplink`` (the answer to a command it brought)."""
         self.received += 1
-        self._pending_events.append((subject, _event_json(data), not self.clock_synced))
+        lane = None if uplink is None else self._lanes.get(uplink)
+        self._pending_events.append(_Event(subject, _event_json(data), not self.clock_synced, lane))
         self._company.set()
         self._wake()
 
     def ack(self, ids: Iterable[int]) -> None:
-        """The cloud acknowledged these rows: delete them in the next commit."""
-        self._acked.extend(ids)
+        """Every uplink has these rows: delete them in the next commit (an uplink acks through its lane)."""
+        self._ack(self._every, ids)
+
+    def _ack(self, mask: int, ids: Iterable[int]) -> None:
+        self._acked.append((mask, list(ids)))
         self._wake()
 
     def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]:
@@ -422,6 +670,14 @@ class Outbox:
         and with none after a commit that failed."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def _tell(self, rows: list[Row], waiting: list[int] | None = None) -> None:
+        """Tell the listeners of new rows, and each lane of those it needs (``waiting``: each row's
+        lanes; ``None``: every lane, as for a commit)."""
+        for listener in list(self._listeners):
+            listener(rows)
+        for lane in list(self._lanes.values()):
+            lane._tell(rows if waiting is None else [row for row, mask in zip(rows, waiting, strict=True) if mask & lane.bit])
 
     async def flush(self) -> None:
         """Return once everything handed over so far is committed."""
@@ -448,7 +704,7 @@ class Outbox:
                 acked, self._acked = self._acked, []
                 refused, self._rejected_unsaved = self._rejected_unsaved, 0
                 try:
-                    rows = await self._in_thread(self._commit, batches, events, acked, refused)
+                    rows, waiting = await self._in_thread(self._commit, batches, events, acked, refused)
                 except sqlite3.Error as exc:
                     self._rejected_unsaved += refused
                     if self._closing.is_set() and not (batches or events or acked):
@@ -464,8 +720,7 @@ class Outbox:
                     self._retry.reset()
                 if rows:
                     self.last_id = rows[-1].id  # set on the loop, together with telling the listeners
-                for listener in list(self._listeners):
-                    listener(rows)
+                self._tell(rows, waiting)
         finally:
             self._writer = None
 
@@ -486,8 +741,8 @@ class Outbox:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]],
-                      acked: list[int]) -> None:  # fmt: skip
+    async def _failed(self, exc: sqlite3.Error, batches: list[Sequence[Reading]], events: list[_Event],
+                      acked: list[tuple[int, list[int]]]) -> None:  # fmt: skip
         """Put what a failed commit carried back in front of the queue and wait before the next try."""
         readings = sum(len(b) for b in batches)
         if self._closing.is_set():
@@ -501,15 +756,15 @@ class Outbox:
         self._pending_count += readings
         self._pending_events[:0] = events
         self._acked[:0] = acked
-        for listener in list(self._listeners):
-            listener([])
+        self._tell([])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), self._retry.next_delay())
 
     # -- worker thread ---------------------------------------------------
 
-    def _commit(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]], acked: list[int],
-                refused: int = 0) -> list[Row]:  # fmt: skip
+    def _commit(self, batches: list[Sequence[Reading]], events: list[_Event],
+                acked: list[tuple[int, list[int]]], refused: int = 0) -> tuple[list[Row], list[int]]:  # fmt: skip
+        """Commit what was handed over and acknowledged; the new rows, and the lanes' bits each waits for."""
         db = self._db
         assert db is not None, "outbox is not open"
         now, age = self.clock(), self.age_clock()
@@ -521,14 +776,18 @@ class Outbox:
                 self._delete_acked(db, acked)
             self._expire(db, age)
             records = self._make_room(db, records)
-            rows = []
+            rows, waiting = [], []
             gen = self.generation
-            for kind, subject, count, size, payload, unsynced in records:
-                cursor = db.execute(_INSERT_ROW, (kind, subject, now, age, count, size, payload, gen, unsynced))
+            for kind, subject, count, size, payload, unsynced, mask in records:
+                cursor = db.execute(_INSERT_ROW, (kind, subject, now, age, count, size, payload, gen, unsynced, mask))
                 rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen, unsynced))
-            for row in rows:
-                self.depth += row.count
-                self.accepted += row.count
+                waiting.append(mask)
+                self.depth += count
+                self.accepted += count
+                for lane in self._lanes_of(mask):
+                    lane.accepted += count
+                    lane.depth += count
+                    lane.rows += 1
             # The counters commit with the rows they count, so they stay exact across crashes.
             self._save_counters(db)
             db.execute("COMMIT")
@@ -540,11 +799,12 @@ class Outbox:
         self.bytes += sum(r[3] for r in records)
         self.rows += len(rows)
         self._update_oldest()
-        return rows
+        return rows, waiting
 
-    def _pack(self, batches: list[Sequence[Reading]], events: list[tuple[str, bytes, bool]]) -> list[tuple[Any, ...]]:
-        """Rows ``(kind, subject, count, size, payload, unsynced)``: a device's readings in
-        order, unsynced ones apart (they come first: a clock becomes synchronised)."""
+    def _pack(self, batches: list[Sequence[Reading]], events: list[_Event]) -> list[tuple[Any, ...]]:
+        """Rows ``(kind, subject, count, size, payload, unsynced, waiting)``: a device's readings
+        in order, unsynced ones apart (they come first: a clock becomes synchronised); readings
+        wait for every uplink, an event for every uplink or the one it is for."""
         synced: dict[str, list[tuple[Any, ...]]] = {}
         unsynced: dict[str, list[tuple[Any, ...]]] = {}
         for batch in batches:
@@ -554,40 +814,70 @@ class Outbox:
                 if group is None:
                     groups[reading[0]] = group = []
                 group.append(reading[1:])
-        per_row = self.config.row_readings
+        per_row, every = self.config.row_readings, self._every
         records: list[tuple[Any, ...]] = []
         for mark, groups in ((True, unsynced), (False, synced)):
             for device, group in groups.items():
                 for start in range(0, len(group), per_row):
                     chunk = group[start : start + per_row]
                     payload = _encode(chunk)
-                    records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload, mark))
-        for subject, payload, mark in events:
-            records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload, mark))
+                    records.append((READINGS, device, len(chunk), len(payload) + len(device) + ROW_OVERHEAD, payload, mark, every))
+        for subject, payload, mark, lane in events:
+            mask = every if lane is None else lane.bit
+            records.append((EVENT, subject, 1, len(payload) + len(subject) + ROW_OVERHEAD, payload, mark, mask))
         return records
 
-    def _delete_acked(self, db: sqlite3.Connection, acked: list[int]) -> None:
-        for low, high in _ranges(acked):
-            for count, size in db.execute(
-                "DELETE FROM outbox WHERE id BETWEEN ? AND ? RETURNING count, size", (low, high)
-            ).fetchall():
-                self.depth -= count
-                self.bytes -= size
-                self.rows -= 1
-                self.acked += count
+    def _delete_acked(self, db: sqlite3.Connection, acked: list[tuple[int, list[int]]]) -> None:
+        """Clear the acknowledging lanes' bits; a row no uplink needs any more is deleted."""
+        by_mask: dict[int, list[int]] = {}
+        for mask, ids in acked:
+            by_mask.setdefault(mask, []).extend(ids)
+        for mask, ids in by_mask.items():
+            if mask & self._every == self._every:  # every uplink has them
+                for low, high in _ranges(ids):
+                    for count, size, waiting in db.execute(
+                        "DELETE FROM outbox WHERE id BETWEEN ? AND ? RETURNING count, size, waiting", (low, high)
+                    ).fetchall():
+                        self._delete_row(count, size)
+                        for lane in self._lanes_of(waiting):
+                            lane._take(count)
+                            lane.acked += count
+                continue
+            for lane in self._lanes_of(mask):  # one uplink (a lane acks alone)
+                for low, high in _ranges(ids):
+                    for count, size in db.execute(
+                        "DELETE FROM outbox WHERE id BETWEEN ? AND ? AND waiting = ? RETURNING count, size", (low, high, lane.bit)
+                    ).fetchall():
+                        self._delete_row(count, size)
+                        lane._take(count)
+                        lane.acked += count
+                    for (count,) in db.execute(
+                        "UPDATE outbox SET waiting = waiting & ? WHERE id BETWEEN ? AND ? AND waiting & ? RETURNING count",
+                        (~lane.bit, low, high, lane.bit),
+                    ).fetchall():
+                        lane._take(count)
+                        lane.acked += count
+
+    def _delete_row(self, count: int, size: int) -> None:
+        """A stored row is gone (each lane that needed it counts where)."""
+        self.depth -= count
+        self.bytes -= size
+        self.rows -= 1
 
     def _expire(self, db: sqlite3.Connection, age: float) -> None:
         """Delete rows older than ``ttl``; ``age`` is the age clock now."""
         if self.oldest is None or self.oldest >= age - self.config.ttl:
             return
-        gone = db.execute("DELETE FROM outbox WHERE age_clock < ? RETURNING count, size", (age - self.config.ttl,)).fetchall()
-        for count, size in gone:
-            self.depth -= count
-            self.bytes -= size
-            self.rows -= 1
-            self.expired += count
+        gone = db.execute(
+            "DELETE FROM outbox WHERE age_clock < ? RETURNING count, size, waiting", (age - self.config.ttl,)
+        ).fetchall()
+        for count, size, waiting in gone:
+            self._delete_row(count, size)
+            for lane in self._lanes_of(waiting):
+                lane._take(count)
+                lane.expired += count
         if gone:
-            log.warning("outbox: %d readings older than %g s expired", sum(c for c, _ in gone), self.config.ttl)
+            log.warning("outbox: %d readings older than %g s expired", sum(c for c, _, _ in gone), self.config.ttl)
 
     def _make_room(self, db: sqlite3.Connection, records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Apply the policy so that the outbox stays within ``max_bytes``."""
@@ -609,16 +899,17 @@ class Outbox:
         need = self.bytes + incoming - limit
         dropped = 0
         while need > 0 and self.rows:
-            chunk = db.execute("SELECT id, count, size FROM outbox ORDER BY id LIMIT 256").fetchall()
+            chunk = db.execute("SELECT id, count, size, waiting FROM outbox ORDER BY id LIMIT 256").fetchall()
             if not chunk:
                 break
             upto = chunk[0][0]
-            for row_id, count, size in chunk:
+            for row_id, count, size, waiting in chunk:
                 upto = row_id
                 need -= size
-                self.bytes -= size
-                self.depth -= count
-                self.rows -= 1
+                self._delete_row(count, size)
+                for lane in self._lanes_of(waiting):
+                    lane._take(count)
+                    lane.dropped_full += count
                 dropped += count
                 if need <= 0:
                     break
@@ -628,7 +919,9 @@ class Outbox:
             need -= record[3]
             dropped += record[2]
             self.accepted += record[2]  # taken in, and pushed out at once by newer readings
-        self.dropped_full += dropped
+            for lane in self._lanes_of(record[6]):
+                lane.accepted += record[2]
+                lane.dropped_full += record[2]
         log.warning("outbox full: dropped the %d oldest readings", dropped)
         return records
 
@@ -641,15 +934,16 @@ class Outbox:
 
     async def fetch(self, after: int, upto: int, limit: int) -> list[Row]:
         """Rows with ``after < id <= upto`` in id order, at most ``limit`` readings' worth (at least one row)."""
-        return await self._in_thread(self._fetch, after, upto, limit)
+        return await self._in_thread(self._fetch, after, upto, limit, -1)
 
-    def _fetch(self, after: int, upto: int, limit: int) -> list[Row]:
+    def _fetch(self, after: int, upto: int, limit: int, mask: int) -> list[Row]:
         assert self._db is not None, "outbox is not open"
         rows: list[Row] = []
         total = 0
         cursor = self._db.execute(
-            "SELECT id, kind, subject, count, payload, gen, unsynced FROM outbox WHERE id > ? AND id <= ? ORDER BY id",
-            (after, upto),
+            "SELECT id, kind, subject, count, payload, gen, unsynced FROM outbox WHERE id > ? AND id <= ? AND waiting & ?"
+            " ORDER BY id",
+            (after, upto, mask),
         )
         for row in cursor:
             rows.append(Row(*row[:6], bool(row[6])))
@@ -662,106 +956,127 @@ class Outbox:
     # -- dead letters ----------------------------------------------------
 
     async def dead_letter(self, row: Row, reason: str) -> bool:
-        """Move a row the cloud refused for good out of the queue; False if it is already gone."""
-        moved = await self._in_thread(self._dead_letter, row.id, reason)
-        for listener in list(self._listeners):
-            listener([])
+        """Move a row that every uplink's cloud refused for good out of the queue; False if it is
+        already gone. (An uplink moves a row it was refused through its lane.)"""
+        return await self._move_to_dead_letters(self._every, row, reason)
+
+    async def _move_to_dead_letters(self, mask: int, row: Row, reason: str) -> bool:
+        moved = await self._in_thread(self._dead_letter, mask, row.id, reason)
+        self._tell([])
         if moved:
-            log.error("outbox: message %d:%d (%s, %d readings) moved to the dead letters: %s",
-                      row.gen, row.id, row.subject, row.count, reason)  # fmt: skip
+            log.error("outbox: message %d:%d (%s, %d readings) moved to the dead letters of %s: %s", row.gen, row.id,
+                      row.subject, row.count, ", ".join(lane.name for lane in self._lanes_of(mask)), reason)  # fmt: skip
         return moved
 
-    def _dead_letter(self, row_id: int, reason: str) -> bool:
+    def _dead_letter(self, mask: int, row_id: int, reason: str) -> bool:
         def move(db: sqlite3.Connection) -> bool:
-            db.execute(
-                "INSERT INTO dead_letter (id, kind, subject, created, count, size, payload, gen, unsynced, reason, failed)"
-                " SELECT id, kind, subject, created, count, size, payload, gen, unsynced, ?, ? FROM outbox WHERE id = ?",
-                (reason, self.clock(), row_id),
-            )
-            gone = db.execute("DELETE FROM outbox WHERE id = ? RETURNING count, size", (row_id,)).fetchall()
-            for count, size in gone:
-                self.depth -= count
-                self.bytes -= size
-                self.rows -= 1
-                self.dead_lettered += count
-                self.dead_letters += count
+            found = db.execute("SELECT count, size, waiting FROM outbox WHERE id = ? AND waiting & ?", (row_id, mask)).fetchone()
+            if found is None:
+                return False
+            count, size, waiting = found
+            failed = self.clock()
+            for lane in self._lanes_of(waiting & mask):
+                db.execute(
+                    f"INSERT INTO dead_letter ({_DEAD_COLUMNS}, uplink) SELECT id, kind, subject, created, count, size, payload,"
+                    " gen, ?, ?, unsynced, ? FROM outbox WHERE id = ?",
+                    (reason, failed, lane.name, row_id),
+                )
+                lane._take(count)
+                lane.dead_lettered += count
+                lane.dead_letters += count
+            if waiting & ~mask:
+                db.execute("UPDATE outbox SET waiting = ? WHERE id = ?", (waiting & ~mask, row_id))
+            else:
+                db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+                self._delete_row(count, size)
             self._trim_dead_letters(db)
-            return bool(gone)
+            return True
 
         return self._transaction(move)
 
     def _trim_dead_letters(self, db: sqlite3.Connection) -> None:
         keep = self.config.dead_letter_rows
-        for (count,) in db.execute(
-            "DELETE FROM dead_letter WHERE id NOT IN (SELECT id FROM dead_letter ORDER BY id DESC LIMIT ?) RETURNING count", (keep,)
+        for count, uplink in db.execute(
+            "DELETE FROM dead_letter WHERE rowid NOT IN (SELECT rowid FROM dead_letter ORDER BY id DESC LIMIT ?)"
+            " RETURNING count, uplink",
+            (keep,),
         ).fetchall():
-            self.dead_letters -= count
-            self.discarded += count
+            lane = self._lanes[uplink]
+            lane.dead_letters -= count
+            lane.discarded += count
 
     async def list_dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         def read() -> list[DeadLetter]:
             assert self._db is not None, "outbox is not open"
             return [
-                DeadLetter(id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason)
-                for id, gen, kind, subject, count, size, created, failed, reason in self._db.execute(
-                    "SELECT id, gen, kind, subject, count, size, created, failed, reason FROM dead_letter ORDER BY id LIMIT ?",
+                DeadLetter(
+                    id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason, uplink
+                )
+                for id, gen, kind, subject, count, size, created, failed, reason, uplink in self._db.execute(
+                    "SELECT id, gen, kind, subject, count, size, created, failed, reason, uplink FROM dead_letter"
+                    " ORDER BY id, uplink LIMIT ?",
                     (limit,),
                 )
             ]
 
         return await self._in_thread(read)
 
-    async def requeue(self, ids: Iterable[int] | None = None) -> int:
-        """Put dead letters (all of them with ``None``) back in the queue as new messages;
-        returns how many readings went back. They are sent like new rows, and their age
-        (for ``ttl``) starts again from zero."""
+    async def requeue(self, ids: Iterable[int] | None = None, uplink: str | None = None) -> int:
+        """Put dead letters (all of them with ``None``; of one uplink with ``uplink``) back in the
+        queue as new messages, each for the uplink that was refused it; returns how many readings
+        went back. They are sent like new rows, and their age (for ``ttl``) starts again from zero."""
         wanted = None if ids is None else list(ids)
 
-        def move(db: sqlite3.Connection) -> list[Row]:
-            rows = []
+        def move(db: sqlite3.Connection) -> tuple[list[Row], list[int]]:
+            rows, waiting = [], []
             gen, age = self.generation, self.age_clock()
-            for old_id, kind, subject, created, count, size, payload, unsynced in self._select_dead(db, wanted):
-                cursor = db.execute(_INSERT_ROW, (kind, subject, created, age, count, size, payload, gen, unsynced))
-                db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
+            for rowid, name, _id, kind, subject, created, count, size, payload, unsynced in self._select_dead(db, wanted, uplink):
+                lane = self._lanes[name]
+                cursor = db.execute(_INSERT_ROW, (kind, subject, created, age, count, size, payload, gen, unsynced, lane.bit))
+                db.execute("DELETE FROM dead_letter WHERE rowid = ?", (rowid,))
                 rows.append(Row(cursor.lastrowid or 0, kind, subject, count, payload, gen, bool(unsynced)))
+                waiting.append(lane.bit)
                 self.depth += count
                 self.bytes += size
                 self.rows += 1
-                self.dead_letters -= count
-                self.requeued += count
-            return rows
+                lane.depth += count
+                lane.rows += 1
+                lane.dead_letters -= count
+                lane.requeued += count
+            return rows, waiting
 
-        rows = await self._in_thread(self._transaction, move)
+        rows, waiting = await self._in_thread(self._transaction, move)
         if rows:
             self.last_id = max(self.last_id, rows[-1].id)
             self._update_oldest_soon()
-            for listener in list(self._listeners):
-                listener(rows)
+            self._tell(rows, waiting)
         return sum(row.count for row in rows)
 
-    async def discard(self, ids: Iterable[int] | None = None) -> int:
-        """Delete dead letters (all of them with ``None``); returns how many readings went."""
+    async def discard(self, ids: Iterable[int] | None = None, uplink: str | None = None) -> int:
+        """Delete dead letters (all of them with ``None``; of one uplink with ``uplink``); returns how many readings went."""
         wanted = None if ids is None else list(ids)
 
         def delete(db: sqlite3.Connection) -> int:
             total = 0
-            for old_id, _kind, _subject, _created, count, *_ in self._select_dead(db, wanted):
-                db.execute("DELETE FROM dead_letter WHERE id = ?", (old_id,))
+            for rowid, name, _id, _kind, _subject, _created, count, *_ in self._select_dead(db, wanted, uplink):
+                db.execute("DELETE FROM dead_letter WHERE rowid = ?", (rowid,))
+                lane = self._lanes[name]
+                lane.dead_letters -= count
+                lane.discarded += count
                 total += count
-            self.dead_letters -= total
-            self.discarded += total
             return total
 
         return await self._in_thread(self._transaction, delete)
 
     @staticmethod
-    def _select_dead(db: sqlite3.Connection, ids: list[int] | None) -> list[tuple[Any, ...]]:
-        query = "SELECT id, kind, subject, created, count, size, payload, unsynced FROM dead_letter"
+    def _select_dead(db: sqlite3.Connection, ids: list[int] | None, uplink: str | None) -> list[tuple[Any, ...]]:
+        query = "SELECT rowid, uplink, id, kind, subject, created, count, size, payload, unsynced FROM dead_letter"
+        query += " WHERE coalesce(?, uplink) = uplink"
         if ids is None:
-            return db.execute(query + " ORDER BY id").fetchall()
+            return db.execute(query + " ORDER BY id, uplink", (uplink,)).fetchall()
         found = []
         for row_id in ids:
-            found.extend(db.execute(query + " WHERE id = ?", (row_id,)).fetchall())
+            found.extend(db.execute(query + " AND id = ? ORDER BY uplink", (uplink, row_id)).fetchall())
         return found
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -797,11 +1112,12 @@ class Outbox:
         return self.rejected + self._rejected_unsaved
 
     def balance(self) -> tuple[int, int]:
-        """The two accounting equations as differences (both 0 when every reading is accounted for):
-        ``received - (pending + accepted + refused)`` and
-        ``accepted - (acked + depth + dropped_full + expired + dead_letters + discarded)``."""
+        """The accounting equations as differences (both 0 when every reading is accounted for):
+        ``received - (pending + accepted + refused)``, and the first lane's ``Lane.balance()``
+        that is not 0 (``accepted - (acked + depth + dropped_full + expired + dead_letters +
+        discarded)`` of that uplink)."""
         taken = self.received - (self.pending + self.accepted + self.refused)
-        kept = self.accepted - (self.acked + self.depth + self.dropped_full + self.expired + self.dead_letters + self.discarded)
+        kept = next((difference for difference in (lane.balance() for lane in self._lanes.values()) if difference), 0)
         return taken, kept
 
     @property

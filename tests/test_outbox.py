@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -395,4 +396,174 @@ async def test_readings_stored_before_the_clock_is_synchronised_stay_marked(tmp_
     (requeued,) = [r for r in await outbox.fetch(rows[-1].id, outbox.last_id, 1000)]
     assert (requeued.subject, requeued.unsynced) == ("a", True)
     assert outbox.balance() == (0, 0)
+    await outbox.close()
+
+
+# -- several uplinks: one row per reading, one lane per uplink ----------------------
+
+
+async def with_lanes(tmp_path: Path, names: list[str], monotonic: object = None, **config: object) -> Outbox:
+    clocks = {"monotonic": monotonic} if monotonic else {}
+    outbox = Outbox(OutboxConfig.model_validate(config), tmp_path, **clocks)
+    for name in names:
+        outbox.lane(name)
+    await outbox.open()
+    return outbox
+
+
+def balanced(outbox: Outbox) -> bool:
+    return outbox.balance() == (0, 0) and all(lane.balance() == 0 for lane in outbox.lanes)
+
+
+def bits(outbox: Outbox) -> list[int]:
+    with sqlite3.connect(outbox.path) as db:
+        return [waiting for (waiting,) in db.execute("SELECT waiting FROM outbox ORDER BY id")]
+
+
+async def test_a_reading_is_stored_once_and_its_row_leaves_when_every_uplink_has_it(tmp_path: Path) -> None:
+    outbox = await with_lanes(tmp_path, ["a", "b"], row_readings=10)
+    a, b = outbox.lane("a"), outbox.lane("b")
+    outbox.put(readings("d", 0, 100))
+    await outbox.flush()
+    assert (outbox.rows, outbox.depth, a.depth, b.depth, a.rows, b.rows) == (10, 100, 100, 100, 10, 10)
+    rows = await a.fetch(0, a.last_id, 1000)
+    assert [r.id for r in rows] == [r.id for r in await b.fetch(0, b.last_id, 1000)]
+
+    a.ack(r.id for r in rows)
+    await outbox.flush()
+    assert (outbox.rows, outbox.depth, a.depth, b.depth, a.acked) == (10, 100, 0, 100, 100), "b still needs them all"
+    assert await a.fetch(0, a.last_id, 1000) == []
+    assert len(await b.fetch(0, b.last_id, 1000)) == 10
+    b.ack(r.id for r in rows[:5])
+    await outbox.flush()
+    assert (outbox.rows, outbox.depth, b.depth, b.acked) == (5, 50, 50, 50), "deleted in the ack that made them done"
+    assert balanced(outbox)
+    await outbox.close()
+
+    again = await with_lanes(tmp_path, ["a", "b"], row_readings=10)
+    a, b = again.lane("a"), again.lane("b")
+    assert (a.acked, a.depth, b.acked, b.depth, again.accepted, a.accepted) == (100, 0, 50, 50, 100, 100)
+    assert [r.id for r in await b.fetch(0, b.last_id, 1000)] == [r.id for r in rows[5:]]
+    assert await a.fetch(0, a.last_id, 1000) == [], "each uplink keeps its bit across a restart"
+    assert balanced(again)
+    await again.close()
+
+
+async def test_an_uplink_added_later_gets_the_rows_from_then_on_and_one_removed_leaves_none_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = await with_lanes(tmp_path, ["a"], row_readings=10)
+    outbox.put(readings("d", 0, 30))
+    await outbox.flush()
+    await outbox.close()
+
+    outbox = await with_lanes(tmp_path, ["a", "c"], row_readings=10)
+    a, c = outbox.lane("a"), outbox.lane("c")
+    assert (a.depth, c.depth, c.rows, c.accepted) == (30, 0, 0, 0)
+    outbox.put(readings("d", 30, 10))
+    await outbox.flush()
+    assert (a.depth, c.depth, outbox.depth) == (40, 10, 40)
+    assert [json.loads(r.payload)[0][1] for r in await c.fetch(0, c.last_id, 1000)] == [30]
+    assert balanced(outbox)
+    await outbox.close()
+
+    outbox = await with_lanes(tmp_path, ["c"], row_readings=10)
+    c = outbox.lane("c")
+    assert (outbox.depth, outbox.rows, c.depth, outbox.abandoned) == (10, 1, 10, 30), "what only a needed went with it"
+    assert "uplink a is no longer configured" in caplog.text
+    assert bits(outbox) == [c.bit]
+    assert balanced(outbox)
+    await outbox.close()
+    outbox = await with_lanes(tmp_path, ["c", "e"], row_readings=10)
+    assert outbox.lane("e").bit == 1, "a removed uplink's bit is free again"
+    assert outbox.abandoned == 30
+    await outbox.close()
+
+
+async def test_drops_expiry_and_dead_letters_are_counted_for_each_uplink_that_needed_the_row(tmp_path: Path) -> None:
+    now = [0.0]
+    outbox = await with_lanes(tmp_path, ["a", "b"], monotonic=lambda: now[0], row_readings=10, ttl="1h")
+    a, b = outbox.lane("a"), outbox.lane("b")
+    outbox.put(readings("d", 0, 30))
+    await outbox.flush()
+    first, second, third = await outbox.fetch(0, outbox.last_id, 1000)
+    a.ack([first.id])
+    assert await b.dead_letter(second, "too large")
+    assert not await b.dead_letter(second, "too large"), "already gone for b"
+    await outbox.flush()
+    assert (b.dead_letters, b.dead_lettered, a.dead_letters, b.depth, a.depth, outbox.depth) == (10, 10, 0, 20, 20, 30)
+    letters = await outbox.list_dead_letters()
+    assert [(d.id, d.uplink) for d in letters] == [(second.id, "b")]
+    assert balanced(outbox)
+
+    now[0] = 3000.0  # the requeued row ages from here
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    a.subscribe(lambda rows: got["a"].extend(r.id for r in rows))
+    b.subscribe(lambda rows: got["b"].extend(r.id for r in rows))
+    assert await b.requeue() == 10
+    assert got == {"a": [], "b": [outbox.last_id]}, "a requeued row is for the uplink that was refused it"
+    assert [r.id for r in await a.fetch(third.id, outbox.last_id, 1000)] == []
+    assert (b.requeued, b.dead_letters, b.depth) == (10, 0, 30)
+
+    now[0] = 4000.0
+    outbox.put(readings("d", 30, 10))
+    await outbox.flush()
+    # a needed second and third (20), b first, third and the requeued row (30): all older than the ttl but the requeued.
+    assert (a.expired, b.expired) == (20, 20)
+    assert (a.depth, b.depth, outbox.depth) == (10, 20, 20)
+    assert balanced(outbox)
+
+    outbox.put_event("command_result", {"id": "x"}, uplink="a")
+    await outbox.flush()
+    assert (a.depth, b.depth) == (11, 20), "an answer goes to the uplink the command came from"
+    assert balanced(outbox)
+    await outbox.close()
+
+
+async def test_drop_oldest_counts_the_dropped_readings_of_each_uplink_that_still_needed_them(tmp_path: Path) -> None:
+    outbox = await with_lanes(tmp_path, ["a", "b"], max_bytes=20_000, row_readings=20)
+    a, b = outbox.lane("a"), outbox.lane("b")
+    for start in range(0, 5000, 250):
+        outbox.put(readings("d", start, 250))
+        await outbox.flush()
+        a.ack(r.id for r in await a.fetch(0, a.last_id, 10_000))  # a keeps up; b is down
+    await outbox.flush()
+    assert b.dropped_full > 0 and a.dropped_full < b.dropped_full
+    assert b.dropped_full + b.depth == 5000 == a.accepted == b.accepted
+    assert outbox.bytes <= 20_000
+    assert balanced(outbox)
+    await outbox.close()
+
+
+async def test_an_outbox_opened_without_naming_uplinks_keeps_those_of_its_file(tmp_path: Path) -> None:
+    outbox = await with_lanes(tmp_path, ["a", "b"])
+    outbox.put(readings("d", 0, 10))
+    await outbox.flush()
+    await outbox.close()
+    tool = await opened(tmp_path)
+    assert [(lane.name, lane.depth) for lane in tool.lanes] == [("a", 10), ("b", 10)]
+    await tool.close()
+    renamed = await with_lanes(tmp_path, ["x"])  # none of its uplinks is configured: the first takes over
+    assert [(lane.name, lane.depth) for lane in renamed.lanes] == [("x", 10)] and renamed.abandoned == 0
+    assert balanced(renamed)
+    await renamed.close()
+
+
+SINGLE_UPLINK_FILE = Path(__file__).parent / "data" / "outbox-single-uplink.sqlite"
+# Written by edged before an outbox had several uplinks: two devices' readings in rows of 50, a device
+# status event, the first four rows acknowledged, the fifth dead-lettered: 1001 readings accepted,
+# 200 acked, 50 in the dead letters, 751 waiting in 16 rows.
+
+
+async def test_a_file_of_the_single_uplink_outbox_becomes_its_first_uplinks_with_every_count(tmp_path: Path) -> None:
+    shutil.copy(SINGLE_UPLINK_FILE, tmp_path / "outbox.sqlite")
+    outbox = await with_lanes(tmp_path, ["mqtt", "coap"])
+    first, second = outbox.lane("mqtt"), outbox.lane("coap")
+    assert (outbox.accepted, outbox.depth, outbox.rows) == (1001, 751, 16)
+    assert (first.accepted, first.acked, first.depth, first.rows, first.dead_letters) == (1001, 200, 751, 16, 50)
+    assert (second.accepted, second.depth, second.dead_letters) == (0, 0, 0), "the new uplink gets what comes from now on"
+    assert [d.uplink for d in await outbox.list_dead_letters()] == ["mqtt"]
+    assert len(await first.fetch(0, outbox.last_id, 10_000)) == 16 and await second.fetch(0, outbox.last_id, 10_000) == []
+    assert await outbox.requeue() == 50 and first.depth == 801 and second.depth == 0
+    assert balanced(outbox) and outbox.generation == 2
     await outbox.close()

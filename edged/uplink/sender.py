@@ -1,4 +1,4 @@
-"""Drains the outbox over one connection, in two lanes.
+"""Drains one uplink's share of the outbox (its ``Lane``) over one connection, in two lanes.
 
 The *live* lane takes the rows of every commit as they land; the *backlog*
 lane reads older rows back from SQLite (everything stored when the
@@ -16,6 +16,9 @@ moved to the dead letters, and the rows behind it flow on. A row that was
 in flight when a connection was lost is sent alone on the next one; if the
 connection is lost again while it is alone in flight (a broker that
 disconnects on an oversized message) that counts as an attempt too.
+
+Acknowledged and dead-lettered rows leave only this uplink's share: another
+uplink of the same outbox still gets them.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from edged.backoff import Backoff
 from edged.errors import Refused
-from edged.outbox import READINGS, Outbox, Row
+from edged.outbox import READINGS, Row
 from edged.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,24 @@ Send = Callable[[Row], Awaitable[None]]
 
 FETCH_READINGS = 20_000  # readings read back per backlog query
 LIVE_LIMIT = 200_000  # live readings kept in memory; beyond, they go to the backlog lane
+
+
+class Queue(Protocol):
+    """What a sender drains: an uplink's ``Lane`` of the outbox (or an ``Outbox`` of one uplink)."""
+
+    @property
+    def last_id(self) -> int: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]: ...
+
+    async def fetch(self, after: int, upto: int, limit: int) -> list[Row]: ...
+
+    def ack(self, ids: Iterable[int]) -> None: ...
+
+    async def dead_letter(self, row: Row, reason: str) -> bool: ...
 
 
 class Refusals:
@@ -79,7 +101,7 @@ class Refusals:
 
 
 class Sender:
-    def __init__(self, outbox: Outbox, send: Send, inflight: int, backfill_rate: int,
+    def __init__(self, outbox: Queue, send: Send, inflight: int, backfill_rate: int,
                  delivered: Counter[str] | None = None, refusals: Refusals | None = None,
                  backoff: Backoff | None = None) -> None:  # fmt: skip
         self.outbox = outbox

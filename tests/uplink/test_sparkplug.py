@@ -298,3 +298,37 @@ async def test_data_waits_for_the_primary_host_and_comes_as_history(tmp_path: Pa
         stored = [r for r in data_readings(host, "plant:boiler", again) if r[1] >= 200]
         assert stored == [("starts", 200 + n, round((later + n / 1000) * 1000), True) for n in range(30)]
         assert len(data_readings(host, "plant:boiler", again)) == 51  # nothing lost, nothing twice
+
+
+async def test_devices_are_born_and_die_as_they_come_and_go(tmp_path: Path, hub: Hub, broker: Broker, running: Any) -> None:
+    hub.add_device(BOILER)
+    async with hosting(broker.port) as host:
+        running(service(tmp_path, hub, broker.port))
+        await host.until(lambda: host.of("DBIRTH"))
+
+        def story(device: str) -> list[str]:
+            return [m.verb for m in host.messages if m.device == device and m.verb in ("DBIRTH", "DDATA", "DDEATH")]
+
+        # A device that joins is born before its first data.
+        hub.add_device(Device("plant/valve", "plant", points={"open": Point("open", ValueType.BOOL)}, online=True))
+        hub.publish([Reading("plant/valve", "open", True, time.time())])
+        await host.until(lambda: "DDATA" in story("plant:valve"))
+        assert story("plant:valve")[0] == "DBIRTH"
+
+        # Offline: DDEATH; online again: DBIRTH; gone: DDEATH.
+        hub.set_online("plant/boiler", False)
+        await host.until(lambda: story("plant:boiler")[-1:] == ["DDEATH"])
+        hub.set_online("plant/boiler", True)
+        await host.until(lambda: story("plant:boiler")[-1:] == ["DBIRTH"])
+        hub.remove_device("plant/boiler")
+        await host.until(lambda: story("plant:boiler")[-1:] == ["DDEATH"])
+        assert story("plant:boiler") == ["DBIRTH", "DDEATH", "DBIRTH", "DDEATH"]
+
+        # Data of a device that is not online (here: one the Hub does not know) is born, told, and dies again.
+        hub.publish([Reading("other/meter", "kwh", 12.5, time.time() - 60)])
+        await host.until(lambda: story("other:meter") == ["DBIRTH", "DDATA", "DDEATH"])
+        birth = next(m for m in host.of("DBIRTH") if m.device == "other:meter")
+        assert birth_types(birth) == {"kwh": DataType.DOUBLE}
+        assert data_readings(host, "other:meter", aliases(birth))[0][1:2] == (12.5,)
+        assert data_readings(host, "other:meter", aliases(birth))[0][3] is True  # older than its birth
+        check_sequence(host)

@@ -165,7 +165,7 @@ class ThingsboardLink:
             unsubscribe = self.hub.subscribe_events(on_event)
             tasks = TaskSet()
             try:
-                await self._publish_all(self._announce(device) for device in list(self.hub.devices.values()))
+                await self._announce_all(self._announce(device) for device in list(self.hub.devices.values()))
                 tasks.spawn(self._follow(changes), name="thingsboard devices")
                 yield
             finally:
@@ -200,7 +200,7 @@ class ThingsboardLink:
         while True:
             messages = self._change(await changes.get())
             with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
-                await self._publish_all([messages])
+                await self._announce_all([messages])
 
     # -- rows --------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class ThingsboardLink:
             device = self.hub.devices.get(device_id)
             announce = self._announce(device) if device is not None else [self._connect_message(device_id, device_id.partition("/")[0])]
             self._announced.add(device_id)
-            await self._publish_all([announce])
+            await self._announce_all([announce])
         entries = [_dumps(entry) for entry in telemetry(json.loads(row.payload))]
         for payload in _messages(_dumps(device_id), entries, self._room(TELEMETRY)):
             await self._publish(TELEMETRY, payload)
@@ -250,12 +250,17 @@ class ThingsboardLink:
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"publish failed: {exc}") from exc
 
-    async def _publish_all(self, groups: Iterable[Iterable[Message]]) -> None:
-        """Publish groups of messages, ``inflight`` groups at a time, each group in order."""
+    async def _announce_all(self, groups: Iterable[Iterable[Message]]) -> None:
+        """Publish groups of announcements, ``inflight`` groups at a time, each group in order.
+        One the broker refuses (a device of so many points that its attributes exceed the
+        packet limit) is logged and left: the devices' readings still go."""
 
         async def in_order(group: Iterable[Message]) -> None:
             for topic, payload in group:
-                await self._publish(topic, payload)
+                try:
+                    await self._publish(topic, payload)
+                except Refused as exc:
+                    log.warning("not announced to ThingsBoard: %s", exc)
 
         pending = list(groups)
         for start in range(0, len(pending), self.config.inflight):

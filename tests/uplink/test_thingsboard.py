@@ -106,6 +106,8 @@ async def test_every_device_is_connected_with_its_metadata_and_every_reading_is_
 
 
 async def test_a_device_profile_can_be_named_and_large_rows_are_split(tmp_path: Path, hub: Hub, broker: Broker, running: Any) -> None:
+    points = {f"point_{i}": Point(f"point_{i}", ValueType.FLOAT, "Cel") for i in range(20)}
+    hub.add_device(Device("sim/big", "sim", points=points, online=True))  # its attributes exceed the limit
     readings = taken(hub)
     async with thingsboard(broker.port) as tb:
         uplink = service(tmp_path, hub, broker.port, thingsboard={"device_type": "edged device"}, max_message_bytes=400)
@@ -114,7 +116,8 @@ async def test_a_device_profile_can_be_named_and_large_rows_are_split(tmp_path: 
         hub.publish([Reading("sim/meter", f"p{i}", i, 1_767_225_600.0 + i) for i in range(100)])
         await uplink.wait_for(lambda: uplink.outbox.accepted == 100 and uplink.outbox.depth == 0, 20)
         await tb.until(lambda: len(tb.telemetry()) >= 100)
-        assert tb.connected() == {"sim/meter": "edged device"}, "announced before its first readings"
+        assert tb.connected() == {"sim/big": "edged device", "sim/meter": "edged device"}, "announced before its readings"
+        assert tb.attributes("sim/big") == {}, "refused by the packet limit, and the link went on"
         assert Counter(tb.telemetry()) == Counter(readings)
         assert len(tb.on("v1/gateway/telemetry")) > 1
 

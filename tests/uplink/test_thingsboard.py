@@ -246,3 +246,14 @@ async def test_the_access_token_is_the_user_name_and_a_wrong_one_is_refused(tmp_
         await tb.until(tb.telemetry)
         assert tb.telemetry() == [("sim/a", "count", 1, 1_767_225_600_000)]
         await bad.wait_for(lambda: bad.outbox.depth == 1, 10)  # what cannot be sent stays in the outbox
+
+
+async def test_an_x509_gateway_connects_with_its_client_certificate(
+    tmp_path: Path, hub: Hub, tls_broker: Broker, certs: dict[str, Path], running: Any
+) -> None:
+    tls = {"ca": certs["ca"], "cert": certs["client_cert"], "key": certs["client_key"]}
+    uplink = service(tmp_path, hub, tls_broker.port, username=None, tls=tls)
+    running(uplink)
+    await uplink.wait_for(lambda: uplink.connected, 10)
+    hub.publish([Reading("sim/a", "count", i, 1_767_225_600.0 + i) for i in range(10)])
+    await uplink.wait_for(lambda: uplink.stats().acked == 10, 10)

@@ -94,6 +94,7 @@ SOFTWARE = "Properties/Software"
 LAST_REJECTED = "Commands/Last Rejected"
 NODE = ""  # the "device" of the node's own metrics, in the alias table
 BDSEQ_FILE = "sparkplug.bdseq"
+PACKET_ROOM = 256  # bytes of a PUBLISH packet besides its payload: header, topic, seq
 
 DATATYPES = {ValueType.BOOL: DataType.BOOLEAN, ValueType.INT: DataType.INT64, ValueType.FLOAT: DataType.DOUBLE,
              ValueType.STR: DataType.STRING}  # fmt: skip
@@ -439,24 +440,23 @@ class SparkplugLink:
             put_value(metric, born.types[key], value)
             properties = {**given, "Quality": QUALITY[Quality(quality)]} if quality in QUALITY else given
             _properties(metric, properties)
-        tasks += [self._hand(current, self.device_topic("DDATA", device_id), part) for part in self._fit(payload)]
+        tasks += [self._hand(current, self.device_topic("DDATA", device_id), part) for part in self._fit(current, payload)]
         device = self.hub.devices.get(device_id)
         if device is None or not device.online:
             tasks.append(self._device_death(current, device_id))
         return tasks
 
-    def _fit(self, payload: Any) -> list[Any]:
-        """``payload`` split into messages the broker's packet size limit takes (if it sets one)."""
-        limits = [size for size in (self.config.max_message_bytes, getattr(self._session and self._session.client,
-                                                                            "max_packet_size", None)) if size]  # fmt: skip
-        if not limits or payload.ByteSize() + 256 <= min(limits) or len(payload.metrics) < 2:
+    def _fit(self, current: _Session, payload: Any) -> list[Any]:
+        """``payload`` split into messages within the packet size limit, if ``max_message_bytes`` or the broker sets one."""
+        limits = [size for size in (self.config.max_message_bytes, current.client.max_packet_size) if size]
+        if not limits or payload.ByteSize() + PACKET_ROOM <= min(limits) or len(payload.metrics) < 2:
             return [payload]
         half = len(payload.metrics) // 2
         parts = []
         for metrics in (payload.metrics[:half], payload.metrics[half:]):
             part = Payload(timestamp=payload.timestamp)
             part.metrics.extend(metrics)
-            parts += self._fit(part)
+            parts += self._fit(current, part)
         return parts
 
     # -- what the service calls ------------------------------------------------

@@ -32,10 +32,11 @@ BOILER = Device("plant/boiler", "plant", points={
 }, online=True)  # fmt: skip
 
 
-def service(tmp_path: Path, hub: Hub, port: int, row_readings: int = 1000, **sparkplug: Any) -> UplinkService:
+def service(tmp_path: Path, hub: Hub, port: int, row_readings: int = 1000, uplink: dict[str, Any] | None = None,
+            **sparkplug: Any) -> UplinkService:  # fmt: skip
     config = TypeAdapter(UplinkConfig).validate_python({
         "type": "mqtt", "host": "127.0.0.1", "port": port, "profile": "sparkplug_b", "inflight": 8,
-        "connect_timeout": 2, "keepalive": 5, "sparkplug": {"group_id": "plant", **sparkplug},
+        "connect_timeout": 2, "keepalive": 5, "sparkplug": {"group_id": "plant", **sparkplug}, **(uplink or {}),
     })  # fmt: skip
     return UplinkService(OutboxConfig(row_readings=row_readings), config, hub, tmp_path / "state", "gw1",
                          backoff=Backoff(initial=0.05, maximum=0.2))  # fmt: skip
@@ -331,4 +332,19 @@ async def test_devices_are_born_and_die_as_they_come_and_go(tmp_path: Path, hub:
         assert birth_types(birth) == {"kwh": DataType.DOUBLE}
         assert data_readings(host, "other:meter", aliases(birth))[0][1:2] == (12.5,)
         assert data_readings(host, "other:meter", aliases(birth))[0][3] is True  # older than its birth
+        check_sequence(host)
+
+
+async def test_a_row_larger_than_a_message_may_be_is_split(tmp_path: Path, hub: Hub, broker: Broker, running: Any) -> None:
+    hub.add_device(BOILER)
+    async with hosting(broker.port) as host:
+        running(service(tmp_path, hub, broker.port, uplink={"max_message_bytes": 600}))
+        await host.until(lambda: host.of("DBIRTH"))
+        birth = host.of("DBIRTH")[0]
+        now = time.time()
+        hub.publish([Reading("plant/boiler", "starts", n, now + n / 1000) for n in range(200)])  # one row
+        await host.until(lambda: len(data_readings(host, "plant:boiler", aliases(birth))) == 200)
+        assert [value for _, value, _, _ in data_readings(host, "plant:boiler", aliases(birth))] == list(range(200))
+        assert len(host.of("DDATA")) > 1
+        assert all(m.payload.ByteSize() + 256 <= 600 for m in host.of("DDATA"))
         check_sequence(host)

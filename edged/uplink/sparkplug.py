@@ -516,10 +516,15 @@ class SparkplugLink:
                 payload = message.payload if isinstance(message.payload, (bytes, bytearray)) else b""
                 if topic == self.state_topic:
                     await self._state(current, bytes(payload))
-                elif topic == self.node_topic("NCMD"):
-                    self._node_command(current, bytes(payload))
-                elif topic.startswith(self.node_topic("DCMD") + "/"):
-                    self._device_command(current, topic.rpartition("/")[2], bytes(payload))
+                    continue
+                try:
+                    if topic == self.node_topic("NCMD"):
+                        self._node_command(current, bytes(payload))
+                    elif topic.startswith(self.node_topic("DCMD") + "/"):
+                        self._device_command(current, topic.rpartition("/")[2], bytes(payload))
+                except Exception as exc:  # a message from the network never ends the connection
+                    log.exception("cannot read the command on %s", topic)
+                    current.inbox.put_nowait(Rejected(topic.split("/", 2)[-1], f"cannot read the message: {exc}"))
         except aiomqtt.MqttError as exc:
             current.fail(UplinkError(f"connection lost: {exc}"))
 

@@ -10,8 +10,8 @@ device id has its own Sparkplug id and the DCMD topic leads back to it.
 Per connection:
 
 - the Last Will is an NDEATH with ``bdSeq``, a number from 0 to 255 that
-  grows by one per connection attempt and is kept in ``sparkplug.bdseq`` in
-  the state folder, so it goes on across restarts;
+  grows by one per connection attempt and is kept in ``sparkplug-<hash of
+  group and node>.bdseq`` in the state folder, so it goes on across restarts;
 - with ``primary_host_id``, the node waits for the host's STATE (``{"online":
   true, "timestamp": ms}``) before it is born; a STATE saying the host went
   offline (and no older than the last one) makes it publish its NDEATH and
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -93,7 +94,7 @@ REBIRTH = "Node Control/Rebirth"
 SOFTWARE = "Properties/Software"
 LAST_REJECTED = "Commands/Last Rejected"
 NODE = ""  # the "device" of the node's own metrics, in the alias table
-BDSEQ_FILE = "sparkplug.bdseq"
+BDSEQ_FILE = "sparkplug-{digest}.bdseq"  # one per group and node, in the state directory
 PACKET_ROOM = 256  # bytes of a PUBLISH packet besides its payload: header, topic, seq
 
 DATATYPES = {ValueType.BOOL: DataType.BOOLEAN, ValueType.INT: DataType.INT64, ValueType.FLOAT: DataType.DOUBLE,
@@ -243,11 +244,12 @@ class SparkplugLink:
         self.settings = config.sparkplug
         self.gateway_id = context.gateway_id
         self.hub = context.hub
-        self.bdseq_path = context.state_dir / BDSEQ_FILE
         self.clock = time.time
         self.commands_repeated = 0  # a Sparkplug command comes once
         self.group = self.settings.group_id
         self.node = self.settings.edge_node_id or sparkplug_id(context.gateway_id)
+        digest = hashlib.sha256(f"{self.group}/{self.node}".encode()).hexdigest()[:16]
+        self.bdseq_path = context.state_dir / BDSEQ_FILE.format(digest=digest)
         self.state_topic = f"{NAMESPACE}/STATE/{self.settings.primary_host_id}" if self.settings.primary_host_id else None
         self._aliases: dict[tuple[str, str], int] = {}
         self._session: _Session | None = None

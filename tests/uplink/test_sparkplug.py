@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
+import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from edged.backoff import Backoff
 from edged.hub import Hub
@@ -67,6 +68,14 @@ def data_readings(host: Host, device: str, aliases: dict[int, str]) -> list[tupl
 
 def aliases(birth: Message) -> dict[int, str]:
     return {m.alias: m.name for m in birth.payload.metrics}
+
+
+@pytest.mark.parametrize("field", ["group_id", "edge_node_id", "primary_host_id"])
+@pytest.mark.parametrize("bad", ["", "a/b", "plant+", "#"])
+def test_sparkplug_ids_are_one_topic_level(field: str, bad: str) -> None:
+    sparkplug = {"group_id": "plant", field: bad}
+    with pytest.raises(ValidationError, match=f"sparkplug.{field}"):
+        TypeAdapter(UplinkConfig).validate_python({"type": "mqtt", "host": "h", "profile": "sparkplug_b", "sparkplug": sparkplug})
 
 
 def test_device_ids_map_to_sparkplug_ids_and_back() -> None:

@@ -283,7 +283,10 @@ class ThingsboardLink:
                     continue
                 request = self.request(payload)
                 if isinstance(request, Read):
-                    await self._answer_read(request)
+                    try:
+                        await self._answer_read(request)
+                    except Refused as exc:  # the broker said no to this answer: the next RPC is answered
+                        log.warning("RPC %r of %s not answered: %s", request.request_id, request.device, exc)
                 elif request is not None:
                     yield request
         except aiomqtt.MqttError as exc:

@@ -512,6 +512,7 @@ class SparkplugLink:
     # -- what comes in ------------------------------------------------------------
 
     async def _receive(self, current: _Session) -> None:
+        """Take the STATE of the primary host and the commands, until the connection ends."""
         try:
             async for message in current.client.messages:
                 topic = str(message.topic)
@@ -529,6 +530,7 @@ class SparkplugLink:
                     current.inbox.put_nowait(Rejected(topic.split("/", 2)[-1], f"cannot read the message: {exc}"))
         except aiomqtt.MqttError as exc:
             current.fail(UplinkError(f"connection lost: {exc}"))
+        current.fail(UplinkError("connection closed"))
 
     async def _state(self, current: _Session, payload: bytes) -> None:
         """The primary host's STATE: online starts the births; offline after them ends the connection."""
@@ -612,12 +614,15 @@ class SparkplugLink:
 
     async def _follow(self, current: _Session) -> None:
         """Births and deaths as devices come and go, and rebirths on request, in the order they happen."""
-        try:
-            while True:
-                change = await current.lifecycle.get()
+        while True:
+            change = await current.lifecycle.get()
+            try:
                 await _acked(self._change(current, change))
-        except UplinkError as exc:
-            current.fail(exc)
+            except UplinkError as exc:
+                current.fail(exc)
+                return
+            except Exception:
+                log.exception("cannot announce %r", change)
 
     def _change(self, current: _Session, change: Event | str) -> list[asyncio.Task[None]]:
         if change == REBIRTH:

@@ -155,10 +155,12 @@ def take_value(metric: Any, kind: ValueType, expected: DataType) -> Value:
     """The value a command metric carries for a point of type ``kind``; ``ValueError`` says why there is none."""
     if metric.is_null or metric.WhichOneof("value") is None:
         raise ValueError("the metric carries no value")
-    datatype = DataType(metric.datatype) if metric.HasField("datatype") and metric.datatype in DataType._value2member_map_ else None
-    if metric.HasField("datatype") and datatype is None:
-        raise ValueError(f"unknown datatype {metric.datatype}")
-    datatype = datatype or expected
+    datatype = expected
+    if metric.HasField("datatype"):
+        try:
+            datatype = DataType(metric.datatype)
+        except ValueError:
+            raise ValueError(f"unknown datatype {metric.datatype}") from None
     member = metric.WhichOneof("value")
     if datatype in _INTEGERS:
         bits, signed = _INTEGERS[datatype]
@@ -577,7 +579,11 @@ class SparkplugLink:
     def _device_command(self, current: _Session, device_sid: str, data: bytes) -> None:
         """A DCMD: one command per metric, or one refusal for the whole message."""
         raw_id = f"DCMD/{device_sid}"
-        commands, reason = self._read_device_command(current, edged_id(device_sid), data)
+        device_id = edged_id(device_sid)
+        if sparkplug_id(device_id) != device_sid:  # not as edged writes it: no device of the gateway
+            current.inbox.put_nowait(Rejected(raw_id, f"unknown device {device_sid!r}"))
+            return
+        commands, reason = self._read_device_command(current, device_id, data)
         if reason is not None:
             current.inbox.put_nowait(Rejected(raw_id, reason))
             return

@@ -241,6 +241,7 @@ async def test_malformed_commands_are_refused_and_the_node_goes_on(tmp_path: Pat
                            {"name": "speed", "datatype": DataType.STRING, "string_value": "x" * 100_000})  # fmt: skip
         await host.command(dcmd, {"name": "speed", "datatype": DataType.INT8, "int_value": 300})
         await host.command(NODE.format("DCMD") + "/sim:nothing", {"name": "speed", "long_value": 1})
+        await host.command(NODE.format("DCMD") + "/sim%2Fpump", {"name": "speed", "long_value": 1})  # not as edged writes it
         await host.command(NODE.format("NCMD"), {"name": "Node Control/Reboot", "boolean_value": True})
         await host.publish(NODE.format("NCMD"), b"\x0a\xff\xff\xff")
         await host.publish(dcmd, b"\x12\x06\x0a\x02\xff\xfe\x20\x04")  # a name that is not UTF-8
@@ -248,7 +249,7 @@ async def test_malformed_commands_are_refused_and_the_node_goes_on(tmp_path: Pat
         def rejections() -> list[str]:
             return [metric_value(m) for d in host.of("NDATA") for m in d.payload.metrics]
 
-        await host.until(lambda: len(rejections()) == 9)
+        await host.until(lambda: len(rejections()) == 10)
         reasons = rejections()
         assert reasons[0].startswith("DCMD/sim:pump: bad Sparkplug payload")
         assert "unknown metric 'no such point'" in reasons[1]
@@ -256,9 +257,10 @@ async def test_malformed_commands_are_refused_and_the_node_goes_on(tmp_path: Pat
         assert "bytes; at most 65536 are taken" in reasons[3]
         assert "out of the range of INT8" in reasons[4]
         assert "unknown device 'sim/nothing'" in reasons[5]
-        assert reasons[6].startswith("NCMD: only Node Control/Rebirth is taken")
-        assert reasons[7].startswith("NCMD: bad Sparkplug payload")
-        assert "unknown metric b'\\xff\\xfe'" in reasons[8]
+        assert "unknown device 'sim%2Fpump'" in reasons[6]
+        assert reasons[7].startswith("NCMD: only Node Control/Rebirth is taken")
+        assert reasons[8].startswith("NCMD: bad Sparkplug payload")
+        assert "unknown metric b'\\xff\\xfe'" in reasons[9]
         assert writes == []  # nothing of a refused message ran
         await host.command(NODE.format("DCMD") + "/sim:pump", {"name": "speed", "datatype": DataType.UINT16, "int_value": 900})
         await host.until(lambda: writes)

@@ -81,6 +81,11 @@ class Client(aiomqtt.Client):
         self.max_packet_size = size if isinstance(size, int) and size > 0 else None
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._disconnected.done() and not self._disconnected.cancelled():
+            self._disconnected.exception()  # the lost connection was already reported by the call that met it
+        await super().__aexit__(*exc_info)
+
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         ack = self._acks.pop(mid, None)
         if ack is None:

@@ -225,6 +225,18 @@ async def test_device_commands_write_and_the_new_value_comes_back(tmp_path: Path
         assert (aliases(birth)[refusal.alias], metric_value(refusal)) == ("hours", 17)
         assert properties(refusal)["writeStatus"] == "rejected"
         assert "read-only" in properties(refusal)["writeReason"]
+
+        # A write to an offline device is held: the answer says pending, between a birth and a death.
+        hub.set_online("sim/pump", False)
+        await host.until(lambda: host.messages[-1].verb == "DDEATH")
+        await host.command(dcmd, {"name": "speed", "datatype": DataType.INT64, "long_value": 7})
+        await host.until(lambda: len(answered()) == 2)
+        assert properties(answered()[1])["writeStatus"] == "pending"
+        await host.until(lambda: [m.verb for m in host.messages[-3:]] == ["DBIRTH", "DDATA", "DDEATH"])
+        assert len(writes) == 4
+        hub.set_online("sim/pump", True)  # the held write is carried out now
+        await host.until(lambda: len(writes) == 5)
+        assert (writes[4].key, writes[4].value) == ("speed", 7)
         check_sequence(host)
 
 

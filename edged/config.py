@@ -16,13 +16,22 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edged import adapters
 from edged.adapter import AdapterConfig
 from edged.errors import ConfigError, ConfigProblem
-from edged.fields import Duration, FilePath, Model, Secret, holds_secret, unique
-from edged.outbox import OutboxConfig
+from edged.fields import Duration, FilePath, Model, Secret, distinct, holds_secret, unique
+from edged.outbox import DEFAULT_LANE, MAX_LANES, OutboxConfig
 from edged.rules.config import Rules, point_problems
 from edged.status.authority import host_entry, origin_entry
 from edged.uplink.config import UplinkConfig
@@ -133,7 +142,36 @@ class Config(Model):
     include: list[str] = []
     rules: Rules = []
     outbox: OutboxConfig = OutboxConfig()
-    uplink: UplinkConfig | None = None
+    uplink: UplinkConfig | None = None  # one uplink, named "uplink" (unless it has a name:)
+    uplinks: list[UplinkConfig] | None = None  # several, fed by the one outbox; each named
+
+    @field_validator("uplinks")
+    @classmethod
+    def _named_uplinks(cls, uplinks: list[UplinkConfig] | None, info: ValidationInfo) -> list[UplinkConfig] | None:
+        """Each uplink of ``uplinks:`` gets its name (by default its type, if it is the only one of that type)."""
+        if uplinks is None:
+            return None
+        if info.data.get("uplink") is not None:
+            raise ValueError("give either uplink: (one uplink) or uplinks: (a list of them), not both:")
+        if not uplinks:
+            raise ValueError("expected a list of at least one uplink (or leave uplinks: out):")
+        if len(uplinks) > MAX_LANES:
+            raise ValueError(f"at most {MAX_LANES} uplinks:")
+        types = [uplink.type for uplink in uplinks]
+        named = []
+        for index, uplink in enumerate(uplinks):
+            if uplink.name is None and types.count(uplink.type) > 1:
+                raise ValueError(f"uplinks[{index}]: there are {types.count(uplink.type)} uplinks of type {uplink.type}; "
+                                 "give each a name:")  # fmt: skip
+            named.append(uplink if uplink.name is not None else uplink.model_copy(update={"name": uplink.type}))
+        distinct((uplink.name for uplink in named), "uplinks", "name")
+        return named
+
+    def uplinks_by_name(self) -> dict[str, UplinkConfig]:
+        """Every configured uplink by its name, in the order of the configuration."""
+        if self.uplink is not None:
+            return {self.uplink.name or DEFAULT_LANE: self.uplink}
+        return {uplink.name: uplink for uplink in self.uplinks or [] if uplink.name is not None}
 
     @model_validator(mode="before")
     @classmethod

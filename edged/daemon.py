@@ -1,7 +1,7 @@
 """The daemon: starts the gateway's parts, supervises them, reloads and stops.
 
-Every part (the uplink with its outbox, each adapter, the rules engine, the
-status servers) is a *unit*: a long-running ``run()`` started in the
+Every part (the uplinks with their one outbox, each adapter, the rules
+engine, the status servers) is a *unit*: a long-running ``run()`` started in the
 daemon's TaskGroup under a supervisor that logs a crash and starts a fresh
 instance after a backoff delay, so one failing adapter never takes the
 daemon down. Units start in the order outbox/uplink, adapters, rules,
@@ -38,7 +38,7 @@ from edged.yamlsource import format_path
 if TYPE_CHECKING:
     from edged.rules.engine import RulesEngine
     from edged.status.http import StatusServer
-    from edged.uplink.service import UplinkService
+    from edged.uplink.uplinks import Uplinks
 
 log = logging.getLogger(__name__)
 GC_YOUNG_OBJECTS = 20_000  # allocations between two collections of the youngest generation
@@ -77,7 +77,8 @@ class Daemon:
         return self.view.adapters
 
     @property
-    def uplink(self) -> UplinkService | None:
+    def uplink(self) -> Uplinks | None:
+        """The outbox and every uplink it feeds (one unit, "uplink")."""
         return self.view.uplink
 
     @property
@@ -88,8 +89,8 @@ class Daemon:
 
     def _plan(self, config: Config) -> dict[str, tuple[object, Callable[[], Runnable]]]:
         plan: dict[str, tuple[object, Callable[[], Runnable]]] = {}
-        if config.uplink is not None:
-            plan["uplink"] = ((config.outbox, config.uplink, config.gateway.id), self._make_uplink)
+        if config.uplink is not None or config.uplinks is not None:
+            plan["uplink"] = ((config.outbox, config.uplinks_by_name(), config.gateway.id), self._make_uplink)
         for adapter in config.adapters:
             plan[f"adapter:{adapter.instance}"] = (adapter, partial(self._make_adapter, adapter))
         if config.rules:
@@ -100,14 +101,14 @@ class Daemon:
             plan["status:coap"] = (config.status.coap, self._make_coap_status)
         return plan
 
-    def _make_uplink(self) -> Runnable:
-        from edged.uplink.service import UplinkService
+    def _make_uplink(self) -> Uplinks:
+        from edged.uplink.uplinks import Uplinks
 
-        assert self.config.uplink is not None
-        uplink = UplinkService(self.config.outbox, self.config.uplink, self.hub, self.state_dir, self.config.gateway.id)
-        uplink.outbox.clock_synced = self.view.clock_synced
-        self.view.uplink = uplink
-        return uplink
+        uplinks = Uplinks.build(self.config.outbox, self.config.uplinks_by_name(), self.hub, self.state_dir,
+                                self.config.gateway.id)  # fmt: skip
+        uplinks.outbox.clock_synced = self.view.clock_synced
+        self.view.uplink = uplinks
+        return uplinks
 
     def _make_adapter(self, config: AdapterConfig) -> Runnable:
         state_dir = self.state_dir / "adapters" / config.instance
@@ -239,9 +240,9 @@ class Daemon:
     # -- reload --------------------------------------------------------------
 
     def _hand_over_uplink(self) -> Callable[[], Runnable]:
-        """Build the new uplink (from ``self.config``) and let it take the Hub's readings from the
-        old one in the same instant, so each reading goes to exactly one outbox; the old one
-        commits what it took as it stops. Returns the unit factory: the new uplink first."""
+        """Build the new uplinks (from ``self.config``) and let them take the Hub's readings from the
+        old ones in the same instant, so each reading goes to exactly one outbox; the old ones
+        commit what they took as they stop. Returns the unit factory: the new uplinks first."""
         old = self.uplink
         assert old is not None
         new = self._make_uplink()

@@ -4,7 +4,9 @@
 counted twice. The Hub and every part keep their plain counters and give
 them as a stats dataclass whose fields declare their metric
 (``edged.part``); the collector turns those into metric families when
-``/metrics`` is scraped. Parts that are not configured (no rules, no
+``/metrics`` is scraped. An adapter's samples carry its name in the label
+``adapter``; a part with ``labels`` (each uplink: ``uplink="<name>"``)
+carries those. Parts that are not configured (no rules, no
 uplink) are simply absent from the output. Each ``Metrics`` has its own
 registry, never the process-global one.
 """
@@ -41,7 +43,7 @@ class GatewayCollector(Collector):
         yield InfoMetricFamily("edged", "edged version and gateway id", value={"version": __version__, "gateway": view.gateway_id})
         sources: list[Sourced] = [(view.stats(), {})]
         for part in view.parts():
-            sources.append((part.stats(), {"adapter": part.name} if isinstance(part, Adapter) else {}))
+            sources.append((part.stats(), {"adapter": part.name} if isinstance(part, Adapter) else getattr(part, "labels", {})))
         yield from families(sources)
         yield from self._adapter_states()
 

@@ -209,9 +209,10 @@ class DeadLetter(NamedTuple):
     uplink: str = DEFAULT_LANE  # the uplink that was refused (only it gets a requeued row)
 
 
-def _lane_counter(lane: str, counter: str) -> str:
-    """A lane's counter's name in the ``counters`` table."""
-    return f"uplink:{lane}:{counter}"
+def _lane_counter(lane: str, position: int, counter: str) -> str:
+    """The name a lane's counter has in the ``counters`` table: the uplink with bit 0 keeps the
+    names of the outbox of one uplink (but ``accepted``, which stays the outbox's own)."""
+    return counter if position == 0 and counter != "accepted" else f"uplink:{lane}:{counter}"
 
 
 class Lane:
@@ -519,11 +520,8 @@ class Outbox:
 
     def _adopt_older_release(self, db: sqlite3.Connection, first: str) -> None:
         """A file without uplinks: its rows (bit 0), counters and dead letters become the first uplink's."""
-        for name in _LANE_COUNTERS:
-            db.execute("UPDATE counters SET name = ? WHERE name = ?", (_lane_counter(first, name), name))
-        (accepted,) = db.execute("SELECT coalesce((SELECT value FROM counters WHERE name = ?), 0)",
-                                 (_lane_counter(first, "accepted"),)).fetchone()  # fmt: skip
-        db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('accepted', ?)", (accepted,))  # the outbox's too
+        db.execute("INSERT OR IGNORE INTO counters (name, value) SELECT ?, value FROM counters WHERE name = 'accepted'",
+                   (_lane_counter(first, 0, "accepted"),))  # fmt: skip
         if "uplink" not in {column[1] for column in db.execute("PRAGMA table_info(dead_letter)")}:
             db.execute("ALTER TABLE dead_letter RENAME TO dead_letter_older")
             db.execute(_CREATE_DEAD_LETTER.format(table="dead_letter"))
@@ -535,8 +533,10 @@ class Outbox:
     def _rename_lane(db: sqlite3.Connection, old: str, new: str, stored: dict[str, int]) -> None:
         log.warning("outbox: none of its uplinks is configured any more; %s takes over what %s had to deliver", new, old)
         db.execute("UPDATE uplinks SET name = ? WHERE name = ?", (new, old))
+        position = stored[old]
         for name in _LANE_COUNTERS:
-            db.execute("UPDATE counters SET name = ? WHERE name = ?", (_lane_counter(new, name), _lane_counter(old, name)))
+            db.execute("UPDATE counters SET name = ? WHERE name = ?",
+                       (_lane_counter(new, position, name), _lane_counter(old, position, name)))  # fmt: skip
         db.execute("UPDATE dead_letter SET uplink = ? WHERE uplink = ?", (new, old))
         stored[new] = stored.pop(old)
 
@@ -546,7 +546,7 @@ class Outbox:
         db.execute("UPDATE outbox SET waiting = waiting & ? WHERE waiting & ?", (~mask, mask))
         stored = sum(count for (count,) in db.execute("DELETE FROM outbox WHERE waiting = 0 RETURNING count").fetchall())
         dead = sum(count for (count,) in db.execute("DELETE FROM dead_letter WHERE uplink = ? RETURNING count", (name,)).fetchall())
-        db.executemany("DELETE FROM counters WHERE name = ?", [(_lane_counter(name, counter),) for counter in _LANE_COUNTERS])
+        db.executemany("DELETE FROM counters WHERE name = ?", [(_lane_counter(name, bit, counter),) for counter in _LANE_COUNTERS])
         db.execute("DELETE FROM uplinks WHERE name = ?", (name,))
         db.execute("INSERT INTO counters (name, value) VALUES ('abandoned', ?)"
                    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (stored + dead,))  # fmt: skip
@@ -595,8 +595,9 @@ class Outbox:
         self.depth, self.bytes, self.rows = int(depth), int(size), rows
         dead = dict(db.execute("SELECT uplink, total(count) FROM dead_letter GROUP BY uplink").fetchall())
         for lane in self._lanes.values():
+            position = lane.bit.bit_length() - 1
             for name in _LANE_COUNTERS:
-                setattr(lane, name, stored.get(_lane_counter(lane.name, name), 0))
+                setattr(lane, name, stored.get(_lane_counter(lane.name, position, name), 0))
             depth, rows = db.execute("SELECT total(count), count(*) FROM outbox WHERE waiting & ?", (lane.bit,)).fetchone()
             lane.depth, lane.rows = int(depth), rows
             lane.dead_letters = int(dead.get(lane.name, 0))
@@ -604,7 +605,8 @@ class Outbox:
     def _save_counters(self, db: sqlite3.Connection) -> None:
         figures = [(name, getattr(self, name)) for name in _COUNTERS]
         for lane in self._lanes.values():
-            figures += [(_lane_counter(lane.name, name), getattr(lane, name)) for name in _LANE_COUNTERS]
+            position = lane.bit.bit_length() - 1
+            figures += [(_lane_counter(lane.name, position, name), getattr(lane, name)) for name in _LANE_COUNTERS]
         db.executemany(
             "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
             [*figures, ("age_clock", self.age_clock())],
@@ -868,9 +870,7 @@ class Outbox:
         """Delete rows older than ``ttl``; ``age`` is the age clock now."""
         if self.oldest is None or self.oldest >= age - self.config.ttl:
             return
-        gone = db.execute(
-            "DELETE FROM outbox WHERE age_clock < ? RETURNING count, size, waiting", (age - self.config.ttl,)
-        ).fetchall()
+        gone = db.execute("DELETE FROM outbox WHERE age_clock < ? RETURNING count, size, waiting", (age - self.config.ttl,)).fetchall()
         for count, size, waiting in gone:
             self._delete_row(count, size)
             for lane in self._lanes_of(waiting):
@@ -941,8 +941,7 @@ class Outbox:
         rows: list[Row] = []
         total = 0
         cursor = self._db.execute(
-            "SELECT id, kind, subject, count, payload, gen, unsynced FROM outbox WHERE id > ? AND id <= ? AND waiting & ?"
-            " ORDER BY id",
+            "SELECT id, kind, subject, count, payload, gen, unsynced FROM outbox WHERE id > ? AND id <= ? AND waiting & ? ORDER BY id",
             (after, upto, mask),
         )
         for row in cursor:
@@ -997,8 +996,7 @@ class Outbox:
     def _trim_dead_letters(self, db: sqlite3.Connection) -> None:
         keep = self.config.dead_letter_rows
         for count, uplink in db.execute(
-            "DELETE FROM dead_letter WHERE rowid NOT IN (SELECT rowid FROM dead_letter ORDER BY id DESC LIMIT ?)"
-            " RETURNING count, uplink",
+            "DELETE FROM dead_letter WHERE rowid NOT IN (SELECT rowid FROM dead_letter ORDER BY id DESC LIMIT ?) RETURNING count, uplink",
             (keep,),
         ).fetchall():
             lane = self._lanes[uplink]
@@ -1009,9 +1007,7 @@ class Outbox:
         def read() -> list[DeadLetter]:
             assert self._db is not None, "outbox is not open"
             return [
-                DeadLetter(
-                    id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason, uplink
-                )
+                DeadLetter(id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason, uplink)
                 for id, gen, kind, subject, count, size, created, failed, reason, uplink in self._db.execute(
                     "SELECT id, gen, kind, subject, count, size, created, failed, reason, uplink FROM dead_letter"
                     " ORDER BY id, uplink LIMIT ?",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from edged.hub import Hub
     from edged.outbox import Outbox
     from edged.rules.engine import RulesEngine
-    from edged.uplink.service import UplinkService
+    from edged.uplink.uplinks import Uplinks
 
 LOOP_LAG_LIMIT = 2.0  # seconds of event-loop lag after which the gateway reports itself unhealthy
 
@@ -38,7 +38,7 @@ class GatewayView:
     gateway_id: str
     hub: Hub
     adapters: dict[str, Adapter] = field(default_factory=dict)  # by instance name, while their unit runs
-    uplink: UplinkService | None = None
+    uplink: Uplinks | None = None  # the outbox and the uplinks it feeds
     rules: RulesEngine | None = None
     started_at: float = field(default_factory=time.monotonic)  # on a clock that a time sync does not step
     loop_lag: float = 0.0
@@ -46,16 +46,16 @@ class GatewayView:
 
     @property
     def outbox(self) -> Outbox | None:
-        """The uplink's outbox, while it is open."""
+        """The uplinks' outbox, while it is open."""
         if self.uplink is None or not self.uplink.outbox.is_open:
             return None
         return self.uplink.outbox
 
     def parts(self) -> list[Part]:
-        """Every running part: the adapters, then the uplink and its outbox, then the rules engine."""
+        """Every running part: the adapters, then each uplink and their outbox, then the rules engine."""
         parts: list[Part] = list(self.adapters.values())
         if self.uplink is not None:
-            parts += [self.uplink, self.uplink.outbox]
+            parts += [*self.uplink.services.values(), self.uplink.outbox]
         if self.rules is not None:
             parts.append(self.rules)
         return parts

@@ -119,7 +119,8 @@ async def _print_tables(daemon: object, every: float) -> None:
             state = "online " if device.online else "OFFLINE"
             lines.append(f"  {device.id:<36} {state} {', '.join(values[:6])}")
         if daemon.uplink is not None:
-            stats = daemon.uplink.stats()
-            state = "connected" if stats.connected else "not connected"
-            lines.append(f"  uplink {state}; outbox: {daemon.uplink.outbox.depth} readings waiting, {stats.acked} delivered")
+            for service in daemon.uplink.services.values():
+                stats = service.stats()
+                state = "connected" if stats.connected else "not connected"
+                lines.append(f"  {service.title} {state}; outbox: {stats.waiting} readings waiting, {stats.acked} delivered")
         print("\n".join(["-- live values --", *lines]), flush=True)

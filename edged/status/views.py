@@ -8,12 +8,15 @@ transport.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged import __version__
 from edged.model import Device
 from edged.part import plain
 from edged.view import GatewayView
+
+if TYPE_CHECKING:
+    from edged.uplink.service import UplinkService
 
 RECENT_FIRINGS = 20  # rule firings shown by /api/status
 
@@ -59,7 +62,7 @@ def devices_json(view: GatewayView) -> list[dict[str, Any]]:
 
 
 def status_json(view: GatewayView) -> dict[str, Any]:
-    """Version, uptime, adapters, and (when configured) outbox, uplink and rules."""
+    """Version, uptime, adapters, and (when configured) outbox, uplinks (``uplink`` too when there is one) and rules."""
     _, health = health_json(view)
     document: dict[str, Any] = {
         "version": __version__,
@@ -70,8 +73,11 @@ def status_json(view: GatewayView) -> dict[str, Any]:
         "adapters": {name: _adapter(view, name) for name in list(view.adapters)},
     }
     if view.uplink is not None:
-        document["uplink"] = _scalars(plain(view.uplink.stats()))
-        document["uplink"]["connected"] = bool(document["uplink"]["connected"])
+        uplinks = {name: _uplink(service) for name, service in view.uplink.services.items()}
+        if len(uplinks) == 1:  # the one uplink, as before there could be several
+            only = next(iter(uplinks.values()))
+            document["uplink"] = {key: value for key, value in only.items() if key not in ("type", "profile")}
+        document["uplinks"] = uplinks
         document["outbox"] = _scalars(plain(view.uplink.outbox.stats()))
     if view.rules is not None:
         stats = view.rules.stats()
@@ -94,6 +100,11 @@ def _adapter(view: GatewayView, name: str) -> dict[str, Any]:
         "online": sum(1 for d in devices if d.online),
         **_scalars(plain(adapter.stats())),
     }
+
+
+def _uplink(service: UplinkService) -> dict[str, Any]:
+    figures = _scalars(plain(service.stats()))
+    return {"type": service.config.type, "profile": service.config.profile, **figures, "connected": bool(figures["connected"])}
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from collections.abc import Collection
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, ByteSize, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ByteSize, Discriminator, Field, Tag, field_validator, model_validator
 
-from edged.fields import Duration, FilePath, Model, Secret
+from edged.fields import Duration, FilePath, Model, Secret, name_check
 from edged.uplink.topic import matches, mqtt_string, topic_filter, topic_name
 
 
@@ -93,7 +93,12 @@ class ThingsboardConfig(Model):
     device_type: str | None = Field(None, min_length=1, max_length=256)
 
 
+UplinkName = Annotated[str, AfterValidator(name_check("an uplink name"))]
+
+
 class _Lanes(Model):
+    # Its name among several (``uplinks:``); default: its type, when it is the only one of that type.
+    name: UplinkName | None = None
     inflight: int = Field(64, ge=1, le=10_000)  # messages published and not yet acknowledged
     backfill_rate: int = Field(0, ge=0)  # readings/s for the backlog after an outage; 0 = as fast as it goes
     # A message the cloud refuses for good (too large, malformed) is tried this often, then dead-lettered.

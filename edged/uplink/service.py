@@ -1,36 +1,44 @@
-"""The uplink service the daemon runs: Hub -> Outbox -> cloud, and cloud commands -> Hub.
+"""One uplink: its connection to the cloud, its sender, its backoff, its cloud's refusals and commands.
 
-``UplinkService.run()`` opens the outbox, takes every reading batch and
-event from the Hub into it, and keeps one connection to the cloud alive
+``UplinkService.serve()`` keeps one connection to the cloud alive
 (reconnecting for ever with backoff and jitter) over which a ``Sender``
-drains the outbox and cloud commands come in. The connection is a ``Link``
-of the configured ``type`` (see ``edged.uplink.link``). Cancelling
-``run()`` commits every reading already handed over before it returns.
+drains the uplink's lane of the outbox and cloud commands come in. The
+connection is a ``Link`` of the configured ``type`` (see
+``edged.uplink.link``). The outbox, and taking the Hub's readings and events
+into it, belong to ``edged.uplink.uplinks.Uplinks``, which runs one service
+per configured uplink.
+
+Built with an ``OutboxConfig`` instead of a lane, a service is a gateway's
+one uplink on its own: ``run()`` opens that outbox and takes the Hub's
+readings into it (through an ``Uplinks`` of this one service); cancelling it
+commits every reading already handed over before it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.backoff import Backoff, retry_forever
 from edged.errors import Refused, UplinkError
 from edged.hub import Hub
-from edged.model import Command, CommandResult, DeviceStatus, Event, Origin, RuleEvent
-from edged.outbox import Outbox, OutboxConfig
+from edged.model import Command, Origin
+from edged.outbox import DEFAULT_LANE, Lane, Outbox, OutboxConfig
 from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
 from edged.uplink.commands import Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
 from edged.uplink.link import Link, LinkContext, link_class
 from edged.uplink.sender import Refusals, Sender
+
+if TYPE_CHECKING:
+    from edged.uplink.uplinks import Uplinks
 
 log = logging.getLogger(__name__)
 
@@ -50,88 +58,99 @@ class UplinkStats:
     delivered: dict[str, int] = counter(
         "edged_adapter_readings_delivered", "Readings of an adapter the cloud acknowledged", label="adapter"
     )
+    waiting: int = gauge("edged_uplink_waiting_readings", "Readings stored in the outbox that this uplink has yet to deliver")
+    dead_letters: int = gauge("edged_uplink_dead_letters_readings", "Readings this uplink's cloud refused for good, held")
+    lost: dict[str, int] = counter(
+        "edged_uplink_lost", "Readings this uplink will never deliver, by reason (full, expired, discarded)", label="reason"
+    )
 
 
 class UplinkService:
     def __init__(
         self,
-        outbox_config: OutboxConfig,
+        outbox: OutboxConfig | Lane,
         uplink_config: UplinkConfig,
         hub: Hub,
         state_dir: Path,
         gateway_id: str,
         backoff: Backoff | None = None,
+        name: str = DEFAULT_LANE,
     ) -> None:
         self.config = uplink_config
-        self.name = "uplink"
+        self.name = name
         self.hub = hub
         self.gateway_id = gateway_id
-        self.outbox = Outbox(outbox_config, state_dir)
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._changed = asyncio.Event()
-        context = LinkContext(gateway_id, state_dir, hub, self._changed.set)
+        self.uplinks: Uplinks | None = None  # what feeds this uplink's lane (set by ``Uplinks``)
+        self._alone = isinstance(outbox, OutboxConfig)  # the gateway's one uplink, with an outbox of its own
+        if isinstance(outbox, OutboxConfig):
+            from edged.uplink.uplinks import Uplinks
+
+            store = Outbox(outbox, state_dir)
+            self.lane = store.lane(name)
+            Uplinks(store, [self], hub)
+        else:
+            self.lane = outbox
+        self.outbox: Outbox = self.lane.outbox
+        context = LinkContext(gateway_id, state_dir, hub, self._figure_changed)
         self.link: Link = link_class(uplink_config.type, uplink_config.profile)(uplink_config, context)
         self._commands = TaskSet()
         self._sender: Sender | None = None
         self._ended_with: tuple[dict[int, Any], int | None] = ({}, None)  # rows in flight when the last sender stopped
         self._sent = [0, 0]  # live, backlog readings of past connections
-        self._listening: list[Callable[[], None]] = []
         self.refusals = Refusals(uplink_config.max_attempts)
         self.delivered: Counter[str] = Counter()  # readings the cloud acknowledged, by adapter
         # Figures for metrics (see also ``stats()``).
         self.connected = False
         self.reconnects = 0
         self.rejections = RejectionLimit()  # answers to refused commands: 10/s, 50 at once; beyond, counted
-        self._down_since: float | None = None  # monotonic time the link was last lost (or first tried)
+        self._down_since: float | None = time.monotonic()  # monotonic time the link was last lost (or first tried)
+
+    @property
+    def title(self) -> str:
+        """How logs and health name this uplink: "uplink", or "uplink <name>" for one of several."""
+        return "uplink" if self.name == DEFAULT_LANE else f"uplink {self.name}"
 
     def listen(self) -> None:
-        """Take the Hub's readings and events from now on (into memory until the outbox opens).
-        Called by ``run()``, or earlier by a reload that hands over from a running uplink."""
-        if not self._listening:
-            self._listening = [
-                self.hub.subscribe(self.outbox.put),
-                self.hub.subscribe_events(self._on_event),
-                self.outbox.subscribe(lambda rows: self._changed.set()),
-            ]
+        """Take the Hub's readings and events from now on (see ``Uplinks.listen``)."""
+        assert self.uplinks is not None
+        self.uplinks.listen()
 
     def stop_listening(self) -> None:
-        """Take no more readings (the rest of what was taken is committed by ``run()``'s end)."""
-        for stop in self._listening:
-            stop()
-        self._listening = []
+        assert self.uplinks is not None
+        self.uplinks.stop_listening()
 
     async def run(self) -> None:
-        self._down_since = time.monotonic()
-        self.listen()
-        try:
-            await self._open_outbox()
-            self._changed.set()
-            await retry_forever(
-                f"uplink {self.config.type}", self._session, log, self.backoff, on_failure=self._on_failure
-            )
-        finally:
-            self.stop_listening()
-            await self._commands.close()
-            await self.outbox.close()  # commits everything handed over (the SIGTERM path)
+        """The gateway's one uplink with its own outbox: ``Uplinks.run()``; a lane's: ``serve()``."""
+        if self._alone and self.uplinks is not None:
+            await self.uplinks.run()
+        else:
+            await self.serve()
 
-    async def _open_outbox(self) -> None:
-        """Open the outbox, trying again with backoff while it cannot be (``open_error`` says why)."""
-        backoff = Backoff(initial=0.5, maximum=30.0)
-        while True:
-            try:
-                await self.outbox.open()
-                return
-            except (OSError, sqlite3.Error) as exc:
-                delay = backoff.next_delay()
-                log.error("outbox cannot open (%s); readings wait in memory; trying again in %.1f s", exc, delay)
-                self._changed.set()
-                await asyncio.sleep(delay)
+    async def serve(self) -> None:
+        """Keep the connection to the cloud (the outbox is open), until cancelled."""
+        self._down_since = time.monotonic()
+        try:
+            what = f"uplink {self.config.type}" if self.name == DEFAULT_LANE else f"{self.title} ({self.config.type})"
+            await retry_forever(what, self._session, log, self.backoff, on_failure=self._on_failure)
+        finally:
+            await self._commands.close()
+
+    def wake(self) -> None:
+        """Wake whoever waits on ``wait_for`` to check again."""
+        self._changed.set()
+
+    def _figure_changed(self) -> None:
+        self._changed.set()
+        if self.uplinks is not None:
+            self.uplinks.wake()
 
     async def _session(self) -> None:
         async with self.link.connect():
             self.connected = True
             self._down_since = None
-            self._changed.set()
+            self._figure_changed()
             try:
                 await _first_failure([self._send_all(), self._take_commands()])
             except UplinkError:
@@ -140,13 +159,13 @@ class UplinkService:
             finally:
                 self.connected = False
                 self._down_since = time.monotonic()
-                self._changed.set()
+                self._figure_changed()
 
     async def _send_all(self) -> None:
-        """Drain the outbox over the connection. After a refusal that may pass, start over from
-        the outbox after the backoff delay, on the same connection (commands keep coming)."""
+        """Drain this uplink's lane over the connection. After a refusal that may pass, start over
+        from the outbox after the backoff delay, on the same connection (commands keep coming)."""
         while True:
-            sender = Sender(self.outbox, self.link.send, self.config.inflight, self.config.backfill_rate, self.delivered,
+            sender = Sender(self.lane, self.link.send, self.config.inflight, self.config.backfill_rate, self.delivered,
                             self.refusals, self.backoff)  # fmt: skip
             self._sender = sender
             try:
@@ -161,7 +180,7 @@ class UplinkService:
 
     def _on_failure(self, exc: BaseException) -> None:
         self.reconnects += 1
-        self._changed.set()
+        self._figure_changed()
 
     # -- cloud commands --------------------------------------------------
 
@@ -174,46 +193,25 @@ class UplinkService:
         if isinstance(message, Command):
             # The Hub rejects what it cannot execute (and tells the rules); beyond the rate it is only counted.
             if self.hub.check(message) is None or self.rejections.allow():
+                if self.uplinks is not None:
+                    self.uplinks.took(message, self.name)  # its result comes back to this uplink
                 self._commands.spawn(self.hub.execute(message, hold_if_offline=True), name=f"command {message.id}")
             else:
-                self._changed.set()
+                self._figure_changed()
             return
         if not self.rejections.allow():
-            self._changed.set()
+            self._figure_changed()
             return
-        log.warning("cloud command %r rejected: %s", message.raw_id, message.reason)
+        log.warning("%s: cloud command %r rejected: %s", self.title, message.raw_id, message.reason)
         self.outbox.put_event(
-            "command_result", {"id": message.raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": message.reason}
+            "command_result",
+            {"id": message.raw_id, "origin": Origin.CLOUD, "status": "rejected", "reason": message.reason},
+            uplink=self.name,
         )
-
-    # -- events ----------------------------------------------------------
-
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, CommandResult):
-            command = event.command
-            self.outbox.put_event(
-                "command_result",
-                {
-                    "id": command.id,
-                    "device": command.device_id,
-                    "point": command.key,
-                    "value": command.value,
-                    "origin": command.origin,
-                    "status": event.status,
-                    "reason": event.reason,
-                    "ts": event.ts,
-                },
-            )
-        elif isinstance(event, DeviceStatus):
-            self.outbox.put_event("device_status", {"device": event.device_id, "online": event.online, "ts": event.ts})
-        elif isinstance(event, RuleEvent):
-            self.outbox.put_event(
-                "rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts}
-            )
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
         """Return once ``predicate()`` is true; checked again after every outbox
-        commit (new readings, acks) and every connection change."""
+        commit (new readings, acks) and every connection change of this uplink."""
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()
@@ -229,7 +227,7 @@ class UplinkService:
         """A cloud gone too long (the outbox says its own problems)."""
         problems = []
         if self._down_since is not None and time.monotonic() - self._down_since >= HEALTH_DOWN:
-            problems.append(f"uplink down for {time.monotonic() - self._down_since:.0f} s")
+            problems.append(f"{self.title} down for {time.monotonic() - self._down_since:.0f} s")
         return problems
 
     def stats(self) -> UplinkStats:
@@ -247,7 +245,15 @@ class UplinkService:
             commands_dropped=self.rejections.dropped,
             refused=dict(self.refusals.by_reason),
             delivered=dict(self.delivered),
+            waiting=self.lane.depth,
+            dead_letters=self.lane.dead_letters,
+            lost={"full": self.lane.dropped_full, "expired": self.lane.expired, "discarded": self.lane.discarded},
         )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels of this uplink's metrics."""
+        return {"uplink": self.name}
 
 
 async def _first_failure(jobs: list[Awaitable[None]]) -> None:

@@ -61,8 +61,12 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     from edged.view import GatewayView
 
     outbox = OutboxStats(depth=120, bytes=4096, rows=3, oldest_age=7.5, accepted=1000, acked=880, dropped_full=5, expired=2)
-    uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox), stats=lambda: UplinkStats(connected=1, acked=880,
-                             reconnects=3, refused={"Not authorized (0x87)": 4}))  # fmt: skip
+    def service(name: str, connected: int) -> SimpleNamespace:
+        return SimpleNamespace(name=name, labels={"uplink": name}, stats=lambda: UplinkStats(
+            connected=connected, acked=880, reconnects=3, refused={"Not authorized (0x87)": 4}, waiting=120))  # fmt: skip
+
+    services = {"cloud": service("cloud", 1), "site": service("site", 0)}
+    uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox), services=services)
     rules = SimpleNamespace(stats=lambda: RulesStats(firings=42, errors=1, latency=[0.001, 0.002, 0.003, 0.010]))
     view = GatewayView("gw", Hub(), uplink=uplink, rules=rules, loop_lag=0.004)  # type: ignore[arg-type]
     got = samples(Metrics(view).render().decode())
@@ -71,9 +75,11 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     assert got[("edged_outbox_dropped_total", (("reason", "full"),))] == 5
     assert got[("edged_outbox_dropped_total", (("reason", "expired"),))] == 2
     assert got[("edged_outbox_acked_total", ())] == 880
-    assert got[("edged_uplink_connected", ())] == 1
-    assert got[("edged_uplink_reconnects_total", ())] == 3
-    assert got[("edged_uplink_refused_total", (("reason", "Not authorized (0x87)"),))] == 4
+    assert got[("edged_uplink_connected", (("uplink", "cloud"),))] == 1
+    assert got[("edged_uplink_connected", (("uplink", "site"),))] == 0, "each uplink has its own samples"
+    assert got[("edged_uplink_reconnects_total", (("uplink", "cloud"),))] == 3
+    assert got[("edged_uplink_waiting_readings", (("uplink", "site"),))] == 120
+    assert got[("edged_uplink_refused_total", (("reason", "Not authorized (0x87)"), ("uplink", "cloud")))] == 4
     assert got[("edged_rule_firings_total", ())] == 42
     assert got[("edged_rule_latency_seconds", (("quantile", "0.99"),))] == 0.010
     assert got[("edged_rule_latency_seconds_count", ())] == 4
@@ -105,12 +111,14 @@ async def test_outbox_uplink_and_rule_metrics_come_from_the_running_parts(start_
 
     assert second[("edged_outbox_depth_readings", ())] > first[("edged_outbox_depth_readings", ())] > 0
     assert second[("edged_outbox_accepted_total", ())] >= second[("edged_outbox_depth_readings", ())]
-    assert second[("edged_uplink_connected", ())] == 0
-    assert second[("edged_uplink_acked_total", ())] == 0
+    assert second[("edged_uplink_connected", (("uplink", "uplink"),))] == 0
+    assert second[("edged_uplink_acked_total", (("uplink", "uplink"),))] == 0
+    assert second[("edged_uplink_waiting_readings", (("uplink", "uplink"),))] > 0
     assert ("edged_outbox_oldest_age_seconds", ()) in second
     assert second[("edged_rule_firings_total", ())] >= 1
     assert ("edged_rule_latency_seconds_count", ()) in second
     assert status["outbox"]["depth"] > 0 and status["uplink"]["connected"] is False
+    assert status["uplinks"]["uplink"]["connected"] is False and status["uplinks"]["uplink"]["type"] == "mqtt"
     assert status["rules"]["firings"] >= 1 and status["rules"]["recent"][0]["rule_id"] == "warm"
 
 
@@ -129,12 +137,12 @@ async def test_readings_delivered_are_counted_per_adapter(start_daemon: StartDae
     try:
         daemon = await start_daemon(extra=UPLINK_AND_RULES.format(port=broker.port))
         watch = Watch(daemon.hub)
-        await watch.until(lambda: daemon.uplink is not None and daemon.uplink.delivered["sim"] > 0)
+        await watch.until(lambda: daemon.uplink is not None and daemon.uplink.services["uplink"].delivered["sim"] > 0)
         async with aiohttp.ClientSession() as session:
             metrics = await scrape(session, http_url(daemon))
     finally:
         broker.stop()
-    delivered = metrics[("edged_adapter_readings_delivered_total", (("adapter", "sim"),))]
+    delivered = metrics[("edged_adapter_readings_delivered_total", (("adapter", "sim"), ("uplink", "uplink")))]
     assert 0 < delivered <= metrics[("edged_adapter_readings_total", (("adapter", "sim"),))]
 
 

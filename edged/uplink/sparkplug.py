@@ -338,15 +338,16 @@ class SparkplugLink:
         """Wait for the primary host's STATE to say online; ``UplinkError`` if the connection ends first."""
         if not current.host_online.is_set():
             log.info("waiting for the Sparkplug primary host %s to be online", self.settings.primary_host_id)
-        online = asyncio.ensure_future(current.host_online.wait())
-        ended = asyncio.ensure_future(current.ended.wait())
-        try:
-            await asyncio.wait({online, ended}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            online.cancel()
-            ended.cancel()
-        if current.failure is not None:
-            raise current.failure
+        while not current.host_online.is_set():  # checked again on waking: the host may have gone meanwhile
+            online = asyncio.ensure_future(current.host_online.wait())
+            ended = asyncio.ensure_future(current.ended.wait())
+            try:
+                await asyncio.wait({online, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                online.cancel()
+                ended.cancel()
+            if current.failure is not None:
+                raise current.failure
 
     async def _die(self, current: _Session) -> None:
         """Publish NDEATH (with this connection's bdSeq) before the connection is ended on purpose."""

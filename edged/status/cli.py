@@ -62,9 +62,13 @@ def render(status: dict[str, Any], devices: list[dict[str, Any]]) -> str:
                 point["quality"] or "", _clock(point["ts"]),
             ])
     lines += ["", *table(["DEVICE", "STATUS", "POINT", "VALUE", "QUALITY", "UPDATED"], rows)]
-    link = [[f"{part} {key}", value] for part in ("outbox", "uplink") for key, value in status.get(part, {}).items()]
+    link = [[f"outbox {key}", value] for key, value in status.get("outbox", {}).items()]
+    uplinks = status.get("uplinks") or ({"uplink": status["uplink"]} if "uplink" in status else {})
+    for name, figures in uplinks.items():
+        title = "uplink" if len(uplinks) == 1 else f"uplink {name}"
+        link += [[f"{title} {key}", value] for key, value in figures.items()]
     if link:
-        lines += ["", *table(["OUTBOX / UPLINK", "VALUE"], link)]
+        lines += ["", *table(["OUTBOX / UPLINKS", "VALUE"], link)]
     rules = status.get("rules")
     if rules is not None:
         lines += ["", f"rules: {rules.get('firings')} firings, {rules.get('errors')} errors"]

@@ -50,3 +50,18 @@ async def test_wrong_token_and_unreachable_api_are_reported(
     args = parse(["--url", "http://127.0.0.1:1", "--config", str(tmp_path / "none.yaml"), "--timeout", "2"])
     assert await asyncio.to_thread(cli.main, args) == cli.EXIT_UNREACHABLE
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_each_uplink_has_its_rows_in_the_status_table() -> None:
+    status = {
+        "gateway": "gw", "version": "1", "uptime": 5, "health": {"status": "ok"}, "adapters": {},
+        "outbox": {"depth": 7},
+        "uplinks": {"cloud": {"type": "mqtt", "connected": True, "waiting": 0},
+                    "site": {"type": "mqtt", "connected": False, "waiting": 7}},
+    }  # fmt: skip
+    rows = [line.split() for line in cli.render(status, []).splitlines()]
+    assert ["outbox", "depth", "7"] in rows
+    assert ["uplink", "cloud", "connected", "True"] in rows
+    assert ["uplink", "site", "waiting", "7"] in rows
+    one = {**status, "uplinks": {"uplink": {"connected": True}}}
+    assert ["uplink", "connected", "True"] in [line.split() for line in cli.render(one, []).splitlines()]

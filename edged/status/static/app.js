@@ -46,9 +46,11 @@ function drawStatus(status) {
     cell(row, name); cell(row, a.type); cell(row, a.state, a.state);
     cell(row, `${a.online} / ${a.devices}`); cell(row, a.readings); cell(row, a.errors); cell(row, a.reconnects);
   });
+  const uplinks = Object.entries(status.uplinks || {});
   const links = [
     ...Object.entries(status.outbox || {}).map(([key, value]) => ["outbox " + key, value]),
-    ...Object.entries(status.uplink || {}).map(([key, value]) => ["uplink " + key, value]),
+    ...uplinks.flatMap(([name, figures]) => Object.entries(figures).map(([key, value]) =>
+      [(uplinks.length === 1 ? "uplink " : `uplink ${name} `) + key, value])),
   ];
   document.getElementById("uplink-section").hidden = links.length === 0;
   fill("uplink", links, (row, [key, value]) => { cell(row, key); cell(row, value, "value"); });

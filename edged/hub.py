@@ -11,11 +11,12 @@ engine looks up the rules that read each point and starts their runs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from edged.errors import CommandError
 from edged.model import (
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ReadingListener = Callable[[Sequence[Reading]], None]
 EventListener = Callable[[Event], None]
+DeviceChange = DeviceAdded | DeviceRemoved | DeviceStatus
 Writer = Callable[[Command], Awaitable[None]]
 
 
@@ -119,6 +121,21 @@ class Hub:
     def subscribe_events(self, listener: EventListener) -> Callable[[], None]:
         self._event_listeners.append(listener)
         return lambda: self._event_listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def device_changes(self) -> Iterator[asyncio.Queue[DeviceChange]]:
+        """The devices' joins, leaves and online changes, queued in order for the length of the block."""
+        changes: asyncio.Queue[DeviceChange] = asyncio.Queue()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)):
+                changes.put_nowait(event)
+
+        unsubscribe = self.subscribe_events(on_event)
+        try:
+            yield changes
+        finally:
+            unsubscribe()
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every event listener."""

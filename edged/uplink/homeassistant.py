@@ -29,11 +29,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edged.errors import UplinkError
-from edged.model import Device, DeviceAdded, DeviceRemoved, DeviceStatus, Event, Point, ValueType
+from edged.model import Device, DeviceAdded, DeviceStatus, Point, ValueType
 from edged.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from edged.hub import Hub
+    from edged.hub import DeviceChange, Hub
     from edged.uplink.config import HomeAssistantConfig
 
 # SenML unit -> (Home Assistant unit, device class)
@@ -162,7 +162,6 @@ class Topics(Protocol):
 
 
 Retain = Callable[[list[Message]], Awaitable[None]]  # publish retained messages; UplinkError when disconnected
-Change = DeviceAdded | DeviceRemoved | DeviceStatus
 
 
 class Announcer:
@@ -179,23 +178,16 @@ class Announcer:
     async def announcing(self, retain: Retain) -> AsyncIterator[None]:
         """Announce the gateway and every device, then follow joins, leaves and status
         changes until the block ends (the connection's life)."""
-        changes: asyncio.Queue[Change] = asyncio.Queue()
+        with self.hub.device_changes() as changes:
+            tasks = TaskSet()
+            try:
+                await retain(self._everything())
+                tasks.spawn(self._follow(changes, retain), name="home assistant discovery")
+                yield
+            finally:
+                await tasks.close()
 
-        def on_event(event: Event) -> None:
-            if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)):
-                changes.put_nowait(event)
-
-        unsubscribe = self.hub.subscribe_events(on_event)
-        tasks = TaskSet()
-        try:
-            await retain(self._everything())
-            tasks.spawn(self._follow(changes, retain), name="home assistant discovery")
-            yield
-        finally:
-            unsubscribe()
-            await tasks.close()
-
-    async def _follow(self, changes: asyncio.Queue[Change], retain: Retain) -> None:
+    async def _follow(self, changes: asyncio.Queue[DeviceChange], retain: Retain) -> None:
         while True:
             messages = self._change(await changes.get())
             with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything
@@ -207,7 +199,7 @@ class Announcer:
             messages += self._device(device)
         return messages
 
-    def _change(self, event: Change) -> list[Message]:
+    def _change(self, event: DeviceChange) -> list[Message]:
         """Announce a device that joined (or changed its points), remove one that left, or
         say that one went online or offline."""
         if isinstance(event, DeviceAdded):

@@ -70,7 +70,7 @@ from typing import Any
 import aiomqtt
 
 from edged.errors import Refused, UplinkError
-from edged.hub import Hub
+from edged.hub import DeviceChange, Hub
 from edged.model import (
     Command,
     CommandStatus,
@@ -156,20 +156,13 @@ class ThingsboardLink:
             limits = [size for size in (self.config.max_message_bytes, client.max_packet_size) if size]
             self.max_packet = min(limits) if limits else None
             self._announced = set()
-            changes: asyncio.Queue[Event] = asyncio.Queue()
-
-            def on_event(event: Event) -> None:
-                if isinstance(event, (DeviceAdded, DeviceRemoved, DeviceStatus)):
-                    changes.put_nowait(event)
-
-            unsubscribe = self.hub.subscribe_events(on_event)
             tasks = TaskSet()
             try:
-                await self._announce_all(self._announce(device) for device in list(self.hub.devices.values()))
-                tasks.spawn(self._follow(changes), name="thingsboard devices")
-                yield
+                with self.hub.device_changes() as changes:
+                    await self._announce_all(self._announce(device) for device in list(self.hub.devices.values()))
+                    tasks.spawn(self._follow(changes), name="thingsboard devices")
+                    yield
             finally:
-                unsubscribe()
                 await tasks.close()
                 self.client = None
 
@@ -196,7 +189,7 @@ class ThingsboardLink:
         self._announced.discard(event.device_id)
         return [(DISCONNECT, _dumps({"device": event.device_id}))]
 
-    async def _follow(self, changes: asyncio.Queue[Event]) -> None:
+    async def _follow(self, changes: asyncio.Queue[DeviceChange]) -> None:
         while True:
             messages = self._change(await changes.get())
             with contextlib.suppress(UplinkError):  # the connection dropped: the next one announces everything

@@ -664,8 +664,10 @@ class Outbox:
         self._ack(self._every, ids)
 
     def _ack(self, mask: int, ids: Iterable[int]) -> None:
-        self._acked.append((mask, list(ids)))
-        self._wake()
+        acked = list(ids)
+        if acked:
+            self._acked.append((mask, acked))
+            self._wake()
 
     def subscribe(self, listener: Callable[[list[Row]], None]) -> Callable[[], None]:
         """Call ``listener`` on the loop after every commit with its new rows (maybe none),
@@ -1195,6 +1197,8 @@ def _ranges(ids: list[int]) -> list[tuple[int, int]]:
     """Collapse ids into inclusive ``(low, high)`` runs of consecutive ids."""
     ids = sorted(set(ids))
     ranges: list[tuple[int, int]] = []
+    if not ids:
+        return ranges
     low = high = ids[0]
     for value in ids[1:]:
         if value != high + 1:

@@ -66,7 +66,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,7 +234,7 @@ class _Session:
             self.ended.set()
 
 
-Entry = tuple[str, Value, float, int, dict[str, str | int]]  # key, value, ts, quality, properties
+Entry = Sequence[Any]  # a stored reading: key, value, ts, quality
 
 
 class SparkplugLink:
@@ -428,23 +428,27 @@ class SparkplugLink:
         current.born.pop(device_id, None)
         return self._hand(current, self.device_topic("DDEATH", device_id), Payload(timestamp=_ms(self.clock())))
 
-    def _device_data(self, current: _Session, device_id: str, entries: list[Entry]) -> list[asyncio.Task[None]]:
-        """DDATA of ``entries``, after a DBIRTH if the device is not born with all their keys, and
-        followed by a DDEATH if it is not online."""
+    def _device_data(self, current: _Session, device_id: str, entries: list[Entry],
+                     given: dict[str, str | int] | None = None) -> list[asyncio.Task[None]]:  # fmt: skip
+        """DDATA of ``entries`` (with the properties ``given``, a command's answer), after a DBIRTH
+        if the device is not born with all their keys, and followed by a DDEATH if it is not online."""
         tasks = []
         born = current.born.get(device_id)
         if born is None or any(entry[0] not in born.types for entry in entries):
             tasks.append(self._device_birth(current, device_id, {entry[0]: entry[1] for entry in entries}))
             born = current.born[device_id]
         payload = Payload(timestamp=_ms(self.clock()))
-        for key, value, ts, quality, given in entries:
-            stamp = _ms(ts)
-            metric = payload.metrics.add(alias=self.alias(device_id, key), timestamp=stamp)
+        add, alias, types = payload.metrics.add, self.alias, born.types
+        for key, value, ts, quality in entries:
+            stamp = round(ts * 1000)
+            metric = add(alias=alias(device_id, key), timestamp=stamp)
             if stamp < born.at:
                 metric.is_historical = True
-            put_value(metric, born.types[key], value)
-            properties = {**given, "Quality": QUALITY[Quality(quality)]} if quality in QUALITY else given
-            _properties(metric, properties)
+            put_value(metric, types[key], value)
+            if quality in QUALITY:
+                _properties(metric, {**(given or {}), "Quality": QUALITY[Quality(quality)]})
+            elif given:
+                _properties(metric, given)
         tasks += [self._hand(current, self.device_topic("DDATA", device_id), part) for part in self._fit(current, payload)]
         device = self.hub.devices.get(device_id)
         if device is None or not device.online:
@@ -470,7 +474,7 @@ class SparkplugLink:
         """Publish one row (as DDATA, or a command's answer) and return once the broker took it."""
         current = self._current()
         if row.kind == READINGS:
-            entries: list[Entry] = [(key, value, ts, quality, {}) for key, value, ts, quality in json.loads(row.payload)]
+            entries: list[Entry] = json.loads(row.payload)
             tasks = self._device_data(current, row.subject, entries) if entries else []
         elif row.subject == "command_result":
             tasks = self._result(current, json.loads(row.payload))
@@ -500,7 +504,7 @@ class SparkplugLink:
         born = current.born.get(device.id)
         if born is not None:
             ts = max(ts, born.at / 1000)
-        return self._device_data(current, device.id, [(key, value, ts, quality, properties)])
+        return self._device_data(current, device.id, [(key, value, ts, quality)], properties)
 
     async def commands(self) -> AsyncIterator[Command | Rejected]:
         """Every DCMD metric as a command, and every message refused; ``UplinkError`` when the

@@ -29,13 +29,13 @@ from pydantic import TypeAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from uplink_mqtt import mosquitto  # noqa: E402
+from uplink_mqtt import mosquitto
 
-from edged.hub import Hub  # noqa: E402
-from edged.model import Device, Point, Reading  # noqa: E402
-from edged.outbox import OutboxConfig  # noqa: E402
-from edged.uplink.config import UplinkConfig  # noqa: E402
-from edged.uplink.uplinks import Uplinks  # noqa: E402
+from edged.hub import Hub
+from edged.model import Device, Point, Reading
+from edged.outbox import OutboxConfig
+from edged.uplink.config import UplinkConfig
+from edged.uplink.uplinks import Uplinks
 
 DEVICES = 50
 POINTS = 10

@@ -59,13 +59,17 @@ class UplinkStats:
         "edged_adapter_readings_delivered", "Readings of an adapter the cloud acknowledged", label="adapter"
     )
     waiting: int = gauge("edged_uplink_waiting_readings", "Readings stored in the outbox that this uplink has yet to deliver")
-    dead_letters: int = gauge("edged_uplink_dead_letters_readings", "Readings this uplink's cloud refused for good, held")
+    dead_letters: int = gauge(
+        "edged_uplink_dead_letters_readings", "Readings this uplink's cloud refused for good, held in the dead letters"
+    )
     lost: dict[str, int] = counter(
         "edged_uplink_lost", "Readings this uplink will never deliver, by reason (full, expired, discarded)", label="reason"
     )
 
 
 class UplinkService:
+    """One uplink, named ``name`` (its label in metrics), draining its lane of the outbox."""
+
     def __init__(
         self,
         outbox: OutboxConfig | Lane,

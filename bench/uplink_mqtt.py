@@ -33,6 +33,7 @@ from edged.model import Reading
 from edged.outbox import Outbox, OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 
 DEVICES = 50
 BATCH = 100
@@ -75,7 +76,7 @@ def make_service(state: Path, port: int, hub: Hub) -> UplinkService:
     uplink = TypeAdapter(UplinkConfig).validate_python(
         {"type": "mqtt", "host": "127.0.0.1", "port": port, "inflight": 128, "backfill_rate": 0}
     )
-    return UplinkService(OutboxConfig(max_bytes=8 * 2**30), uplink, hub, state, "bench")
+    return single(OutboxConfig(max_bytes=8 * 2**30), uplink, hub, state, "bench")
 
 
 async def live(state: Path, port: int, total: int, seconds: float) -> float:

@@ -8,10 +8,11 @@ connection is a ``Link`` of the configured ``type`` (see
 into it, belong to ``edged.uplink.uplinks.Uplinks``, which runs one service
 per configured uplink.
 
-Built with an ``OutboxConfig`` instead of a lane, a service is a gateway's
-one uplink on its own: ``run()`` opens that outbox and takes the Hub's
-readings into it (through an ``Uplinks`` of this one service); cancelling it
-commits every reading already handed over before it returns.
+What feeds the lane is the service's ``feed`` (an ``Uplinks``). A service
+made by ``edged.uplink.uplinks.single`` is a gateway's one uplink on its
+own: its ``run()`` runs its feed (opens the outbox, takes the Hub's readings
+into it); cancelling it commits every reading already handed over before it
+returns.
 """
 
 from __future__ import annotations
@@ -23,22 +24,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from edged.backoff import Backoff, retry_forever
 from edged.errors import Refused, UplinkError
 from edged.hub import Hub
 from edged.model import Command, Origin
-from edged.outbox import DEFAULT_LANE, Lane, Outbox, OutboxConfig
+from edged.outbox import DEFAULT_LANE, Lane, Outbox
 from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
 from edged.uplink.commands import Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
 from edged.uplink.link import Link, LinkContext, link_class
 from edged.uplink.sender import Refusals, Sender
-
-if TYPE_CHECKING:
-    from edged.uplink.uplinks import Uplinks
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +65,28 @@ class UplinkStats:
     )
 
 
+class Feed(Protocol):
+    """What fills an uplink's lane of the outbox from the Hub (``edged.uplink.uplinks.Uplinks``)."""
+
+    def listen(self) -> None: ...
+
+    def stop_listening(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+    def wake(self) -> None:
+        """A figure of an uplink changed: wake whoever waits for one."""
+
+    def took(self, command: Command, uplink: str) -> None:
+        """``uplink``'s cloud sent ``command``: its result goes back there."""
+
+
 class UplinkService:
     """One uplink, named ``name`` (its label in metrics), draining its lane of the outbox."""
 
     def __init__(
         self,
-        outbox: OutboxConfig | Lane,
+        lane: Lane,
         uplink_config: UplinkConfig,
         hub: Hub,
         state_dir: Path,
@@ -86,17 +100,10 @@ class UplinkService:
         self.gateway_id = gateway_id
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self._changed = asyncio.Event()
-        self.uplinks: Uplinks | None = None  # what feeds this uplink's lane (set by ``Uplinks``)
-        self._alone = isinstance(outbox, OutboxConfig)  # the gateway's one uplink, with an outbox of its own
-        if isinstance(outbox, OutboxConfig):
-            from edged.uplink.uplinks import Uplinks
-
-            store = Outbox(outbox, state_dir)
-            self.lane = store.lane(name)
-            Uplinks(store, [self], hub)
-        else:
-            self.lane = outbox
-        self.outbox: Outbox = self.lane.outbox
+        self.uplinks: Feed | None = None  # what feeds this uplink's lane (set by ``Uplinks``)
+        self.alone = False  # the gateway's one uplink, whose run() runs its feed too
+        self.lane = lane
+        self.outbox: Outbox = lane.outbox
         context = LinkContext(gateway_id, state_dir, hub, self._figure_changed)
         self.link: Link = link_class(uplink_config.type, uplink_config.profile)(uplink_config, context)
         self._commands = TaskSet()
@@ -127,7 +134,7 @@ class UplinkService:
 
     async def run(self) -> None:
         """The gateway's one uplink with its own outbox: ``Uplinks.run()``; a lane's: ``serve()``."""
-        if self._alone and self.uplinks is not None:
+        if self.alone and self.uplinks is not None:
             await self.uplinks.run()
         else:
             await self.serve()

@@ -24,7 +24,7 @@ from pathlib import Path
 from edged.backoff import Backoff
 from edged.hub import Hub
 from edged.model import Command, CommandResult, DeviceStatus, Event, RuleEvent
-from edged.outbox import Outbox, OutboxConfig
+from edged.outbox import DEFAULT_LANE, Outbox, OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
 
@@ -151,3 +151,13 @@ class Uplinks:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
+
+
+def single(outbox_config: OutboxConfig, uplink_config: UplinkConfig, hub: Hub, state_dir: Path, gateway_id: str,
+           backoff: Backoff | None = None) -> UplinkService:  # fmt: skip
+    """A gateway's one uplink with an outbox of its own: its ``run()`` opens the outbox and
+    feeds it from the Hub, as the daemon's uplink unit does."""
+    uplinks = Uplinks.build(outbox_config, {DEFAULT_LANE: uplink_config}, hub, state_dir, gateway_id, backoff)
+    service = uplinks.services[DEFAULT_LANE]
+    service.alone = True
+    return service

@@ -25,7 +25,7 @@ from edged.hub import Hub
 from edged.model import Reading
 from edged.outbox import Outbox, OutboxConfig, Row
 from edged.uplink.config import UplinkConfig
-from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 
 DEVICES = [f"fault/d{i}" for i in range(4)]
 BATCH = 20
@@ -64,7 +64,7 @@ async def main(args: argparse.Namespace) -> None:
          "inflight": 16, "connect_timeout": 1, "keepalive": 5}
     )
     outbox = OutboxConfig(max_bytes=args.max_bytes, row_readings=BATCH)
-    service = UplinkService(outbox, uplink, hub, Path(args.state), "gw", backoff=Backoff(initial=0.05, maximum=0.3))
+    service = single(outbox, uplink, hub, Path(args.state), "gw", backoff=Backoff(initial=0.05, maximum=0.3))
     task = asyncio.create_task(service.run())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)

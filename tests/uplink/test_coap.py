@@ -18,7 +18,7 @@ from edged.model import Quality, Reading
 from edged.outbox import OutboxConfig
 from edged.uplink import senml
 from edged.uplink.coap import credentials
-from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import CoapServer, coap_client, coap_config, coap_request, recording_relay
 
 
@@ -29,7 +29,7 @@ async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
     config = coap_config(coap_server.port, inflight=1, timeout=10)
     # Create the resources first: the example server's handler for unknown paths takes no block-wise bodies.
     await coap_request(config, aiocoap.PUT, config.uri, b"-")
-    uplink = UplinkService(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")
+    uplink = single(OutboxConfig(row_readings=50), config, hub, tmp_path / "state", "gw1")
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
     hub.publish([Reading("sim/a", "temperature", 20.0 + i, 1000.0 + i) for i in range(120)])
@@ -51,7 +51,7 @@ async def test_readings_are_posted_as_senml_cbor_over_dtls_psk_and_acknowledged(
 async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
-    uplink = UplinkService(
+    uplink = single(
         OutboxConfig(), coap_config(coap_server.port, psk="not-the-key"), hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.2),
     )
@@ -65,7 +65,7 @@ async def test_a_wrong_key_delivers_nothing_and_keeps_everything(
 
 async def test_a_server_outage_loses_nothing(tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any) -> None:
     # Small rows: after its restart the server's handler for new paths takes no block-wise bodies.
-    uplink = UplinkService(
+    uplink = single(
         OutboxConfig(row_readings=20), coap_config(coap_server.port), hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.3),
     )
@@ -103,7 +103,7 @@ async def test_cloud_commands_are_observed_executed_once_and_answered(
             async with asyncio.timeout(20):
                 return cbor2.loads((await anext(results)).payload)
 
-        running(UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
+        running(single(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
         result = await next_result()
         assert (result["type"], result["id"], result["status"]) == ("command_result", "c1", "ok")
         assert [(c.id, c.value, c.origin) for c in writes] == [("c1", True, "cloud")]
@@ -134,13 +134,13 @@ async def test_a_command_already_taken_is_not_run_again_after_a_restart(
     toggle = {"id": "t1", "device": "sim/relay", "point": "on", "value": True}
     await coap_request(config, aiocoap.PUT, command_uri, json.dumps(toggle).encode())
 
-    first = running(UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
+    first = running(single(OutboxConfig(), config, hub, tmp_path / "state", "gw1"))
     await watch.until(lambda: writes)
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
 
     # The resource still shows t1 to the restarted gateway: recognised, not run again.
-    second = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
+    second = single(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
     running(second)
     await second.wait_for(lambda: second.stats().commands_repeated == 1, 20)
     toggle2 = {"id": "t2", "device": "sim/relay", "point": "on", "value": False}
@@ -160,7 +160,7 @@ async def test_readings_flow_while_the_command_resource_does_not_exist_yet(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any
 ) -> None:
     missing = f"coaps://127.0.0.1:{coap_server.port}/gw/no-commands-yet"
-    uplink = UplinkService(OutboxConfig(), coap_config(coap_server.port, command_uri=missing), hub, tmp_path / "state", "gw1")
+    uplink = single(OutboxConfig(), coap_config(coap_server.port, command_uri=missing), hub, tmp_path / "state", "gw1")
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
     hub.publish([Reading("sim/a", "n", i, 1000.0 + i) for i in range(10)])
@@ -174,7 +174,7 @@ async def test_a_post_refused_with_4xx_goes_to_the_dead_letters_and_the_rest_flo
     # The server's root resource answers POST with 4.05 Method Not Allowed: a refusal for good.
     config = coap_config(coap_server.port, uri=f"coaps://127.0.0.1:{coap_server.port}/", max_attempts=2, timeout=10)
     await coap_request(config, aiocoap.PUT, config.event_uri, b"-")
-    uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.2))
+    uplink = single(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.2))
     running(uplink)
     await uplink.wait_for(lambda: uplink.connected, 10)
     hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])

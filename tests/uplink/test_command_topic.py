@@ -14,7 +14,7 @@ from edged.backoff import Backoff
 from edged.hub import Hub
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
-from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker, collecting, recording_relay
 
 
@@ -24,7 +24,7 @@ async def test_a_command_topic_with_a_wildcard_level_takes_commands_on_every_mat
     writes = recording_relay(hub)
     topics = {"command_topic": "{prefix}/commands/+", "result_topic": "{prefix}/results"}
     config = TypeAdapter(UplinkConfig).validate_python({"type": "mqtt", "host": "127.0.0.1", "port": broker.port, **topics})
-    uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.5))
+    uplink = single(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(initial=0.05, maximum=0.5))
     command = {"device": "sim/relay", "point": "on"}
     async with aiomqtt.Client("127.0.0.1", broker.port, identifier="cloud") as cloud_client:
         # Retained: delivered when the gateway subscribes, whenever that is.

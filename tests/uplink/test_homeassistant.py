@@ -18,7 +18,7 @@ from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading, ValueType
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
-from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker, collecting
 
 CONFIG = {"type": "mqtt", "host": "127.0.0.1", "topic": "{prefix}/{device}/{point}", "homeassistant": {}}
@@ -64,7 +64,7 @@ async def test_every_point_is_announced_and_home_assistant_commands_reach_the_de
     hub.attach_writer("plant", write)
     config = TypeAdapter(UplinkConfig).validate_python({**CONFIG, "port": broker.port})
     async with collecting(broker.port, "#") as cloud:
-        uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
+        uplink = single(OutboxConfig(), config, hub, tmp_path / "state", "gw1")
         running(uplink)
         node = "homeassistant/{}/gw1_plant_boiler/{}/config"
         await cloud.until(lambda: node.format("number", "setpoint") in configs(cloud))

@@ -21,6 +21,7 @@ from edged.model import Command, Device, Point, Reading, ValueType
 from edged.outbox import READINGS, Outbox, OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker, CoapServer, coap_client, coap_config, coap_request, collecting, recording_relay
 
 TOPIC = "edged/gw1/commands"
@@ -28,7 +29,7 @@ TOPIC = "edged/gw1/commands"
 
 def service(tmp_path: Path, hub: Hub, port: int, outbox: dict[str, Any] | None = None, **uplink: Any) -> UplinkService:
     config = TypeAdapter(UplinkConfig).validate_python({"type": "mqtt", "host": "127.0.0.1", "port": port, **uplink})
-    return UplinkService(
+    return single(
         OutboxConfig.model_validate(outbox or {}), config, hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.5),
     )
@@ -174,7 +175,7 @@ async def test_hostile_cbor_over_coap_never_ends_the_session_nor_reaches_a_devic
         async def next_result() -> dict[str, Any]:
             return cbor2.loads((await anext(results)).payload)
 
-        uplink = UplinkService(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(0.05, 0.5))
+        uplink = single(OutboxConfig(), config, hub, tmp_path / "state", "gw1", backoff=Backoff(0.05, 0.5))
         running(uplink)
         result = await next_result()
         assert (result["id"], result["status"]) == ("big", "rejected")

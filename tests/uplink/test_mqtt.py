@@ -17,12 +17,13 @@ from edged.model import Command, Device, Point, Reading, ValueType
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker, collecting, recording_relay
 
 
 def service(tmp_path: Path, hub: Hub, port: int, outbox: dict[str, Any] | None = None, **uplink: Any) -> UplinkService:
     config = TypeAdapter(UplinkConfig).validate_python({"type": "mqtt", "host": "127.0.0.1", "port": port, **uplink})
-    return UplinkService(
+    return single(
         OutboxConfig.model_validate(outbox or {}), config, hub, tmp_path / "state", "gw1",
         backoff=Backoff(initial=0.05, maximum=0.5),
     )

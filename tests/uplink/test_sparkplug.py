@@ -21,6 +21,7 @@ from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
 from edged.uplink.sparkplug import SparkplugLink, edged_id, sparkplug_id
 from edged.uplink.sparkplug_payload import DataType
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker
 from tests.uplink.sparkplug_host import Host, Message, birth_types, hosting, metric_value, properties
 
@@ -39,7 +40,7 @@ def service(tmp_path: Path, hub: Hub, port: int, row_readings: int = 1000, uplin
         "type": "mqtt", "host": "127.0.0.1", "port": port, "profile": "sparkplug_b", "inflight": 8,
         "connect_timeout": 2, "keepalive": 5, "sparkplug": {"group_id": "plant", **sparkplug}, **(uplink or {}),
     })  # fmt: skip
-    return UplinkService(OutboxConfig(row_readings=row_readings), config, hub, tmp_path / "state", "gw1",
+    return single(OutboxConfig(row_readings=row_readings), config, hub, tmp_path / "state", "gw1",
                          backoff=Backoff(initial=0.05, maximum=0.2))  # fmt: skip
 
 

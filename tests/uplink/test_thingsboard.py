@@ -21,6 +21,7 @@ from edged.model import CommandResult, Device, Point, Quality, Reading, RuleEven
 from edged.outbox import OutboxConfig
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
+from edged.uplink.uplinks import single
 from tests.uplink.peers import Broker
 from tests.uplink.thingsboard_peer import TokenGate, thingsboard
 
@@ -31,7 +32,7 @@ def service(tmp_path: Path, hub: Hub, port: int, outbox: dict[str, Any] | None =
     config = TypeAdapter(UplinkConfig).validate_python(
         {"type": "mqtt", "profile": "thingsboard", "host": "127.0.0.1", "port": port, "username": TOKEN, **uplink}
     )
-    return UplinkService(OutboxConfig.model_validate(outbox or {}), config, hub, tmp_path / "state", "gw1",
+    return single(OutboxConfig.model_validate(outbox or {}), config, hub, tmp_path / "state", "gw1",
                          backoff=Backoff(initial=0.05, maximum=0.5))  # fmt: skip
 
 

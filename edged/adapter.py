@@ -129,6 +129,10 @@ class Adapter(abc.ABC, Generic[C]):
 
     # -- what the rest of the gateway sees ---------------------------------
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"adapter": self.name}
+
     def health_problems(self) -> list[str]:
         """Why the adapter needs attention beyond its state (a certificate mismatch, ...)."""
         return []

@@ -4,10 +4,9 @@
 counted twice. The Hub and every part keep their plain counters and give
 them as a stats dataclass whose fields declare their metric
 (``edged.part``); the collector turns those into metric families when
-``/metrics`` is scraped. An adapter's samples carry its name in the label
-``adapter``; a part with ``labels`` (each uplink: ``uplink="<name>"``)
-carries those. Parts that are not configured (no rules, no
-uplink) are simply absent from the output. Each ``Metrics`` has its own
+``/metrics`` is scraped, each sample with its part's ``labels`` (an
+adapter's ``adapter="<name>"``, an uplink's ``uplink="<name>"``). Parts that
+are not configured (no rules, no uplink) are simply absent from the output. Each ``Metrics`` has its own
 registry, never the process-global one.
 """
 
@@ -22,7 +21,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from edged import __version__
-from edged.adapter import Adapter
 from edged.part import Figure, State, figures
 from edged.view import GatewayView
 
@@ -43,7 +41,7 @@ class GatewayCollector(Collector):
         yield InfoMetricFamily("edged", "edged version and gateway id", value={"version": __version__, "gateway": view.gateway_id})
         sources: list[Sourced] = [(view.stats(), {})]
         for part in view.parts():
-            sources.append((part.stats(), {"adapter": part.name} if isinstance(part, Adapter) else getattr(part, "labels", {})))
+            sources.append((part.stats(), part.labels))
         yield from families(sources)
         yield from self._adapter_states()
 

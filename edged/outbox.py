@@ -1125,6 +1125,7 @@ class Outbox:
     # -- what the rest of the gateway sees ---------------------------------
 
     name = "outbox"
+    labels: dict[str, str] = {}
 
     @property
     def state(self) -> State:

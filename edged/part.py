@@ -90,6 +90,11 @@ class Part(Protocol):
     @property
     def state(self) -> State: ...
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels of this part's metrics (``{"adapter": name}``); empty for a part there is one of."""
+        ...
+
     def health_problems(self) -> list[str]:
         """Why this part needs attention; empty when it does not."""
         ...

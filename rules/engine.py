@@ -395,6 +395,7 @@ class RulesStats:
 
 class RulesEngine:
     name = "rules"
+    labels: dict[str, str] = {}
 
     def __init__(self, rules: Sequence[Rule], hub: Hub, state_dir: Path, timezone: str = "UTC",
                  clock: Clock | None = None) -> None:  # fmt: skip

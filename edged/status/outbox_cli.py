@@ -66,10 +66,10 @@ def render(answer: dict[str, Any]) -> str:
     if not letters:
         return "no dead letters"
     rows = [
-        (d["id"], d["gen"], d["kind"], d["subject"], d["count"], _when(d["failed"]), d["reason"])
+        (d["id"], d["gen"], d.get("uplink", ""), d["kind"], d["subject"], d["count"], _when(d["failed"]), d["reason"])
         for d in letters
     ]
-    lines = table(["ID", "GEN", "KIND", "DEVICE/EVENT", "READINGS", "FAILED", "REASON"], rows)
+    lines = table(["ID", "GEN", "UPLINK", "KIND", "DEVICE/EVENT", "READINGS", "FAILED", "REASON"], rows)
     return "\n".join([*lines, f"{len(letters)} dead letters, {answer.get('readings', 0)} readings"])
 
 

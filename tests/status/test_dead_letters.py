@@ -61,9 +61,9 @@ async def test_edged_outbox_lists_requeues_and_discards_dead_letters(
         return code, out, err
 
     code, out, _ = await asyncio.to_thread(edged_outbox, "dead-letters")
-    listed = [line.split()[:5] for line in out.splitlines()[1:3]]
-    assert code == 0 and listed == [[str(first.id), str(first.gen), "readings", first.subject, str(first.count)],
-                                    [str(second.id), str(second.gen), "readings", second.subject, str(second.count)]]
+    listed = [line.split()[:6] for line in out.splitlines()[1:3]]
+    assert code == 0 and listed == [[str(first.id), str(first.gen), "uplink", "readings", first.subject, str(first.count)],
+                                    [str(second.id), str(second.gen), "uplink", "readings", second.subject, str(second.count)]]
     assert "refused: quota" in out and "2 dead letters" in out
     code, _, err = await asyncio.to_thread(edged_outbox, "requeue")
     assert code == outbox_cli.EXIT_CONFIG and "ids or --all" in err

@@ -66,8 +66,8 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
             connected=connected, acked=880, reconnects=3, refused={"Not authorized (0x87)": 4}, waiting=120))  # fmt: skip
 
     services = {"cloud": service("cloud", 1), "site": service("site", 0)}
-    uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox), services=services)
-    rules = SimpleNamespace(stats=lambda: RulesStats(firings=42, errors=1, latency=[0.001, 0.002, 0.003, 0.010]))
+    uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox, labels={}), services=services)
+    rules = SimpleNamespace(labels={}, stats=lambda: RulesStats(firings=42, errors=1, latency=[0.001, 0.002, 0.003, 0.010]))
     view = GatewayView("gw", Hub(), uplink=uplink, rules=rules, loop_lag=0.004)  # type: ignore[arg-type]
     got = samples(Metrics(view).render().decode())
     assert got[("edged_outbox_depth_readings", ())] == 120

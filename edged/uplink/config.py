@@ -117,7 +117,7 @@ class MqttUplinkConfig(_Lanes):
         "3.1.1"
     )
     client_id: str | None = None  # default: the gateway id
-    username: str | None = None
+    username: Secret | None = None  # a ThingsBoard access token is a secret: {env: NAME} and {file: PATH} work too
     password: Secret | None = None
     tls: TlsConfig | None = None
     keepalive: Duration = 60.0

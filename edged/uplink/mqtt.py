@@ -309,7 +309,7 @@ async def session(config: MqttUplinkConfig, identifier: str, will: aiomqtt.Will 
         config.host,
         config.port,
         identifier=config.client_id or identifier,
-        username=config.username,
+        username=config.username.get_secret_value() if config.username else None,
         password=config.password.get_secret_value() if config.password else None,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         will=will,

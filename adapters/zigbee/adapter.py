@@ -8,7 +8,9 @@ points and readings, and the Hub's commands into cluster commands:
   see codec.py) and, after a join, bind its clusters to the coordinator,
   configure attribute reporting and read the initial values;
 - attribute updates (reports, read results) become one batch of readings per
-  loop turn; any packet from a device marks it online; a device silent for
+  loop turn; any packet from a device marks it online; a mains device silent
+  for ``silence.ping_after`` is pinged (a Basic cluster read) and marked
+  offline after ``silence.failed_pings`` unanswered pings; a device silent for
   longer than ``silence.mains`` / ``silence.battery`` is marked offline;
 - ``device_left`` marks it offline, ``device_removed`` removes it.
 
@@ -24,17 +26,18 @@ import importlib
 import json
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zigpy.exceptions
 import zigpy.types as t
 from zigpy.zcl import Cluster
+from zigpy.zcl.clusters.general import Basic
 from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
-from edged.adapter import Adapter
+from edged.adapter import Adapter, AdapterStats
 from edged.adapters.zigbee import codec
 from edged.adapters.zigbee.config import PERMIT_MAX_SECONDS, ZigbeeConfig
 from edged.backoff import retry_forever
@@ -42,6 +45,7 @@ from edged.errors import AdapterError, CommandError
 from edged.files import write_atomic
 from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading
+from edged.part import counter
 
 if TYPE_CHECKING:
     from zigpy.application import ControllerApplication
@@ -78,6 +82,22 @@ class Binding:
     key: str
 
 
+@dataclass
+class ZigbeeStats(AdapterStats):
+    pings: int = counter("edged_adapter_zigbee_pings", "Pings (Basic cluster reads) sent to silent mains devices")
+    pings_failed: int = counter("edged_adapter_zigbee_pings_failed", "Pings a device did not answer")
+    offline_by_ping: int = counter("edged_adapter_zigbee_offline_by_ping", "Devices marked offline after unanswered pings")
+
+
+@dataclass(slots=True)
+class _Ping:
+    """Where pinging one mains device stands."""
+
+    failures: int = 0  # unanswered pings in a row
+    next_at: float = 0.0  # wall-clock time before which it is not pinged again
+    in_flight: bool = field(default=False)
+
+
 class ZigbeeAdapter(Adapter[ZigbeeConfig]):
     config_model = ZigbeeConfig
 
@@ -91,6 +111,10 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self._bindings: dict[t.EUI64, dict[tuple[int, int, str], list[Binding]]] = {}
         self._unsubscribe: dict[t.EUI64, list[Any]] = {}
         self._export_lock = asyncio.Lock()
+        self._pings: dict[t.EUI64, _Ping] = {}
+        self.pings_total = 0
+        self.pings_failed_total = 0
+        self.offline_by_ping_total = 0
 
     async def start(self) -> None:
         self.tasks.spawn(retry_forever(f"{self.name}: radio", self._session, self.log, on_failure=self._failed))
@@ -98,6 +122,10 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
 
     async def stop(self) -> None:
         pass  # the session closes the radio when its task is cancelled
+
+    def stats(self) -> ZigbeeStats:
+        return ZigbeeStats(self.readings_total, self.errors_total, self.reconnects_total,
+                           self.pings_total, self.pings_failed_total, self.offline_by_ping_total)  # fmt: skip
 
     # -- the radio session -------------------------------------------------
 
@@ -242,9 +270,12 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         app = self.app
         return app is not None and device.ieee != app.state.node_info.ieee
 
+    @staticmethod
+    def _mains(device: ZigpyDevice) -> bool:
+        return device.node_desc is not None and device.node_desc.is_mains_powered
+
     def _timeout(self, device: ZigpyDevice) -> float:
-        mains = device.node_desc is not None and device.node_desc.is_mains_powered
-        return self.config.silence.mains if mains else self.config.silence.battery
+        return self.config.silence.mains if self._mains(device) else self.config.silence.battery
 
     def _recently_seen(self, device: ZigpyDevice) -> bool:
         return device.last_seen is not None and time.time() - device.last_seen < self._timeout(device)
@@ -390,26 +421,78 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
 
     def _heard(self, device: ZigpyDevice) -> None:
         if self._is_peer(device) and device.ieee in self._bindings:
+            self._pings.pop(device.ieee, None)
             self.set_online(self.device_id(str(device.ieee)), True)
 
-    async def _watch_silence(self) -> None:
-        """Mark offline every device silent for longer than its power source allows."""
+    def _watch_period(self) -> float:
         silence = self.config.silence
-        period = min(60.0, max(0.02, min(silence.mains, silence.battery) / 4))
+        shortest = min(silence.mains, silence.battery, silence.ping_after or silence.mains)
+        return min(60.0, max(0.02, shortest / 4))
+
+    async def _watch_silence(self) -> None:
+        """Ping silent mains devices; mark offline every device silent for longer than its power source allows."""
+        period = self._watch_period()
         while True:
             await asyncio.sleep(period)
             app = self.app
             if app is None:
                 continue
+            now = time.time()
             for ieee in list(self._bindings):
                 device = app.devices.get(ieee)
-                if device is not None and not self._recently_seen(device):
-                    device_id = self.device_id(str(ieee))
-                    hub_device = self.hub.devices.get(device_id)
-                    if hub_device is not None and hub_device.online:
-                        self.log.warning("%s silent for %.0f s", device_id, time.time() - (device.last_seen or 0),
-                                         extra={"device": device_id})
-                        self.set_online(device_id, False)
+                if device is None:
+                    continue
+                if self._ping_due(device, now):
+                    self._pings.setdefault(ieee, _Ping()).in_flight = True
+                    self.tasks.spawn(self._ping(device, period), name=f"{self.name} ping {ieee}")
+                if not self._recently_seen(device):
+                    self._mark_offline(device, f"silent for {now - (device.last_seen or 0):.0f} s")
+
+    def _ping_due(self, device: ZigpyDevice, now: float) -> bool:
+        after = self.config.silence.ping_after
+        if not after or not self._mains(device) or device.last_seen is None or now - device.last_seen < after:
+            return False
+        ping = self._pings.get(device.ieee)
+        return ping is None or (not ping.in_flight and now >= ping.next_at)
+
+    async def _ping(self, device: ZigpyDevice, retry_after: float) -> None:
+        """Read the Basic cluster's power source; count an unanswered read, and go offline after enough of them.
+
+        A device that answers is heard (its reply marks it online again);
+        one that does not is pinged again one watch period later, and once
+        offline, every ``ping_after``."""
+        app = self.app
+        ping = self._pings.setdefault(device.ieee, _Ping())
+        basic = _find_cluster(device, Basic.cluster_id, None)
+        self.pings_total += 1
+        try:
+            if app is None or basic is None:
+                raise zigpy.exceptions.ZigbeeException("no Basic cluster to read")
+            async with app.request_priority(t.PacketPriority.LOW):
+                await basic.read_attributes(["power_source"], allow_cache=False)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError, OSError) as exc:
+            self.pings_failed_total += 1
+            ping.failures += 1
+            limit = self.config.silence.failed_pings
+            device_id = self.device_id(str(device.ieee))
+            self.log.info("%s: ping %d of %d unanswered: %s", device_id, ping.failures, limit, exc,
+                          extra={"device": device_id})
+            if ping.failures >= limit and self._mark_offline(device, f"{ping.failures} pings unanswered"):
+                self.offline_by_ping_total += 1
+            offline = ping.failures >= limit
+            ping.next_at = time.time() + (self.config.silence.ping_after if offline else retry_after)
+        finally:
+            ping.in_flight = False
+
+    def _mark_offline(self, device: ZigpyDevice, why: str) -> bool:
+        """Mark the device offline (logging why) unless it already is; say whether it was online."""
+        device_id = self.device_id(str(device.ieee))
+        hub_device = self.hub.devices.get(device_id)
+        if hub_device is None or not hub_device.online:
+            return False
+        self.log.warning("%s offline: %s", device_id, why, extra={"device": device_id})
+        self.set_online(device_id, False)
+        return True
 
     # -- commands ----------------------------------------------------------
 
@@ -468,6 +551,7 @@ class _Listener:
         for unsubscribe in self.adapter._unsubscribe.pop(device.ieee, []):
             unsubscribe()
         self.adapter._bindings.pop(device.ieee, None)
+        self.adapter._pings.pop(device.ieee, None)
         self.adapter.hub.remove_device(self.adapter.device_id(str(device.ieee)))
 
     def handle_message(self, device: ZigpyDevice, *_args: Any) -> None:

@@ -63,10 +63,16 @@ class Network(Model):
 
 
 class Silence(Model):
-    """How long a device may stay silent before it is marked offline."""
+    """How long a device may stay silent before it is marked offline, and how mains devices are pinged.
+
+    A mains-powered device silent for ``ping_after`` is pinged (a Basic
+    cluster read); ``failed_pings`` unanswered pings in a row mark it offline.
+    Battery devices sleep and cannot be pinged: they keep ``battery``."""
 
     mains: Duration = Field(2 * 3600.0, gt=0)
     battery: Duration = Field(6 * 3600.0, gt=0)
+    ping_after: Duration = Field(600.0, ge=0)  # 0: mains devices are never pinged
+    failed_pings: int = Field(3, ge=1, le=100)
 
 
 class PermitJoin(Model):

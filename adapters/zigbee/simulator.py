@@ -175,6 +175,7 @@ class SimulatedNode:
     values: dict[tuple[int, str], Any] = field(default_factory=dict)
     reporting: dict[int, set[int]] = field(default_factory=dict)  # cluster id -> configured attribute ids
     commands: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    reads: list[tuple[int, list[str]]] = field(default_factory=list)  # (cluster id, attribute names) asked for
     _tsn: int = 0
 
     def __post_init__(self) -> None:
@@ -351,6 +352,7 @@ class SimulatedNode:
         reply = foundation.ZCLHeader.general(hdr.tsn, 0, direction=foundation.Direction.Server_to_Client)
         if hdr.command_id == general.Read_Attributes:
             records = []
+            self.reads.append((cls.cluster_id, [getattr(cls.attributes.get(a), "name", str(a)) for a in args.attribute_ids]))
             for attrid in args.attribute_ids:
                 attr = cls.attributes.get(attrid)
                 if attr is None or (cls.cluster_id, attr.name) not in self.values:

@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import pytest
-from zigpy.zcl.clusters.general import LevelControl, OnOff
+from zigpy.zcl.clusters.general import Basic, LevelControl, OnOff
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.lighting import Color
 from zigpy.zcl.clusters.measurement import OccupancySensing, TemperatureMeasurement
@@ -299,3 +299,24 @@ async def test_permit_join_checks_duration(hub, running, tmp_path):
     with pytest.raises(CommandError, match=r"0\.\.254"):
         await adapter.permit_join(300)
     assert await adapter.permit_join() == 60
+
+
+async def test_a_silent_mains_device_is_pinged_and_goes_offline_after_failed_pings(hub, watch, running, tmp_path):
+    adapter = make(hub, tmp_path, silence={"ping_after": "200ms", "failed_pings": 2})
+    running(adapter)
+    ids = await pair_all(adapter, hub, watch)
+    lamp, plug = adapter.app.node("lamp"), adapter.app.node("plug")
+    plug.silent = True  # unplugged: the radio gets no MAC ack
+    await watch.until(lambda: not hub.devices[ids["plug"]].online, timeout=5)
+    stats = adapter.stats()
+    assert stats.pings_failed >= 2 and stats.offline_by_ping == 1
+    # the lamp answers its pings (a Basic read of the power source) and stays online;
+    # battery devices sleep, are never pinged, and keep their silence timeout
+    assert (Basic.cluster_id, ["power_source"]) in lamp.reads
+    assert hub.devices[ids["lamp"]].online and hub.devices[ids["climate"]].online
+    assert (Basic.cluster_id, ["power_source"]) not in adapter.app.node("climate").reads
+    assert stats.pings > stats.pings_failed
+
+    plug.silent = False  # plugged back in: the next ping is answered
+    await watch.until(lambda: hub.devices[ids["plug"]].online, timeout=5)
+    assert (Basic.cluster_id, ["power_source"]) in plug.reads

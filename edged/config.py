@@ -135,6 +135,45 @@ class StatusConfig(Model):
     coap: CoapStatusConfig = CoapStatusConfig()
 
 
+# --- remote_config: (edged.fleet, docs/fleet.md) ---
+
+
+class RemoteConfig(Model):
+    """Operations from the cloud: configurations pushed over the uplink (signed, tried,
+    rolled back when they cut the gateway off), gateway RPCs and the retained state digest."""
+
+    enabled: bool = False
+    # Ed25519 public keys whose signatures are accepted: PEM text or the 32 raw bytes in base64.
+    trusted_keys: tuple[str, ...] = ()
+    allow_unsigned: bool = False  # accept a pushed configuration without a signature (a trusted network only)
+    confirm_after: Duration = Field(60.0, gt=0)  # the trial: the gateway must be healthy again within this
+    keep: int = Field(5, ge=1, le=100)  # earlier configuration files kept next to the state
+    state_interval: Duration = Field(60.0, gt=0)  # the state digest is published this often (and on changes)
+    log_lines: int = Field(500, ge=10, le=100_000)  # the in-memory log ring the logs RPC reads
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _ed25519_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        from edged.fleet.signature import public_key
+
+        for index, key in enumerate(keys):
+            try:
+                public_key(key)
+            except ValueError as exc:
+                raise ValueError(f"trusted_keys[{index}]: {exc}") from None
+        return keys
+
+    @model_validator(mode="after")
+    def _keys_or_unsigned(self) -> RemoteConfig:
+        if self.enabled and not self.trusted_keys and not self.allow_unsigned:
+            raise ValueError("enabled without trusted_keys: give the public keys whose signatures are accepted, "
+                             "or allow_unsigned: true (a trusted network only):")  # fmt: skip
+        return self
+
+
+# --- end remote_config ---
+
+
 class Config(Model):
     gateway: GatewayConfig = GatewayConfig()
     status: StatusConfig = StatusConfig()
@@ -144,6 +183,7 @@ class Config(Model):
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig | None = None  # one uplink, named "uplink" (unless it has a name:)
     uplinks: list[UplinkConfig] | None = None  # several, fed by the one outbox; each named
+    remote_config: RemoteConfig = RemoteConfig()  # operations from the cloud (docs/fleet.md)
 
     @field_validator("uplinks")
     @classmethod

@@ -29,6 +29,7 @@ from edged.backoff import Backoff, retry_forever
 from edged.clock import ClockWatch
 from edged.config import Config, load_config
 from edged.errors import ConfigError, EdgedError
+from edged.fleet.fleet import Fleet
 from edged.hub import Hub
 from edged.rules.config import point_problems
 from edged.sdnotify import Notifier
@@ -69,6 +70,8 @@ class Daemon:
         self._units: dict[str, Unit] = {}
         self._stopping = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
+        self.exit_status = 0  # what `edged run` exits with; the fleet's restart sets it (docs/fleet.md)
+        self.fleet = Fleet(self)  # operations from the cloud: remote configuration, gateway RPCs, the state digest
 
     # The running parts, as the view holds them.
 
@@ -107,6 +110,8 @@ class Daemon:
         uplinks = Uplinks.build(self.config.outbox, self.config.uplinks_by_name(), self.hub, self.state_dir,
                                 self.config.gateway.id)  # fmt: skip
         uplinks.outbox.clock_synced = self.view.clock_synced
+        for service in uplinks.services.values():
+            service.gateway = self.fleet.handle  # messages to the gateway itself
         self.view.uplink = uplinks
         return uplinks
 
@@ -152,6 +157,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         clock = ClockWatch(self.config.gateway.clock == "trusted", self._clock_changed)
+        restored = self.fleet.recover()  # a trial the last run did not finish: the previous configuration
+        if restored is not None:
+            self.config = restored
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -159,10 +167,12 @@ class Daemon:
                 for name, (settings, factory) in self._plan(self.config).items():
                     self._start_unit(name, settings, factory)
                 monitor = group.create_task(self._monitor_loop(), name="loop monitor")
+                fleet = group.create_task(self.fleet.run(), name="fleet")
                 await self._announce_ready()
                 await self._stopping.wait()
                 log.info("stopping")
                 self.notifier.notify("STOPPING=1")
+                fleet.cancel()  # no reload or push while the units stop
                 in_start_order = [name for name in self._plan(self.config) if name in self._units]
                 await self._stop_units(in_start_order, self.config.gateway.stop_timeout)
                 monitor.cancel()
@@ -172,6 +182,8 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.hub.close()
         log.info("stopped")
+        if self.exit_status:
+            raise SystemExit(self.exit_status)
 
     def stop(self) -> None:
         self._stopping.set()

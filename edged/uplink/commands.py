@@ -14,6 +14,11 @@ before anything is built), JSON must be UTF-8 without ``NaN``/``Infinity``,
 CBOR may only hold what JSON can (no tags, byte strings, ``undefined`` or
 other simple values, and only finite floats), and text must be valid
 Unicode. Whatever the bytes, ``parse_command`` returns; it never raises.
+
+A message to the gateway itself (``"device": "$gateway"``, see docs/fleet.md)
+is a ``GatewayRequest``: ``point`` names the operation and ``value`` holds
+its arguments (any JSON value); the uplink service hands it to the fleet
+handler instead of the Hub.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ MAX_COMMAND_BYTES = 64 * 1024  # a longer message is refused unread
 MAX_DEPTH = 32  # arrays and objects nested deeper than this are refused unread
 MAX_ID = 128  # characters of a command id
 MAX_NAME = 256  # characters of a device id or point key
+GATEWAY = "$gateway"  # the device id of the gateway itself, for gateway operations (edged.fleet)
 _KEYS = ("id", "device", "point", "value")
 
 
@@ -68,12 +74,60 @@ class Rejected:
     reason: str
 
 
-def parse_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> Command | Rejected:
+# -- fleet: messages to the gateway itself ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRequest:
+    """An operation on the gateway itself (``edged.fleet``): ``method`` (``ping``, ``status``,
+    ``config``, ...) with its ``args`` as the message gave them (any JSON value; for a
+    configuration pushed on its own topic, the message's bytes). ``raw_id`` is echoed in the answer."""
+
+    raw_id: str | int | None
+    method: str
+    args: Any
+
+
+def _gateway_request(raw_id: str | int | None, data: dict[Any, Any]) -> GatewayRequest | Rejected:
+    unknown = set(data) - set(_KEYS)
+    if unknown:
+        return Rejected(raw_id, f"unknown key {describe(sorted(map(str, unknown))[0])}")
+    method = data.get("point")
+    if not isinstance(method, str) or not method or len(method) > MAX_NAME or not _unicode(method):
+        return Rejected(raw_id, f"point must name the gateway operation (a non-empty string of at most {MAX_NAME} characters)")
+    problem = _unaccepted(data.get("value"))
+    if problem is not None:
+        return Rejected(raw_id, f"value: {problem}")
+    return GatewayRequest(raw_id, method, data.get("value"))
+
+
+def _unaccepted(value: Any) -> str | None:
+    """Why ``value`` (decoded JSON or CBOR) holds something JSON cannot, or None."""
+    if isinstance(value, _Unaccepted):
+        return value.reason
+    if isinstance(value, str) and not _unicode(value):
+        return "text is not valid Unicode"
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        problem = _unaccepted(item)
+        if problem is not None:
+            return problem
+    if isinstance(value, dict) and not all(_unicode(key) for key in value):
+        return "a key is not valid Unicode text"
+    return None
+
+
+# -- cloud commands ------------------------------------------------------------
+
+
+def parse_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> Command | GatewayRequest | Rejected:
     """The command a message holds, or a ``Rejected`` saying why it holds none."""
     return read_command(payload, encoding)[0]
 
 
-def read_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json") -> tuple[Command | Rejected, str | int | None]:
+def read_command(
+    payload: bytes | bytearray, encoding: Literal["json", "cbor"] = "json"
+) -> tuple[Command | GatewayRequest | Rejected, str | int | None]:
     """What ``parse_command`` makes of a message, and the message's own id (None when it
     has none), by which a message shown again is recognised. An id longer than ``MAX_ID``
     characters is cut to that, and the message rejected."""
@@ -90,6 +144,8 @@ def read_command(payload: bytes | bytearray, encoding: Literal["json", "cbor"] =
     if not isinstance(data, dict):
         return Rejected(None, "expected an object with device, point and value"), None
     raw_id, error = _id(data.get("id"))
+    if error is None and data.get("device") == GATEWAY:
+        return _gateway_request(raw_id, data), raw_id
     if error is None:
         error = _check(data)
     if error is not None:

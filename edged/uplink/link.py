@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edged.model import Command
-from edged.uplink.commands import Rejected
+from edged.uplink.commands import GatewayRequest, Rejected
 
 if TYPE_CHECKING:
     from edged.hub import Hub
     from edged.outbox import Row
 
-__all__ = ["LINKS", "Link", "LinkContext", "Rejected", "link_class"]
+__all__ = ["LINKS", "GatewayRequest", "Link", "LinkContext", "Rejected", "link_class"]
 
 # type or type/profile -> the link class, as "module:attribute"
 LINKS: dict[str, str] = {
@@ -65,8 +65,9 @@ class Link(Protocol):
         cloud said no to it; ``UplinkError`` when the connection failed."""
         ...
 
-    def commands(self) -> AsyncIterator[Command | Rejected]:
-        """Every cloud command message as it comes, until the connection fails (``UplinkError``).
+    def commands(self) -> AsyncIterator[Command | GatewayRequest | Rejected]:
+        """Every cloud command message as it comes, until the connection fails (``UplinkError``);
+        a message to the gateway itself (edged.fleet) as a ``GatewayRequest``.
         A link that takes no commands yields nothing and waits."""
         ...
 

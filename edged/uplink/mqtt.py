@@ -54,7 +54,7 @@ from edged.errors import Refused, UplinkError
 from edged.model import Command
 from edged.outbox import EVENT, Row
 from edged.uplink import homeassistant
-from edged.uplink.commands import Rejected, parse_command
+from edged.uplink.commands import GatewayRequest, Rejected, parse_command
 from edged.uplink.config import MqttUplinkConfig
 from edged.uplink.link import LinkContext
 
@@ -136,6 +136,9 @@ class MqttLink:
         self.result_topic = config.result_topic.format(**self._names)
         self.status_topic = config.status_topic.format(**self._names)
         self.command_topic = config.command_topic.format(**self._names)
+        # fleet (docs/fleet.md): configurations pushed to the gateway, and its retained state digest
+        self.config_topic = f"{prefix}/config"
+        self.state_topic = f"{prefix}/state"
         ha = config.homeassistant
         self.announcer = None if ha is None else homeassistant.Announcer(ha, context.gateway_id, context.hub, self)
 
@@ -230,15 +233,24 @@ class MqttLink:
         else:
             await self._client().publish(topic, payload, qos=self.config.qos, timeout=PUBLISH_TIMEOUT)
 
-    async def commands(self) -> AsyncIterator[Command | Rejected]:
-        """Every message on ``command_topic``, parsed; ``UplinkError`` when disconnected."""
+    async def commands(self) -> AsyncIterator[Command | GatewayRequest | Rejected]:
+        """Every message on ``command_topic``, parsed, and every configuration pushed on
+        ``config_topic`` (as a ``GatewayRequest`` "config"); ``UplinkError`` when disconnected."""
         client = self._client()
         try:
-            await client.subscribe(self.command_topic, qos=1)
+            await client.subscribe([(self.command_topic, 1), (self.config_topic, 1)])
             async for message in client.messages:
-                yield parse_command(message.payload)
+                if message.topic.matches(self.config_topic):
+                    payload = message.payload
+                    yield GatewayRequest(None, "config", bytes(payload) if isinstance(payload, (bytes, bytearray)) else payload)
+                else:
+                    yield parse_command(message.payload)
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
+
+    async def publish_state(self, payload: bytes) -> None:
+        """Publish the gateway's state digest, retained, on ``state_topic`` (edged.fleet)."""
+        await self.retain([(self.state_topic, payload.decode())])
 
     def _client(self) -> aiomqtt.Client:
         if self.client is None:

@@ -33,7 +33,7 @@ from edged.model import Command, Origin
 from edged.outbox import DEFAULT_LANE, Lane, Outbox
 from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
-from edged.uplink.commands import Rejected, RejectionLimit
+from edged.uplink.commands import GatewayRequest, Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
 from edged.uplink.link import Link, LinkContext, link_class
 from edged.uplink.sender import Refusals, Sender
@@ -117,6 +117,8 @@ class UplinkService:
         self.reconnects = 0
         self.rejections = RejectionLimit()  # answers to refused commands: 10/s, 50 at once; beyond, counted
         self._down_since: float | None = time.monotonic()  # monotonic time the link was last lost (or first tried)
+        # fleet: takes the messages to the gateway itself (with this uplink's name); set by the daemon
+        self.gateway: Callable[[GatewayRequest, str], None] | None = None
 
     @property
     def title(self) -> str:
@@ -199,8 +201,13 @@ class UplinkService:
         async for message in self.link.commands():
             self._on_command(message)
 
-    def _on_command(self, message: Command | Rejected) -> None:
+    def _on_command(self, message: Command | GatewayRequest | Rejected) -> None:
         """Execute a command; answer one that is refused, at most at the rate ``rejections`` allows."""
+        if isinstance(message, GatewayRequest):  # fleet: an operation on the gateway itself
+            if self.gateway is not None:
+                self.gateway(message, self.name)
+                return
+            message = Rejected(message.raw_id, "this gateway takes no remote operations (remote_config.enabled is false)")
         if isinstance(message, Command):
             # The Hub rejects what it cannot execute (and tells the rules); beyond the rate it is only counted.
             if self.hub.check(message) is None or self.rejections.allow():

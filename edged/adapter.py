@@ -17,6 +17,14 @@ tasks and stops it when one of them fails or when it is cancelled.
 
 An adapter is a *part* (``edged.part``): it has a ``state``, may say what is
 wrong with it in ``health_problems()`` and gives its figures in ``stats()``.
+
+Why a device fails is told with ``problem(device_id, reason)``: a short
+reason people read (``exception 11: gateway target failed to respond``,
+``no answer within 0.5 s``); the Hub keeps it with when the failures began
+and how many there were, and shows it until the device recovers (it comes
+online, sends a value that is not bad, or the adapter calls
+``problem(device_id, None)``). ``connection_problem(reason)`` does the same
+for what the adapter itself cannot reach (a serial port, a server, a radio).
 Operations that do not fit a point write (letting Zigbee devices join,
 removing one) are ``Route``s the adapter's registry entry names: the status
 API serves them under ``/api/adapters/{instance}/{path}``.
@@ -34,7 +42,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from edged.errors import AdapterError
 from edged.fields import Model
 from edged.hub import Hub
-from edged.model import Command, Device, Reading
+from edged.model import Command, Device, Problem, Reading
 from edged.part import State, counter
 from edged.tasks import TaskSet
 
@@ -114,6 +122,7 @@ class Adapter(abc.ABC, Generic[C]):
         self.readings_total = 0
         self.errors_total = 0
         self.reconnects_total = 0
+        self.last_problem: Problem | None = None  # see ``connection_problem``
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -154,7 +163,19 @@ class Adapter(abc.ABC, Generic[C]):
         self.hub.publish(readings)
 
     def set_online(self, device_id: str, online: bool) -> None:
+        """A device answers (which clears its problem), or stopped answering."""
         self.hub.set_online(device_id, online)
+
+    def problem(self, device_id: str, reason: str | None) -> None:
+        """``device_id`` failed for ``reason`` (one more time); None: it works again."""
+        if reason is None:
+            self.hub.clear_problem(device_id)
+        else:
+            self.hub.report_problem(device_id, reason)
+
+    def connection_problem(self, reason: str | None) -> None:
+        """The adapter cannot reach what its devices sit behind, for ``reason``; None: it can again."""
+        self.last_problem = None if reason is None else Problem.again(self.last_problem, reason, self.hub.clock())
 
     # -- lifecycle -------------------------------------------------------
 

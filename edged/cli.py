@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = read_config(args.config, apart=True)
     if config is None:
         return EXIT_CONFIG
-    logs.setup(args.log_level or config.gateway.log_level, args.log_format)
+    logs.setup(args.log_level or config.gateway.log_level, args.log_format, config.gateway.log_levels)
     for adapter in config.adapters:
         try:
             adapters.adapter_class(adapter.type)

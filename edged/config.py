@@ -46,12 +46,21 @@ class Location(Model):
     longitude: float = Field(ge=-180, le=180)
 
 
+def _logger_name(value: str) -> str:
+    if not all(part.isidentifier() for part in value.split(".")):
+        raise ValueError(f"expected a logger name such as pymodbus or edged.adapters.plc1; got {value!r}")
+    return value
+
+
 class GatewayConfig(Model):
     id: str = "edged"
     # Relative paths are taken from the configuration file's folder; under
     # systemd the default is $STATE_DIRECTORY.
     state_dir: FilePath = Field(default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "state")))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The level of single loggers by name: a protocol library's (pymodbus, asyncua, zigpy, bellows,
+    # bleak, aiomqtt, paho, aiocoap, ...: warning unless set here) or one of edged's (edged.adapters.plc1).
+    log_levels: dict[Annotated[str, AfterValidator(_logger_name)], Literal["debug", "info", "warning", "error"]] = {}
     timezone: str = "UTC"  # an IANA name such as Europe/Berlin
     command_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0

@@ -28,12 +28,15 @@ from edged.model import (
     DeviceRemoved,
     DeviceStatus,
     Event,
+    Problem,
+    Quality,
     Reading,
     describe,
 )
 from edged.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+BAD = Quality.BAD
 
 ReadingListener = Callable[[Sequence[Reading]], None]
 EventListener = Callable[[Event], None]
@@ -59,8 +62,11 @@ class Hub:
     def add_device(self, device: Device) -> None:
         """Register (or re-register) a device; its last values are kept."""
         known = self.devices.get(device.id)
-        if known is not None and known.last_seen and not device.last_seen:
-            device.last_seen = known.last_seen
+        if known is not None:
+            if known.last_seen and not device.last_seen:
+                device.last_seen = known.last_seen
+            if device.problem is None:
+                device.problem = known.problem
         self.devices[device.id] = device
         self.emit(DeviceAdded(device))
 
@@ -72,6 +78,7 @@ class Hub:
         self.emit(DeviceRemoved(device_id))
 
     def set_online(self, device_id: str, online: bool) -> None:
+        """A device answers again (which clears its problem), or stopped answering."""
         device = self.devices.get(device_id)
         if device is None or device.online == online:
             return
@@ -79,10 +86,33 @@ class Hub:
         now = self.clock()
         if online:
             device.last_seen = now
-        log.info("device %s", "online" if online else "offline", extra={"device": device_id})
+            device.problem = None
+        if online or device.problem is None:
+            log.info("device %s", "online" if online else "offline", extra={"device": device_id})
+        else:
+            problem = device.problem
+            log.warning("device offline after %d failures: %s", problem.count, problem.reason, extra={"device": device_id})
         self.emit(DeviceStatus(device_id, online, now))
         if online:
             self._apply_desired(device_id)
+
+    def report_problem(self, device_id: str, reason: str) -> Problem | None:
+        """Note that ``device_id`` failed for ``reason``: one more in its run of failures.
+
+        The problem stays until the device recovers: it comes online, sends
+        a value that is not bad taken after the failure, or its adapter says
+        so (``clear_problem``)."""
+        device = self.devices.get(device_id)
+        if device is None:
+            return None
+        device.problem = Problem.again(device.problem, reason, self.clock())
+        return device.problem
+
+    def clear_problem(self, device_id: str) -> None:
+        """``device_id`` works again."""
+        device = self.devices.get(device_id)
+        if device is not None:
+            device.problem = None
 
     def adapter_devices(self, adapter: str) -> list[Device]:
         return [d for d in self.devices.values() if d.adapter == adapter]
@@ -90,7 +120,10 @@ class Hub:
     # -- readings --------------------------------------------------------
 
     def publish(self, readings: Sequence[Reading]) -> None:
-        """Take one batch of readings from an adapter and hand it on."""
+        """Take one batch of readings from an adapter and hand it on.
+
+        A value that is not bad is the device's sign of life (``last_seen``),
+        and clears a problem that happened before it was taken."""
         if not readings:
             return
         values = self.values
@@ -98,11 +131,13 @@ class Hub:
         last_device = None
         for reading in readings:
             values[(reading.device_id, reading.key)] = reading
-            if reading.device_id is not last_device:
+            if reading.device_id is not last_device and reading.quality is not BAD:
                 last_device = reading.device_id
                 device = devices.get(last_device)
                 if device is not None:
                     device.last_seen = reading.ts
+                    if device.problem is not None and reading.ts > device.problem.last:
+                        device.problem = None
         self.readings_in += len(readings)
         for listener in self._reading_listeners:
             try:

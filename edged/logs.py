@@ -1,17 +1,61 @@
 """Logging: one line per event, with the device id where there is one.
-Plain text for journald (which adds its own timestamps), or JSON lines."""
+Plain text for journald (which adds its own timestamps), or JSON lines.
+
+A line about a device names it once, in one place: ``[<device id>]`` after
+the logger's name (text), or the ``device`` field (JSON). Code that talks to
+a device does so inside ``about(device_id)``; a protocol library's lines
+logged there are named after the device too.
+
+The protocol libraries (pymodbus, asyncua, zigpy and its radio libraries,
+bleak, aiomqtt and paho, aiocoap) log through the same handler, each capped
+at WARNING unless ``gateway.log_levels`` sets its own level. A library's
+ERROR inside ``about()`` is a device fault edged reports itself: it is shown
+at DEBUG, for that library only. Raw frame dumps (pymodbus appends its last
+frames to its errors) are cut unless the library logs at DEBUG.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from typing import TextIO
+
+# The loggers of the protocol libraries, capped at WARNING unless configured.
+LIBRARIES = (
+    "pymodbus", "asyncua", "zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "zigpy_xbee", "zigpy_zigate", "zhaquirks",
+    "bleak", "dbus_fast", "aiomqtt", "paho", "aiocoap", "coap", "aiohttp.access",
+)  # fmt: skip
+LIBRARY_LEVEL = logging.WARNING
+ALSO = {"aiocoap": ("coap",)}  # a library that logs under another name too: aiocoap's client logs as "coap"
+FRAME_DUMP = "\n>>>>> "  # where pymodbus's dump of the last frames begins in a message
+
+_device: contextvars.ContextVar[str | None] = contextvars.ContextVar("edged_device", default=None)
+
+
+@contextlib.contextmanager
+def about(device_id: str) -> Iterator[None]:
+    """Lines logged inside the block by a protocol library are about ``device_id``, and
+    its errors are faults edged reports itself (see the module's docstring)."""
+    token = _device.set(device_id)
+    try:
+        yield
+    finally:
+        _device.reset(token)
+
+
+def _device_of(record: logging.LogRecord) -> str | None:
+    device = getattr(record, "device", None)
+    return device if isinstance(device, str) and device else None
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        device = getattr(record, "device", None)
+        device = _device_of(record)
         text = f"{record.levelname:<7} {record.name}: {'[' + device + '] ' if device else ''}{record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
@@ -26,7 +70,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        device = getattr(record, "device", None)
+        device = _device_of(record)
         if device:
             entry["device"] = device
         if record.exc_info:
@@ -34,12 +78,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stdout)
+class LibraryLines(logging.Filter):
+    """On edged's handler: names a library's line after the device it was logged about,
+    shows a library's error about a device edged reports at DEBUG, cuts frame dumps."""
+
+    def __init__(self, libraries: tuple[str, ...] = LIBRARIES) -> None:
+        super().__init__()
+        self.libraries = libraries
+
+    def library(self, name: str) -> str | None:
+        """The library whose logger ``name`` is (or is under); None for edged's own."""
+        for library in self.libraries:
+            if name == library or name.startswith(library + "."):
+                return library
+        return None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.library(record.name) is None:
+            return True
+        debug = logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        device = _device.get()
+        if device is not None:
+            if _device_of(record) is None:
+                record.device = device
+            if record.levelno >= logging.ERROR:
+                if not debug:
+                    return False
+                record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        if not debug and isinstance(record.msg, str) and FRAME_DUMP in record.msg:
+            record.msg = record.msg[: record.msg.index(FRAME_DUMP)]
+        return True
+
+
+def library_levels(level: int, configured: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The level of each library's logger: ``configured`` (by logger name) where given, else
+    WARNING (or ``level`` when edged itself logs less)."""
+    levels = {name: max(LIBRARY_LEVEL, level) for name in LIBRARIES}
+    for name, value in (configured or {}).items():
+        for logger in (name, *ALSO.get(name, ())):
+            levels[logger] = logging.getLevelName(value.upper())
+    return levels
+
+
+def setup(
+    level: str = "info", fmt: str = "text", log_levels: Mapping[str, str] | None = None, stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send every line to ``stream`` (standard output) at ``level``, the libraries' as ``log_levels`` says;
+    returns the handler."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(LibraryLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Protocol libraries are chatty at INFO; their warnings still come through.
-    for name in ("aiohttp.access", "asyncua", "pymodbus", "zigpy", "bellows", "bleak", "aiocoap"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for name, library_level in library_levels(root.level, log_levels).items():
+        logging.getLogger(name).setLevel(library_level)
+    return handler

@@ -113,7 +113,31 @@ class Device:
     model: str | None = None
     points: dict[str, Point] = field(default_factory=dict)
     online: bool = False
-    last_seen: float | None = None
+    last_seen: float | None = None  # when it last answered or sent a value that is not bad; None: never
+    problem: Problem | None = None  # what last went wrong with it, until it recovers
+
+
+@dataclass(slots=True)
+class Problem:
+    """What went wrong with a device, an adapter or an uplink, kept until it recovers.
+
+    ``reason`` is the latest failure in a few words (``exception 11: gateway
+    target failed to respond``, ``no answer within 0.5 s``); ``since`` is
+    when this run of failures began and ``last`` when the latest happened
+    (UTC epoch seconds); ``count`` is how many failures the run holds."""
+
+    reason: str
+    since: float
+    last: float
+    count: int = 1
+
+    @classmethod
+    def again(cls, previous: Problem | None, reason: str, now: float) -> Problem:
+        """``previous`` with one more failure (``reason``, at ``now``), or a new run of failures."""
+        if previous is None:
+            return cls(reason, now, now)
+        previous.reason, previous.last, previous.count = reason, now, previous.count + 1
+        return previous
 
 
 class CommandStatus(enum.StrEnum):

@@ -9,7 +9,10 @@ whose value changed (beyond its deadband) or whose ``max_interval`` ran out.
 
 Faults: a read that fails (timeout, exception response, connection down)
 gives its points one ``Quality.BAD`` reading (value kept from the last good
-one) and a log line with the device id. A coalesced read refused with
+one), a log line with the device id, and the device's problem (``no answer
+within 0.5 s``, ``exception 11: gateway target failed to respond``; with
+the points' keys when other reads of the device answered), counted once per
+failed poll and cleared once every read of the device answers again. A coalesced read refused with
 "illegal data address" (a hole in the device's map) is split into one read
 per point from then on, so only the point at the bad address stays bad.
 A device whose reads all fail
@@ -28,8 +31,9 @@ from pathlib import Path
 
 from pymodbus.constants import ExcCodes
 
+from edged import logs
 from edged.adapter import Adapter
-from edged.adapters.modbus.bus import WRITE, Bus, ExceptionResponse
+from edged.adapters.modbus.bus import WRITE, Bus, ExceptionResponse, RequestFailed
 from edged.adapters.modbus.codec import BlockCodec, encode, value_type
 from edged.adapters.modbus.config import DeviceConfig, ModbusConfig, PointConfig, Table
 from edged.adapters.modbus.plan import Read, plan
@@ -96,6 +100,20 @@ class Block:
 
 def _seconds(value: float | None) -> float:
     return math.inf if value is None else value
+
+
+def _detail(exc: AdapterError) -> str:
+    """A failed request as its device's log line tells it (the line names the device)."""
+    return f"{exc.request}: {exc.reason}" if isinstance(exc, RequestFailed) else str(exc)
+
+
+def _reason(block: Block, exc: AdapterError, some_answered: bool) -> str:
+    """A poll's failure as the device's problem: the reason, and which points when others were read."""
+    reason = exc.reason if isinstance(exc, RequestFailed) else str(exc)
+    if not some_answered:
+        return reason
+    keys = ", ".join(block.keys[:3]) + (", ..." if len(block.keys) > 3 else "")
+    return f"{keys}: {reason}"
 
 
 @dataclass(eq=False)
@@ -201,34 +219,40 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         bus, unit, device_id = device.bus, device.config.unit_id, device.id
         batch: list[Reading] = []
         answered = False
-        error: Exception | None = None
+        failed: tuple[Block, AdapterError] | None = None
         pending = collections.deque(poller.blocks)
-        while pending:
-            block = pending.popleft()
-            try:
-                data = await bus.read(block.table, unit, block.start, block.count)
-            except AdapterError as exc:  # DeviceError included
-                self.errors_total += 1
-                error = exc
-                if isinstance(exc, ExceptionResponse) and exc.code == ExcCodes.ILLEGAL_ADDRESS and len(block.keys) > 1:
-                    # A hole in the device's map inside a coalesced read: read its points one by one
-                    # from now on, so that one bad address costs only its own point.
-                    parts = self._split(poller, block)
-                    self.log.warning("%s: %s; reading its %d points one by one from now on", device_id, exc, len(parts),
-                                     extra={"device": device_id})  # fmt: skip
-                    pending.extendleft(reversed(parts))
+        with logs.about(device_id):
+            while pending:
+                block = pending.popleft()
+                try:
+                    data = await bus.read(block.table, unit, block.start, block.count)
+                except AdapterError as exc:  # DeviceError included
+                    self.errors_total += 1
+                    if isinstance(exc, ExceptionResponse) and exc.code == ExcCodes.ILLEGAL_ADDRESS and len(block.keys) > 1:
+                        # A hole in the device's map inside a coalesced read: read its points one by one
+                        # from now on, so that one bad address costs only its own point.
+                        parts = self._split(poller, block)
+                        self.log.warning("%s; reading its %d points one by one from now on", _detail(exc), len(parts),
+                                         extra={"device": device_id})  # fmt: skip
+                        pending.extendleft(reversed(parts))
+                        continue
+                    if not block.bad:
+                        self.log.warning("%s", _detail(exc), extra={"device": device_id})
+                    block.fail(device_id, time.time(), batch)
+                    failed = failed or (block, exc)
                     continue
-                if not block.bad:
-                    self.log.warning("%s: %s", device_id, exc, extra={"device": device_id})
-                block.fail(device_id, time.time(), batch)
-                continue
-            answered = True
-            if bus.busy:
-                # Let the next request on this line go out first: the device answers it
-                # while this one's values are decoded and passed on.
-                await asyncio.sleep(0)
-            block.update(data, device_id, time.time(), batch)
+                answered = True
+                if bus.busy:
+                    # Let the next request on this line go out first: the device answers it
+                    # while this one's values are decoded and passed on.
+                    await asyncio.sleep(0)
+                block.update(data, device_id, time.time(), batch)
         self.polls_total += 1
+        if failed is not None:
+            # Noted before the batch is published: its good values were read before this failure.
+            self.problem(device_id, _reason(*failed, some_answered=answered))
+        else:
+            self._recovered(device)
         if answered:
             device.failures = 0
             if not device.online:
@@ -238,11 +262,15 @@ class ModbusAdapter(Adapter[ModbusConfig]):
             device.failures += 1
             if device.online and device.failures >= device.config.fail_after:
                 device.online = False
-                self.log.warning("%s: %d polls failed in a row (%s); offline", device_id, device.failures, error,
-                                 extra={"device": device_id})
                 self.set_online(device_id, False)
         if batch:
             self.publish(batch)
+
+    def _recovered(self, device: DeviceRuntime) -> None:
+        """Clear the device's problem once none of its reads is failing."""
+        known = self.hub.devices.get(device.id)
+        if known is not None and known.problem is not None and not any(b.bad for _, b in device.points.values()):
+            self.problem(device.id, None)
 
     def _split(self, poller: Poller, block: Block) -> list[Block]:
         """Replace ``block`` in ``poller`` by one block per point."""
@@ -271,10 +299,11 @@ class ModbusAdapter(Adapter[ModbusConfig]):
             raise CommandError(f"{command.device_id}.{command.key}: {exc}") from exc
         spec = device.config
         try:
-            if point.table is Table.COIL:
-                await device.bus.write_coil(spec.unit_id, point.address, bool(encoded), spec.write_multiple)
-            else:
-                await device.bus.write_registers(spec.unit_id, point.address, encoded, spec.write_multiple)  # type: ignore[arg-type]
+            with logs.about(device.id):
+                if point.table is Table.COIL:
+                    await device.bus.write_coil(spec.unit_id, point.address, bool(encoded), spec.write_multiple)
+                else:
+                    await device.bus.write_registers(spec.unit_id, point.address, encoded, spec.write_multiple)  # type: ignore[arg-type]
         except AdapterError as exc:
             self.errors_total += 1
             raise CommandError(str(exc)) from exc
@@ -283,9 +312,10 @@ class ModbusAdapter(Adapter[ModbusConfig]):
     async def _read_back(self, device: DeviceRuntime, point: PointConfig, block: Block) -> None:
         """Report what the device holds after a write (it may clamp or refuse silently)."""
         try:
-            data = await device.bus.read(point.table, device.config.unit_id, point.address, point.width, WRITE)
+            with logs.about(device.id):
+                data = await device.bus.read(point.table, device.config.unit_id, point.address, point.width, WRITE)
         except AdapterError as exc:
-            self.log.warning("%s: read-back of %s failed: %s", device.id, point.key, exc, extra={"device": device.id})
+            self.log.warning("read-back of %s failed: %s", point.key, _detail(exc), extra={"device": device.id})
             return  # the write itself was acknowledged; the next poll reports the value
         value = BlockCodec(point.table, point.address, point.width, (point,)).decode(data)[0]
         now = time.time()

@@ -21,7 +21,6 @@ from typing import Any
 
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from edged.adapters.modbus.config import RtuConnection, Table, TcpConnection
@@ -39,12 +38,41 @@ _READ = {
 }
 
 
-class ExceptionResponse(DeviceError):
+# The exception codes by the names the Modbus specification gives them.
+EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class RequestFailed(DeviceError):
+    """One request to one unit failed: ``request`` says which (``read holding 0+2``), ``reason``
+    how, in a few words (``no answer within 0.5 s``)."""
+
+    def __init__(self, unit: int, request: str, reason: str) -> None:
+        self.unit = unit
+        self.request = request
+        self.reason = reason
+        super().__init__(f"unit {unit}", f"{request}: {reason}")
+
+
+class ExceptionResponse(RequestFailed):
     """The device answered with a Modbus exception; ``code`` is its ``ExcCodes`` value."""
 
-    def __init__(self, unit: int, code: int, message: str) -> None:
+    def __init__(self, unit: int, code: int, request: str) -> None:
         self.code = code
-        super().__init__(f"unit {unit}", message)
+        super().__init__(unit, request, f"exception {code}: {EXCEPTIONS.get(code, 'unknown')}")
+
+
+class NoAnswer(RequestFailed):
+    """The device did not answer in time (or only with frames that could not be read)."""
 
 
 def describe(connection: TcpConnection | RtuConnection) -> str:
@@ -202,18 +230,13 @@ class Bus:
             except ConnectionException as exc:
                 raise AdapterError(f"{self.name} is not connected") from exc
             except ModbusIOException as exc:
-                raise DeviceError(f"unit {unit}", f"{what}: no valid answer within {self.connection.timeout:g} s") from exc
+                raise NoAnswer(unit, what, f"no answer within {self.connection.timeout:g} s") from exc
             except ModbusException as exc:
-                raise DeviceError(f"unit {unit}", f"{what}: {exc}") from exc
+                raise RequestFailed(unit, what, str(exc)) from exc
         finally:
             self._release()
         if response.isError():
-            code = getattr(response, "exception_code", 0)
-            try:
-                name = ExcCodes(code).name.lower().replace("_", " ")
-            except ValueError:
-                name = "unknown"
-            raise ExceptionResponse(unit, code, f"{what}: exception response {code} ({name})")
+            raise ExceptionResponse(unit, getattr(response, "exception_code", 0), what)
         return response
 
     # -- requests --------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edged import __version__
-from edged.model import Device
+from edged.model import Device, Problem
 from edged.part import plain
 from edged.view import GatewayView
 
@@ -53,8 +53,16 @@ def device_json(view: GatewayView, device: Device) -> dict[str, Any]:
         "model": device.model,
         "online": device.online,
         "last_seen": isotime(device.last_seen),
+        "problem": problem_json(device.problem),
         "points": points,
     }
+
+
+def problem_json(problem: Problem | None) -> dict[str, Any] | None:
+    """What went wrong last: its reason, since when the failures run, the latest, how many; None while all is well."""
+    if problem is None:
+        return None
+    return {"reason": problem.reason, "since": isotime(problem.since), "last": isotime(problem.last), "count": problem.count}
 
 
 def devices_json(view: GatewayView) -> list[dict[str, Any]]:
@@ -99,12 +107,17 @@ def _adapter(view: GatewayView, name: str) -> dict[str, Any]:
         "devices": len(devices),
         "online": sum(1 for d in devices if d.online),
         **_scalars(plain(adapter.stats())),
+        "problem": problem_json(adapter.last_problem),
+        "problems": adapter.health_problems(),
     }
 
 
 def _uplink(service: UplinkService) -> dict[str, Any]:
     figures = _scalars(plain(service.stats()))
-    return {"type": service.config.type, "profile": service.config.profile, **figures, "connected": bool(figures["connected"])}
+    return {
+        "type": service.config.type, "profile": service.config.profile, **figures, "connected": bool(figures["connected"]),
+        "problem": problem_json(service.last_problem),
+    }
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, Any]:

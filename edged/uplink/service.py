@@ -29,12 +29,13 @@ from typing import Any, Protocol
 from edged.backoff import Backoff, retry_forever
 from edged.errors import Refused, UplinkError
 from edged.hub import Hub
-from edged.model import Command, Origin
+from edged.model import Command, Origin, Problem
 from edged.outbox import DEFAULT_LANE, Lane, Outbox
 from edged.part import State, counter, gauge
 from edged.tasks import TaskSet
 from edged.uplink.commands import GatewayRequest, Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
+from edged.uplink.failures import connection_failure
 from edged.uplink.link import Link, LinkContext, link_class
 from edged.uplink.sender import Refusals, Sender
 
@@ -117,6 +118,7 @@ class UplinkService:
         self.reconnects = 0
         self.rejections = RejectionLimit()  # answers to refused commands: 10/s, 50 at once; beyond, counted
         self._down_since: float | None = time.monotonic()  # monotonic time the link was last lost (or first tried)
+        self.last_problem: Problem | None = None  # why the connection last failed, until it is up again
         # fleet: takes the messages to the gateway itself (with this uplink's name); set by the daemon
         self.gateway: Callable[[GatewayRequest, str], None] | None = None
 
@@ -160,9 +162,18 @@ class UplinkService:
             self.uplinks.wake()
 
     async def _session(self) -> None:
+        """One connection, from connecting to its failure (noted as ``last_problem``)."""
+        try:
+            await self._connection()
+        except Exception as exc:
+            self.last_problem = Problem.again(self.last_problem, await connection_failure(exc, self.config), time.time())
+            raise
+
+    async def _connection(self) -> None:
         async with self.link.connect():
             self.connected = True
             self._down_since = None
+            self.last_problem = None
             self._figure_changed()
             try:
                 await _first_failure([self._send_all(), self._take_commands()])

@@ -6,7 +6,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the tests talk to (real peers) or build with.
 DEB_PACKAGES := mosquitto mosquitto-clients libcoap3-bin socat autoconf automake libtool \
-                chromium python3-venv python3-dev gcc faketime
+                chromium python3-venv python3-dev gcc faketime prometheus
 
 .PHONY: demo test check lint bench fuzz system-deps install-deps clean
 

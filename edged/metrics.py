@@ -15,16 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from edged import __version__
 from edged.part import Figure, State, figures
 from edged.view import GatewayView
-
-LATENCY_QUANTILES = (0.5, 0.9, 0.99)
 
 # (stats, labels of every sample it gives)
 Sourced = tuple[object, dict[str, str]]
@@ -63,8 +61,8 @@ def families(sources: Iterable[Sourced]) -> Iterator[Metric]:
     made: dict[str, Metric] = {}
     for stats, labels in sources:
         for figure, value in figures(stats):
-            if figure.kind == "summary":
-                made[figure.name] = latency_summary(figure.name, figure.doc, list(value))
+            if figure.kind == "histogram":
+                made[figure.name] = HistogramMetricFamily(figure.name, figure.doc, buckets=value.buckets(), sum_value=value.total)
                 continue
             for sample_labels, number in _samples(figure, value, labels):
                 family = made.get(figure.name)
@@ -85,19 +83,6 @@ def _samples(figure: Figure, value: Any, labels: dict[str, str]) -> Iterator[tup
         yield fixed, float(value)
 
 
-def latency_summary(name: str, doc: str, samples: list[float]) -> Metric:
-    """A Prometheus summary (quantiles, count, sum) over a window of samples in seconds."""
-    metric = Metric(name, doc, "summary")
-    ordered = sorted(samples)
-    if ordered:
-        for q in LATENCY_QUANTILES:
-            index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
-            metric.add_sample(name, {"quantile": str(q)}, ordered[index])
-    metric.add_sample(f"{name}_count", {}, len(ordered))
-    metric.add_sample(f"{name}_sum", {}, sum(ordered))
-    return metric
-
-
 class Metrics:
     """The gateway's metrics registry; ``render()`` gives the text exposition format."""
 
@@ -106,6 +91,7 @@ class Metrics:
     def __init__(self, view: GatewayView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(GatewayCollector(view))
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total, open fds
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

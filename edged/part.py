@@ -19,8 +19,10 @@ field holding a mapping is one sample per key, the key in the label that
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -41,7 +43,7 @@ class State(enum.StrEnum):
 class Figure:
     """How one stats field is shown as a Prometheus metric."""
 
-    kind: Literal["counter", "gauge", "summary"]
+    kind: Literal["counter", "gauge", "histogram"]
     name: str  # the metric family's name (a counter's samples get "_total")
     doc: str
     labels: tuple[tuple[str, str], ...] = ()  # fixed labels of this field's sample
@@ -58,9 +60,39 @@ def gauge(name: str, doc: str, label: str | None = None, **labels: str) -> Any:
     return _field(Figure("gauge", name, doc, tuple(labels.items()), label), dict if label else 0)
 
 
-def summary(name: str, doc: str) -> Any:
-    """A stats field holding a recent window of samples, shown as quantiles, count and sum."""
-    return _field(Figure("summary", name, doc), list)
+def histogram(name: str, doc: str) -> Any:
+    """A stats field holding a ``Histogram``: observations counted into buckets since start."""
+    return _field(Figure("histogram", name, doc), Histogram)
+
+
+class Histogram:
+    """Observations (seconds, say) counted into buckets by upper bound, with their count and sum;
+    never reset, so that Prometheus's ``rate()`` over it is right."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)  # per bucket, not cumulative; above the last bound only in ``count``
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        index = bisect.bisect_left(self.bounds, value)
+        if index < len(self.bounds):
+            self.counts[index] += 1
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative counts by upper bound, ending with ``+Inf`` (the Prometheus form)."""
+        cumulative = list(itertools.accumulate(self.counts))
+        return [*((f"{bound:g}", n) for bound, n in zip(self.bounds, cumulative, strict=True)), ("+Inf", self.count)]
+
+    def copy(self) -> Histogram:
+        other = Histogram(self.bounds)
+        other.counts, other.count, other.total = list(self.counts), self.count, self.total
+        return other
 
 
 def _field(figure: Figure, default: Any) -> Any:
@@ -100,5 +132,5 @@ class Part(Protocol):
         ...
 
     def stats(self) -> object:
-        """This part's figures: a dataclass whose fields are declared with ``counter``, ``gauge``, ``summary``."""
+        """This part's figures: a dataclass whose fields are declared with ``counter``, ``gauge``, ``histogram``."""
         ...

@@ -169,7 +169,7 @@ class Run:
         command = Command(device, key, value, Origin.RULE, ts=self.engine.clock.now())
         self.rule.note_write(command)
         if self.immediate and self.firing.received is not None:
-            self.engine.latencies.append(time.perf_counter() - self.firing.received)
+            self.engine.note_latency(time.perf_counter() - self.firing.received)
         result = await self.engine.hub.execute(command)
         if not result.ok:
             self.engine.errors_total += 1

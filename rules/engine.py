@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
 from edged.model import Command, CommandResult, Event, Origin, Reading, RuleEvent
-from edged.part import State, counter, summary
+from edged.part import Histogram, State, counter, histogram
 from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_frames
 from edged.rules.clock import Clock, RealClock
 from edged.rules.condition import ExpressionFailed, Scope, compile_conditions
@@ -386,9 +386,8 @@ class RulesStats:
     firings: int = counter("edged_rule_firings", "Rule firings")
     errors: int = counter("edged_rule_errors", "Rule actions that failed")
     paused: int = counter("edged_rules_paused", "Rules paused because what rules did woke them too often (a loop)")
-    latency: list[float] = summary(
-        "edged_rule_latency_seconds",
-        "From a reading entering the Hub to the rule's command reaching the adapter (recent window)",
+    latency: Histogram = histogram(
+        "edged_rule_latency_seconds", "From a reading entering the Hub to the rule's command reaching the adapter"
     )
     recent: list[dict[str, Any]] = field(default_factory=list)  # the last firings, newest last
 
@@ -417,7 +416,8 @@ class RulesEngine:
         self.rules_paused = 0
         self.rule_writes: dict[tuple[str, str], float] = {}  # when a rule last wrote each point
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
-        self.latencies: deque[float] = deque(maxlen=10_000)
+        self.latencies: deque[float] = deque(maxlen=10_000)  # the recent window (tools, benchmarks)
+        self.latency = Histogram()  # every one since start (metrics)
         self.stopping = False
         self.started = asyncio.Event()  # set once the rules are live (for tests and tools)
         self.on_command: Callable[[str, Command], None] | None = None  # (rule id, command) before each write
@@ -457,8 +457,13 @@ class RulesEngine:
     def health_problems(self) -> list[str]:
         return []
 
+    def note_latency(self, seconds: float) -> None:
+        """A rule's command left for the adapter ``seconds`` after the reading that woke it."""
+        self.latencies.append(seconds)
+        self.latency.observe(seconds)
+
     def stats(self) -> RulesStats:
-        return RulesStats(self.firings_total, self.errors_total, self.rules_paused, list(self.latencies), list(self.recent))
+        return RulesStats(self.firings_total, self.errors_total, self.rules_paused, self.latency.copy(), list(self.recent))
 
     def reload(self, rules: Sequence[Rule]) -> None:
         """Take a new rule list; rules whose configuration is unchanged keep their state."""

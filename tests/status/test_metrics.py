@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -56,6 +57,7 @@ async def test_metrics_parse_and_move_when_readings_flow(start_daemon: StartDaem
 def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) -> None:
     from edged.hub import Hub
     from edged.outbox import OutboxStats
+    from edged.part import Histogram
     from edged.rules.engine import RulesStats
     from edged.uplink.service import UplinkStats
     from edged.view import GatewayView
@@ -67,7 +69,10 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
 
     services = {"cloud": service("cloud", 1), "site": service("site", 0)}
     uplink = SimpleNamespace(outbox=SimpleNamespace(stats=lambda: outbox, labels={}), services=services)
-    rules = SimpleNamespace(labels={}, stats=lambda: RulesStats(firings=42, errors=1, latency=[0.001, 0.002, 0.003, 0.010]))
+    latency = Histogram()
+    for seconds in (0.001, 0.002, 0.003, 0.010, 7.0):
+        latency.observe(seconds)
+    rules = SimpleNamespace(labels={}, stats=lambda: RulesStats(firings=42, errors=1, latency=latency))
     view = GatewayView("gw", Hub(), uplink=uplink, rules=rules, loop_lag=0.004)  # type: ignore[arg-type]
     got = samples(Metrics(view).render().decode())
     assert got[("edged_outbox_depth_readings", ())] == 120
@@ -81,8 +86,14 @@ def test_rules_outbox_and_uplink_counters_are_exported_when_present(tmp_path) ->
     assert got[("edged_uplink_waiting_readings", (("uplink", "site"),))] == 120
     assert got[("edged_uplink_refused_total", (("reason", "Not authorized (0x87)"), ("uplink", "cloud")))] == 4
     assert got[("edged_rule_firings_total", ())] == 42
-    assert got[("edged_rule_latency_seconds", (("quantile", "0.99"),))] == 0.010
-    assert got[("edged_rule_latency_seconds_count", ())] == 4
+    assert got[("edged_rule_latency_seconds_bucket", (("le", "0.001"),))] == 1
+    assert got[("edged_rule_latency_seconds_bucket", (("le", "0.0025"),))] == 2
+    assert got[("edged_rule_latency_seconds_bucket", (("le", "0.01"),))] == 4
+    assert got[("edged_rule_latency_seconds_bucket", (("le", "5"),))] == 4
+    assert got[("edged_rule_latency_seconds_bucket", (("le", "+Inf"),))] == 5
+    assert got[("edged_rule_latency_seconds_count", ())] == 5
+    assert abs(got[("edged_rule_latency_seconds_sum", ())] - 7.016) < 1e-9
+    assert got[("process_resident_memory_bytes", ())] > 0 and ("process_cpu_seconds_total", ()) in got
     assert got[("edged_event_loop_lag_seconds", ())] == 0.004
 
 
@@ -155,3 +166,15 @@ async def test_uptime_is_not_moved_by_a_step_of_the_wall_clock(start_daemon: Sta
     assert status_json(daemon.view)["uptime"] < 3600
     uptime = next(line for line in Metrics(daemon.view).render().decode().splitlines() if line.startswith("edged_uptime_seconds "))
     assert float(uptime.split()[1]) < 3600
+
+
+async def test_the_exposition_passes_promtool(start_daemon: StartDaemon) -> None:
+    """Counters end in _total, units are in names, histograms have buckets: what Prometheus's own linter checks."""
+    daemon = await start_daemon(extra=UPLINK_AND_RULES.format(port=free_port()))
+    watch = Watch(daemon.hub)
+    await watch.until(lambda: daemon.rules is not None and daemon.rules.stats().firings > 0)
+    async with aiohttp.ClientSession() as session, session.get(http_url(daemon) + "/metrics") as response:
+        text = await response.read()
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert b"edged_rule_latency_seconds_bucket" in text and b"process_cpu_seconds_total" in text

@@ -12,7 +12,11 @@ points and readings, and the Hub's commands into cluster commands:
   for ``silence.ping_after`` is pinged (a Basic cluster read) and marked
   offline after ``silence.failed_pings`` unanswered pings; a device silent for
   longer than ``silence.mains`` / ``silence.battery`` is marked offline;
-- ``device_left`` marks it offline, ``device_removed`` removes it.
+- ``device_left`` marks it offline, ``device_removed`` removes it;
+- groups (groups.py) are Hub devices whose writes are multicast commands;
+  bindings (bindings.py) send a device's commands straight to another device
+  or a group; the configuration's ``groups:`` and ``bindings:`` are made true
+  at every start and when a device named there joins.
 
 The database (``zigbee.db``) and an open-coordinator-format backup of the
 network (``network-backup.json``) live in the adapter's state directory; a
@@ -38,8 +42,10 @@ from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.zigbee import codec
-from edged.adapters.zigbee.config import PERMIT_MAX_SECONDS, ZigbeeConfig
+from edged.adapters.zigbee import bindings, codec, groups
+from edged.adapters.zigbee.bindings import Link, LinkStore
+from edged.adapters.zigbee.config import BIND_CLUSTERS, GROUP_ID_MAX, GROUP_NAME_MAX, PERMIT_MAX_SECONDS, ZigbeeConfig
+from edged.adapters.zigbee.config import Binding as BindingConfig
 from edged.backoff import retry_forever
 from edged.errors import AdapterError, CommandError
 from edged.files import write_atomic
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
     from zigpy.application import ControllerApplication
     from zigpy.backups import NetworkBackup
     from zigpy.device import Device as ZigpyDevice
+    from zigpy.group import Group
 
 RADIOS: dict[str, str] = {
     "znp": "zigpy_znp.zigbee.application:ControllerApplication",
@@ -112,6 +119,8 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self._unsubscribe: dict[t.EUI64, list[Any]] = {}
         self._export_lock = asyncio.Lock()
         self._pings: dict[t.EUI64, _Ping] = {}
+        self.links = LinkStore(state_dir / bindings.FILE)
+        self.converged = asyncio.Event()  # set each time groups and bindings were brought to the configuration
         self.pings_total = 0
         self.pings_failed_total = 0
         self.offline_by_ping_total = 0
@@ -192,9 +201,13 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                     self._register(device, publish_cache=True)
                     if self._recently_seen(device):
                         self.set_online(self.device_id(str(device.ieee)), True)
+            for group in list(app.groups.values()):
+                self._show_group(group)
             if self.config.permit_join.on_start:
                 await app.permit(self.config.permit_join.on_start)
+            await asyncio.to_thread(self.links.load)
             self.ready.set()
+            self.tasks.spawn(self._converge(), name=f"{self.name} groups and bindings")
             exc = await lost
             raise AdapterError(f"lost the {self.config.radio} radio: {exc}") from exc
         finally:
@@ -358,6 +371,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                     if maps:
                         await self._configure_cluster(app, device_id, cluster, maps, report.min_interval, report.max_interval)
         self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
+        await self._converge(device.ieee)
 
     async def _configure_cluster(
         self, app: ControllerApplication, device_id: str, cluster: Cluster, maps: list[codec.PointMap],
@@ -501,6 +515,10 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         if app is None:
             raise CommandError("the Zigbee radio is not connected")
         native = command.device_id.removeprefix(f"{self.name}/")
+        group_id = groups.group_id_of(native)
+        if group_id is not None:
+            await self._write_group(app, group_id, command)
+            return
         try:
             device = app.devices[t.EUI64.convert(native)]
         except (KeyError, ValueError) as exc:
@@ -518,6 +536,222 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
         codec.check_response(response)
+
+
+    async def _write_group(self, app: ControllerApplication, group_id: int, command: Command) -> None:
+        """One multicast frame to every member of the group."""
+        group = app.groups.get(group_id)
+        if group is None or command.key not in groups.POINTS:
+            raise CommandError(f"{command.device_id}.{command.key} cannot be written")
+        cluster_id, call = codec.COMMANDS[command.key]
+        try:
+            response = await call(group.endpoint[cluster_id], command.value)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+        codec.check_response(response)
+
+    # -- groups and bindings -----------------------------------------------
+
+    def _radio(self) -> ControllerApplication:
+        if self.app is None:
+            raise CommandError("the Zigbee radio is not connected")
+        return self.app
+
+    def _device_and_endpoint(self, ref: str) -> tuple[ZigpyDevice, int | None]:
+        """A joined device from its device id or IEEE address, with the endpoint after a ``/``, if any."""
+        app = self._radio()
+        native, _, endpoint = ref.removeprefix(f"{self.name}/").partition("/")
+        try:
+            device = app.devices[t.EUI64.convert(native)]
+            endpoint_id = int(endpoint) if endpoint else None
+        except (KeyError, ValueError) as exc:
+            raise CommandError(f"{ref} is not a device of {self.name}") from exc
+        if not self._is_peer(device):
+            raise CommandError(f"{ref} is not a device of {self.name}")
+        return device, endpoint_id
+
+    def _group(self, ref: str | int) -> Group:
+        group = groups.find(self._radio(), self.name, ref)
+        if group is None:
+            raise CommandError(f"{self.name} has no group {ref!r}")
+        return group
+
+    def _show_group(self, group: Group) -> None:
+        self.add_device(groups.device(self.name, group, online=True))
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every group with its members, as the status API shows them."""
+        app = self._radio()
+        return [groups.describe(group, self.name) for group in sorted(app.groups.values(), key=lambda g: g.group_id)]
+
+    def create_group(self, name: str, group_id: int | None = None) -> Group:
+        """A new, empty group (the lowest free id unless one is given); it appears in the Hub at once."""
+        app = self._radio()
+        if not 1 <= len(name) <= GROUP_NAME_MAX:
+            raise CommandError(f"a group name has 1..{GROUP_NAME_MAX} characters, got {name!r}")
+        if group_id is None:
+            group_id = groups.free_id(app)
+        if not 1 <= group_id <= GROUP_ID_MAX:
+            raise CommandError(f"a group id is 1..0x{GROUP_ID_MAX:04X}, got {group_id}")
+        if group_id in app.groups or any(g.name == name for g in app.groups.values()):
+            raise CommandError(f"{self.name} already has a group {name!r} or 0x{group_id:04X}")
+        group = app.groups.add_group(group_id, name)
+        self._show_group(group)
+        self.log.info("group 0x%04X %r created", group_id, name)
+        return group
+
+    async def delete_group(self, ref: str | int) -> int:
+        """Take every member out of the group, then forget it; returns its id."""
+        app = self._radio()
+        group = self._group(ref)
+        for endpoint in list(group.values()):
+            await self._call(f"removing {endpoint.device.ieee} from group 0x{group.group_id:04X}",
+                             groups.remove(endpoint, group.group_id))  # fmt: skip
+        app.groups.pop(group.group_id)
+        self.hub.remove_device(self.device_id(groups.native_id(group.group_id)))
+        self.log.info("group 0x%04X %r deleted", group.group_id, group.name)
+        return group.group_id
+
+    async def add_to_group(self, ref: str | int, device_ref: str) -> Group:
+        """Put a device (``<id>`` or ``<id>/<endpoint>``) in the group with the Groups cluster's Add Group."""
+        group = self._group(ref)
+        device, endpoint_id = self._device_and_endpoint(device_ref)
+        endpoint = groups.member_endpoint(device, endpoint_id)
+        await self._call(f"adding {device.ieee} to group 0x{group.group_id:04X}", groups.add(endpoint, group.group_id, group.name or ""))
+        return group
+
+    async def remove_from_group(self, ref: str | int, device_ref: str) -> Group:
+        """Take a device out of the group with the Groups cluster's Remove Group."""
+        group = self._group(ref)
+        device, endpoint_id = self._device_and_endpoint(device_ref)
+        endpoint = groups.member_endpoint(device, endpoint_id)
+        await self._call(f"removing {device.ieee} from group 0x{group.group_id:04X}", groups.remove(endpoint, group.group_id))
+        return group
+
+    def link(self, source: str, target: str | int, cluster: str | int) -> Link:
+        """The binding a user names: a source device (``/endpoint`` optional), a device or group, a cluster."""
+        cluster_id = BIND_CLUSTERS.get(cluster) if isinstance(cluster, str) else cluster
+        if cluster_id is None:
+            raise CommandError(f"expected a cluster among {', '.join(BIND_CLUSTERS)}; got {cluster!r}")
+        device, source_ep = self._device_and_endpoint(source)
+        source_ep = _binding_endpoint(device, cluster_id, source_ep, sending=True)
+        group = groups.find(self._radio(), self.name, target)
+        if group is not None:
+            return Link(str(device.ieee), source_ep, cluster_id, group=group.group_id)
+        if isinstance(target, int):
+            raise CommandError(f"{self.name} has no group {target}")
+        target_device, target_ep = self._device_and_endpoint(target)
+        target_ep = _binding_endpoint(target_device, cluster_id, target_ep, sending=False)
+        return Link(str(device.ieee), source_ep, cluster_id, str(target_device.ieee), target_ep)
+
+    async def bind(self, link: Link, origin: bindings.Origin = "operator") -> None:
+        """Write the binding into the source device's table and remember it."""
+        device, _ = self._device_and_endpoint(link.source)
+        await self._call(f"binding {link.source}", bindings.bind(device, link))
+        self.links.links[link] = origin
+        await asyncio.to_thread(self.links.save)
+        self.log.info("%s bound: %s", self.device_id(link.source), link.as_json())
+
+    async def unbind(self, link: Link) -> None:
+        """Remove the binding from the source device's table and forget it."""
+        device, _ = self._device_and_endpoint(link.source)
+        await self._call(f"unbinding {link.source}", bindings.unbind(device, link))
+        self.links.links.pop(link, None)
+        await asyncio.to_thread(self.links.save)
+        self.log.info("%s unbound: %s", self.device_id(link.source), link.as_json())
+
+    def bindings(self) -> list[dict[str, Any]]:
+        """The bindings this adapter made, as the status API shows them."""
+        return [{**link.as_json(), "origin": origin} for link, origin in self.links.links.items()]
+
+    async def _call(self, what: str, request: Awaitable[Any]) -> Any:
+        try:
+            return await request
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _converge(self, only: t.EUI64 | None = None) -> None:
+        """Make the groups and bindings what the configuration says (for one device, when it has just joined).
+
+        Each step is tried on its own; a device that is absent or refuses is
+        logged and counted, and tried again when it next joins or at the next start."""
+        app = self.app
+        if app is None:
+            return
+        for declared in self.config.groups:
+            group = app.groups.get(declared.id) or app.groups.add_group(declared.id, declared.name)
+            self._show_group(group)
+            await self._converge_group(app, group, declared.members, only)
+        for group_id in self.links.config_groups - {g.id for g in self.config.groups}:
+            if group_id in app.groups and only is None:
+                await self._try(f"deleting group 0x{group_id:04X}, gone from the configuration", self.delete_group(group_id))
+        self.links.config_groups = {g.id for g in self.config.groups}
+        await self._converge_bindings(only)
+        await asyncio.to_thread(self.links.save)
+        self.converged.set()
+
+    async def _converge_group(self, app: ControllerApplication, group: Group, members: list[str], only: t.EUI64 | None) -> None:
+        wanted: set[tuple[t.EUI64, int]] = set()
+        for member in members:
+            ieee = t.EUI64.convert(member.partition("/")[0])
+            device = app.devices.get(ieee)
+            if device is None or not device.is_initialized:
+                continue
+            try:
+                endpoint = groups.member_endpoint(device, int(member.partition("/")[2] or 0) or None)
+            except CommandError as exc:
+                self._converge_failed(f"group {group.name}", exc)
+                continue
+            wanted.add(endpoint.unique_id)
+            if endpoint.unique_id not in group and only in (None, ieee):
+                await self._try(f"adding {member} to group {group.name}", self.add_to_group(group.group_id, member))
+        for ieee, endpoint_id in list(group):
+            if (ieee, endpoint_id) not in wanted and only in (None, ieee) and ieee in app.devices:
+                await self._try(f"removing {ieee}/{endpoint_id} from group {group.name}",
+                                self.remove_from_group(group.group_id, f"{ieee}/{endpoint_id}"))  # fmt: skip
+
+    async def _converge_bindings(self, only: t.EUI64 | None) -> None:
+        for declared in self.config.bindings:
+            source = t.EUI64.convert(declared.source.partition("/")[0])
+            target = self._binding_target(declared)
+            concerned = {source} | ({t.EUI64.convert(target.partition("/")[0])} if isinstance(target, str) else set())
+            if (only is not None and only not in concerned) or self.app is None or source not in self.app.devices:
+                continue
+            try:
+                link = self.link(declared.source, target, declared.cluster)
+            except CommandError as exc:
+                self._converge_failed(f"binding {declared.source} to {declared.target}", exc)
+                continue
+            if only is not None or self.links.links.get(link) != "config":
+                await self._try(f"binding {declared.source} to {declared.target}", self.bind(link, "config"))
+        for link, origin in list(self.links.links.items()):
+            if origin == "config" and only is None and not any(self._declares(b, link) for b in self.config.bindings):
+                await self._try(f"unbinding {link.source}, gone from the configuration", self.unbind(link))
+
+    def _binding_target(self, declared: BindingConfig) -> str | int:
+        group = next((g for g in self.config.groups if g.name == declared.target), None)
+        return group.id if group is not None else declared.target
+
+    def _declares(self, declared: BindingConfig, link: Link) -> bool:
+        """Whether the configured binding is this link (endpoints aside)."""
+        if t.EUI64.convert(declared.source.partition("/")[0]) != t.EUI64.convert(link.source):
+            return False
+        if BIND_CLUSTERS[declared.cluster] != link.cluster:
+            return False
+        target = self._binding_target(declared)
+        if isinstance(target, int):
+            return link.group == target
+        return link.target is not None and t.EUI64.convert(target.partition("/")[0]) == t.EUI64.convert(link.target)
+
+    async def _try(self, what: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except CommandError as exc:
+            self._converge_failed(what, exc)
+
+    def _converge_failed(self, what: str, exc: Exception) -> None:
+        self.errors_total += 1
+        self.log.warning("%s: %s", what, exc)
 
 
 class _Listener:
@@ -588,6 +822,18 @@ def _find_cluster(device: ZigpyDevice, cluster_id: int, endpoint_id: int | None)
         if cluster_id in endpoint.in_clusters:
             return endpoint.in_clusters[cluster_id]
     return None
+
+
+def _binding_endpoint(device: ZigpyDevice, cluster_id: int, endpoint_id: int | None, *, sending: bool) -> int:
+    """The endpoint a binding uses: a source sends from a client cluster (or from a server one,
+    as a sensor reports), a target takes the command on a server cluster."""
+    candidates = [ep for ep in device.non_zdo_endpoints if endpoint_id in (None, ep.endpoint_id)]
+    for side in ("out_clusters", "in_clusters") if sending else ("in_clusters",):
+        for endpoint in candidates:
+            if cluster_id in getattr(endpoint, side):
+                return endpoint.endpoint_id
+    role = "send" if sending else "take"
+    raise CommandError(f"{device.ieee} has no endpoint that can {role} cluster 0x{cluster_id:04X}")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -14,10 +14,23 @@ from edged.adapter import AdapterConfig
 from edged.fields import Duration, Model, Secret
 
 Radio = Literal["znp", "ezsp", "deconz", "xbee", "zigate", "simulated"]
-SimulatedKind = Literal["climate", "motion", "contact", "water_leak", "lamp", "plug"]
+SimulatedKind = Literal["climate", "motion", "contact", "water_leak", "lamp", "plug", "remote"]
 
 PERMIT_MAX_SECONDS = 254  # Mgmt_Permit_Joining's longest (255 would mean "for ever")
+GROUP_ID_MAX = 0xFFF7  # above are reserved group addresses
+GROUP_NAME_MAX = 16  # the Groups cluster's name field
 _IEEE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7}$")
+_ENDPOINT_ADDRESS = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7}(/\d{1,3})?$")
+
+# Cluster names a binding takes (``cluster: on_off``), by cluster id.
+BIND_CLUSTERS: dict[str, int] = {
+    "on_off": 0x0006,
+    "level": 0x0008,
+    "scenes": 0x0005,
+    "color": 0x0300,
+    "window_covering": 0x0102,
+}
+BindCluster = Literal["on_off", "level", "scenes", "color", "window_covering"]
 
 
 def _eui64(what: str) -> AfterValidator:
@@ -29,6 +42,15 @@ def _eui64(what: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+def _endpoint_address(value: str) -> str:
+    if not _ENDPOINT_ADDRESS.match(value):
+        raise ValueError(f"expected an IEEE address, optionally with /endpoint, such as 00:12:4b:00:1c:a1:b2:c3/1; got {value!r}")
+    return value
+
+
+EndpointAddress = Annotated[str, AfterValidator(_endpoint_address)]
 
 
 class SerialPort(Model):
@@ -110,6 +132,22 @@ class SimulatedRadio(Model):
     report_interval: Duration = Field(10.0, ge=0)  # 0: devices report only on change
 
 
+class Group(Model):
+    """A Zigbee group the gateway keeps: its members get the group's multicast commands."""
+
+    id: int = Field(ge=1, le=GROUP_ID_MAX)
+    name: str = Field(min_length=1, max_length=GROUP_NAME_MAX)
+    members: list[EndpointAddress] = []  # "<ieee>" (first endpoint with a Groups cluster) or "<ieee>/<endpoint>"
+
+
+class Binding(Model):
+    """A device's cluster bound to another device or a group: its commands go there directly."""
+
+    source: EndpointAddress  # the sending device (a remote, a switch)
+    target: str = Field(min_length=1)  # an IEEE address (optionally /endpoint) or the name of a group above
+    cluster: BindCluster = "on_off"
+
+
 class ZigbeeConfig(AdapterConfig):
     type: Literal["zigbee"]
     radio: Radio
@@ -120,6 +158,24 @@ class ZigbeeConfig(AdapterConfig):
     reporting: Reporting = Reporting()
     backup_interval: Duration = Field(24 * 3600.0, ge=60)  # zigpy network backup period
     simulated: SimulatedRadio | None = None
+    groups: list[Group] = []
+    bindings: list[Binding] = []
+
+    @model_validator(mode="after")
+    def _groups_and_bindings(self) -> ZigbeeConfig:
+        for what in ("id", "name"):
+            seen = [getattr(g, what) for g in self.groups]
+            twice = sorted({str(v) for v in seen if seen.count(v) > 1})
+            if twice:
+                raise ValueError(f"groups: each group needs its own {what}; {', '.join(twice)} given more than once")
+        names = {g.name for g in self.groups}
+        for binding in self.bindings:
+            if not _ENDPOINT_ADDRESS.match(binding.target) and binding.target not in names:
+                raise ValueError(
+                    f"bindings: target {binding.target!r} is neither an IEEE address nor a group name "
+                    f"(groups: {', '.join(sorted(names)) or 'none'})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _radio_needs(self) -> ZigbeeConfig:

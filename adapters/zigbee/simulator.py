@@ -19,7 +19,11 @@ sensor, the plug's meter counts on) and each node reports the attributes
 reporting was configured for: that is what ``edged demo`` shows.
 Tests drive them directly:
 ``app.node("lamp").set(OnOff.cluster_id, "on_off", 1)`` reports a change,
-``node.leave()`` announces a leave, ``node.silent = True`` stops it talking.
+``node.leave()`` announces a leave, ``node.silent = True`` stops it talking,
+``app.node("remote").press(OnOff.cluster_id, "toggle")`` sends a remote's
+command straight to the devices or group it is bound to. Lamps and plugs
+keep group memberships (Groups cluster) and every node keeps the bindings
+it was asked for (ZDO Bind/Unbind), as real ones do.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import zigpy.zdo.types as zdo_t
 from zigpy.backups import NetworkBackup
 from zigpy.profiles import zha
 from zigpy.zcl import Cluster, foundation
-from zigpy.zcl.clusters.general import Basic, Identify, LevelControl, OnOff, PowerConfiguration
+from zigpy.zcl.clusters.general import Basic, Groups, Identify, LevelControl, OnOff, PowerConfiguration
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.lighting import Color
 from zigpy.zcl.clusters.measurement import (
@@ -82,6 +86,7 @@ class Kind:
     clusters: tuple[type[Cluster], ...]
     values: dict[tuple[int, str], Any]
     manufacturer: str = "edged simulated"
+    out_clusters: tuple[type[Cluster], ...] = ()  # client clusters: what a remote sends to its bindings
 
 
 def _lux(lx: float) -> int:
@@ -128,7 +133,7 @@ KINDS: dict[str, Kind] = {
     ),
     "lamp": Kind(
         "tunable white lamp", ROUTER, zha.DeviceType.COLOR_TEMPERATURE_LIGHT,
-        (Basic, Identify, OnOff, LevelControl, Color),
+        (Basic, Identify, Groups, OnOff, LevelControl, Color),
         {
             (OnOff.cluster_id, "on_off"): 0,
             (LevelControl.cluster_id, "current_level"): 254,
@@ -136,7 +141,7 @@ KINDS: dict[str, Kind] = {
         },
     ),
     "plug": Kind(
-        "smart plug", ROUTER, zha.DeviceType.SMART_PLUG, (Basic, Identify, OnOff, ElectricalMeasurement, Metering),
+        "smart plug", ROUTER, zha.DeviceType.SMART_PLUG, (Basic, Identify, Groups, OnOff, ElectricalMeasurement, Metering),
         {
             (OnOff.cluster_id, "on_off"): 0,
             (ElectricalMeasurement.cluster_id, "active_power"): 0,
@@ -154,6 +159,11 @@ KINDS: dict[str, Kind] = {
             (Metering.cluster_id, "divisor"): 1000,
             (Metering.cluster_id, "unit_of_measure"): 0,
         },
+    ),
+    "remote": Kind(
+        "dimmer remote", END_DEVICE, zha.DeviceType.DIMMER_SWITCH, (Basic, PowerConfiguration, Identify),
+        {(PowerConfiguration.cluster_id, "battery_percentage_remaining"): 170},
+        out_clusters=(OnOff, LevelControl),
     ),
     "coordinator": Kind("coordinator", COORDINATOR, zha.DeviceType.IAS_CONTROL, (Basic,), {}, "edged"),
 }
@@ -176,6 +186,9 @@ class SimulatedNode:
     reporting: dict[int, set[int]] = field(default_factory=dict)  # cluster id -> configured attribute ids
     commands: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     reads: list[tuple[int, list[str]]] = field(default_factory=list)  # (cluster id, attribute names) asked for
+    groups: set[int] = field(default_factory=set)  # group ids this node is a member of
+    binds: list[tuple[int, int, zdo_t.MultiAddress]] = field(default_factory=list)  # (endpoint, cluster, destination)
+    zdo_requests: list[tuple[zdo_t.ZDOCmd, tuple[Any, ...]]] = field(default_factory=list)
     _tsn: int = 0
 
     def __post_init__(self) -> None:
@@ -212,6 +225,25 @@ class SimulatedNode:
             self._next_tsn(), foundation.GeneralCommand.Report_Attributes, direction=foundation.Direction.Server_to_Client
         )
         self._send_zcl(cluster_id, hdr, schema(attribute_reports=records))
+
+    def press(self, cluster_id: int, command: str, **args: Any) -> None:
+        """Send a cluster command (a remote's button) to every destination bound for that cluster."""
+        cls = next(c for c in self.spec.out_clusters if c.cluster_id == cluster_id)
+        definition = getattr(cls.ServerCommandDefs, command)
+        for endpoint, bound_cluster, dst in self.binds:
+            if bound_cluster != cluster_id:
+                continue
+            hdr = foundation.ZCLHeader.cluster(self._next_tsn(), definition.id)
+            hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+            data = hdr.serialize() + definition.schema(**args).serialize()
+            if dst.addrmode == 0x01:  # a group
+                address = t.AddrModeAddress(addr_mode=t.AddrMode.Group, address=dst.nwk)
+                dst_ep = 0xFF
+            else:
+                address = t.AddrModeAddress(addr_mode=t.AddrMode.IEEE, address=dst.ieee)
+                dst_ep = dst.endpoint
+            packet = self._packet(cluster_id, data, src_ep=endpoint, dst_ep=dst_ep, profile=zha.PROFILE_ID, tsn=hdr.tsn)
+            self.app.route(self, packet.replace(dst=address))
 
     def leave(self) -> None:
         """The device leaves the network (and announces it)."""
@@ -309,11 +341,23 @@ class SimulatedNode:
                 device_type=self.spec.device_type,
                 device_version=1,
                 input_clusters=[c.cluster_id for c in self.spec.clusters],
-                output_clusters=[],
+                output_clusters=[c.cluster_id for c in self.spec.out_clusters],
             )
             self._send_zdo(cmd.Simple_Desc_rsp, hdr.tsn, ok, self.nwk, descriptor)
         elif hdr.command_id in (cmd.Bind_req, cmd.Unbind_req):
-            self._send_zdo(hdr.command_id | 0x8000, hdr.tsn, ok)
+            self.zdo_requests.append((hdr.command_id, tuple(args)))
+            _src, endpoint, cluster_id, dst = args
+            entry = (endpoint, cluster_id, dst)
+            if hdr.command_id == cmd.Bind_req and entry not in self.binds:
+                self.binds.append(entry)
+                self._send_zdo(cmd.Bind_rsp, hdr.tsn, ok)
+            elif hdr.command_id == cmd.Unbind_req and entry in self.binds:
+                self.binds.remove(entry)
+                self._send_zdo(cmd.Unbind_rsp, hdr.tsn, ok)
+            elif hdr.command_id == cmd.Bind_req:
+                self._send_zdo(cmd.Bind_rsp, hdr.tsn, ok)  # already bound
+            else:
+                self._send_zdo(cmd.Unbind_rsp, hdr.tsn, zdo_t.Status.NO_ENTRY)
         elif hdr.command_id == cmd.Mgmt_Permit_Joining_req:
             self._send_zdo(cmd.Mgmt_Permit_Joining_rsp, hdr.tsn, ok)
         elif hdr.command_id == cmd.Mgmt_Leave_req:
@@ -337,8 +381,12 @@ class SimulatedNode:
             return
         args, _ = command.schema.deserialize(rest)
         self.commands.append((cls.cluster_id, command.name, args.as_dict()))
+        if cls.cluster_id == Groups.cluster_id:
+            self._group_command(hdr, command.name, args.as_dict())
+            return
         changed = self._apply(cls.cluster_id, command.name, args.as_dict())
-        self._default_response(cls.cluster_id, hdr, foundation.Status.SUCCESS)
+        if packet.dst.addr_mode != t.AddrMode.Group:  # a multicast is never answered
+            self._default_response(cls.cluster_id, hdr, foundation.Status.SUCCESS)
         for cluster_id, names in changed.items():
             self.report(cluster_id, names)
 
@@ -378,6 +426,32 @@ class SimulatedNode:
             self._send_zcl(cls.cluster_id, reply, command_schema(general.Configure_Reporting_rsp)(status_records=ok))
         else:
             self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_GENERAL_COMMAND)
+
+    def _group_command(self, hdr: foundation.ZCLHeader, command: str, args: dict[str, Any]) -> None:
+        """Groups cluster: add, remove and membership, answered with their own responses."""
+        responses = Groups.ClientCommandDefs
+        status = foundation.Status.SUCCESS
+        if command == "add":
+            status = foundation.Status.DUPLICATE_EXISTS if args["group_id"] in self.groups else status
+            self.groups.add(args["group_id"])
+            response, payload = responses.add_response, {"status": status, "group_id": args["group_id"]}
+        elif command == "remove":
+            status = status if args["group_id"] in self.groups else foundation.Status.NOT_FOUND
+            self.groups.discard(args["group_id"])
+            response, payload = responses.remove_response, {"status": status, "group_id": args["group_id"]}
+        elif command == "remove_all":
+            self.groups.clear()
+            self._default_response(Groups.cluster_id, hdr, status)
+            return
+        elif command == "get_membership":
+            asked = set(args["groups"])
+            found = [g for g in sorted(self.groups) if not asked or g in asked]
+            response, payload = responses.get_membership_response, {"capacity": 16 - len(self.groups), "groups": found}
+        else:
+            self._default_response(Groups.cluster_id, hdr, foundation.Status.UNSUP_CLUSTER_COMMAND)
+            return
+        reply = foundation.ZCLHeader.cluster(hdr.tsn, response.id, direction=foundation.Direction.Server_to_Client)
+        self._send_zcl(Groups.cluster_id, reply, response.schema(**payload))
 
     def _default_response(self, cluster_id: int, hdr: foundation.ZCLHeader, status: foundation.Status) -> None:
         if hdr.frame_control.disable_default_response and status == foundation.Status.SUCCESS:
@@ -447,6 +521,7 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
         self._connected = False
         self._report_task: asyncio.Task[None] | None = None
         self.permit_until = 0.0
+        self.multicasts: list[t.ZigbeePacket] = []  # group-addressed frames the coordinator sent
 
     def node(self, kind_or_ieee: str) -> SimulatedNode:
         """The simulated node with this kind (the first one) or IEEE address."""
@@ -531,12 +606,36 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
     async def send_packet(self, packet: t.ZigbeePacket) -> None:
         if packet.dst.addr_mode == t.AddrMode.Broadcast:
             return  # permit-join and other broadcasts: nothing to answer
+        if packet.dst.addr_mode == t.AddrMode.Group:
+            self.multicasts.append(packet)
+            for node in self._members(packet.dst.address):
+                node.receive(packet)
+            return
         target = self._find(packet.dst)
         if target is None or target.silent or not target.joined:
             raise zigpy.exceptions.DeliveryError(f"no route to {packet.dst}", status=t.MACStatus.MAC_NO_ACK)
         target.receive(packet)
 
     # -- the simulated world -----------------------------------------------
+
+    def route(self, sender: SimulatedNode, packet: t.ZigbeePacket) -> None:
+        """Carry a frame from one node to another node, a group, or the coordinator (no gateway in the loop)."""
+        if sender.silent or not sender.joined:
+            return
+        if packet.dst.addr_mode == t.AddrMode.Group:
+            targets = self._members(packet.dst.address)
+        else:
+            target = self._find(packet.dst)
+            targets = [] if target is None or target.silent or not target.joined else [target]
+        loop = asyncio.get_running_loop()
+        for target in targets:
+            if target is self.coordinator:
+                loop.call_soon(self.packet_received, packet.replace(dst=t.AddrModeAddress(t.AddrMode.NWK, 0x0000)))
+            else:
+                loop.call_soon(target.receive, packet)
+
+    def _members(self, group_id: int) -> list[SimulatedNode]:
+        return [n for n in self.nodes if n.joined and not n.silent and group_id in n.groups]
 
     def _find(self, address: t.AddrModeAddress) -> SimulatedNode | None:
         for node in [self.coordinator, *self.nodes]:

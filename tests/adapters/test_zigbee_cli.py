@@ -78,3 +78,65 @@ async def test_remove_posts_the_device(api, tmp_path, capsys, monkeypatch):
     assert await asyncio.to_thread(cli.main, args) == 0
     assert seen == [("Bearer t0ken", {"device": "zigbee/00:12:4b:00:00:00:00:03"})]
     assert "zigbee/00:12:4b:00:00:00:00:03 removed" in capsys.readouterr().out
+
+
+@pytest.fixture
+async def group_api():
+    """A loopback server answering the group and binding operations as the status API does; records the requests."""
+    seen: list[tuple[str, str, object]] = []
+    hall = {"id": 16, "name": "hall", "device": "zigbee/group/0x0010",
+            "members": [{"device": "zigbee/00:0d:6f:00:0e:d9:ed:01", "endpoint": 1}]}
+    link = {"source": "00:0d:6f:00:0e:d9:ed:04", "source_ep": 1, "cluster": 6, "group": 16}
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json() if request.method == "POST" else None
+        seen.append((request.method, request.path, body))
+        operation = request.match_info["operation"]
+        answers = {
+            "groups": {"groups": [hall]}, "groups/create": hall, "groups/add": hall, "groups/remove": hall,
+            "groups/delete": {"deleted": 16}, "bind": {"bound": link}, "unbind": {"unbound": link},
+            "bindings": {"bindings": [{**link, "origin": "config"}]},
+        }
+        return web.json_response(answers[operation])
+
+    app = web.Application()
+    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("argv", "request_made", "printed"),
+    [
+        (["group", "list"], ("GET", "/api/adapters/zigbee/groups", None),
+         "zigbee/group/0x0010 'hall' (0x0010): zigbee/00:0d:6f:00:0e:d9:ed:01/1"),
+        (["group", "create", "hall", "--id", "16"], ("POST", "/api/adapters/zigbee/groups/create", {"name": "hall", "id": 16}),
+         "created zigbee/group/0x0010 'hall'"),
+        (["group", "add", "0x10", "zigbee/00:0d:6f:00:0e:d9:ed:01"],
+         ("POST", "/api/adapters/zigbee/groups/add", {"group": 16, "device": "zigbee/00:0d:6f:00:0e:d9:ed:01"}), "'hall'"),
+        (["group", "delete", "hall"], ("POST", "/api/adapters/zigbee/groups/delete", {"group": "hall"}), "group 16 deleted"),
+        (["bind", "zigbee/00:0d:6f:00:0e:d9:ed:04", "hall", "--cluster", "on_off"],
+         ("POST", "/api/adapters/zigbee/bind", {"source": "zigbee/00:0d:6f:00:0e:d9:ed:04", "target": "hall", "cluster": "on_off"}),
+         "bound: 00:0d:6f:00:0e:d9:ed:04/1 on_off -> group 0x0010"),
+        (["unbind", "zigbee/00:0d:6f:00:0e:d9:ed:04", "16"],
+         ("POST", "/api/adapters/zigbee/unbind", {"source": "zigbee/00:0d:6f:00:0e:d9:ed:04", "target": 16, "cluster": "on_off"}),
+         "unbound: 00:0d:6f:00:0e:d9:ed:04/1 on_off -> group 0x0010"),
+        (["bindings"], ("GET", "/api/adapters/zigbee/bindings", None), "on_off -> group 0x0010 [config]"),
+    ],
+)
+async def test_group_and_binding_commands_call_the_api(group_api, capsys, monkeypatch, argv, request_made, printed):
+    url, seen = group_api
+    monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
+    assert await asyncio.to_thread(cli.main, parse(*argv, "--url", url)) == 0
+    assert seen == [request_made]
+    assert printed in capsys.readouterr().out
+
+
+def test_bind_takes_only_known_clusters(capsys):
+    with pytest.raises(SystemExit):
+        parse("bind", "zigbee/00:0d:6f:00:0e:d9:ed:04", "hall", "--cluster", "humidity")
+    assert "on_off" in capsys.readouterr().err

@@ -50,6 +50,15 @@ def test_durations_and_network_settings():
          "expected an IEEE address of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got '12:34'"),
         ({"radio": "simulated", "network": {"extended_pan_id": "dd-dd"}},
          "expected an extended PAN id of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got 'dd-dd'"),
+        ({"radio": "simulated", "groups": [{"id": 16, "name": "a"}, {"id": 16, "name": "b"}]},
+         "each group needs its own id; 16 given more than once"),
+        ({"radio": "simulated", "groups": [{"id": 16, "name": "hall", "members": ["lamp"]}]},
+         "expected an IEEE address, optionally with /endpoint"),
+        ({"radio": "simulated", "groups": [{"id": 0xFFF8, "name": "hall"}]}, "less than or equal to 65527"),
+        ({"radio": "simulated", "bindings": [{"source": "00:0d:6f:00:0e:d9:ed:04", "target": "hall"}]},
+         "target 'hall' is neither an IEEE address nor a group name"),
+        ({"radio": "simulated", "bindings": [{"source": "00:0d:6f:00:0e:d9:ed:04", "target": "00:0d:6f:00:0e:d9:ed:01",
+                                              "cluster": "humidity"}]}, "'on_off', 'level'"),
     ],
 )
 def test_bad_settings_say_what_was_expected(fields, message):

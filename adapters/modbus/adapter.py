@@ -153,7 +153,7 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         self.buses.clear()
         pollers: list[Poller] = []
         for connection in self.config.connections:
-            bus = Bus(connection, self.log, on_lost=self._connection_lost)
+            bus = Bus(connection, self.log, on_lost=self._connection_lost, on_problem=self._bus_problem)
             self.buses.append(bus)
             for spec in connection.devices:
                 device = DeviceRuntime(self.device_id(spec.id), spec, bus)
@@ -186,6 +186,11 @@ class ModbusAdapter(Adapter[ModbusConfig]):
 
     def _connection_lost(self) -> None:
         self.reconnects_total += 1
+
+    def _bus_problem(self, reason: str | None) -> None:
+        """A connection failed (``cannot connect to tcp://...``); cleared once every connection is up."""
+        if reason is not None or all(bus.connected for bus in self.buses):
+            self.connection_problem(reason)
 
     async def stop(self) -> None:
         for bus in self.buses:

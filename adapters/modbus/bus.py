@@ -85,9 +85,11 @@ def describe(connection: TcpConnection | RtuConnection) -> str:
 class Bus:
     def __init__(
         self, connection: TcpConnection | RtuConnection, log: logging.Logger, on_lost: Callable[[], None] | None = None,
+        on_problem: Callable[[str | None], None] | None = None,
     ) -> None:
         self.connection = connection
         self.on_lost = on_lost  # called when an established connection is lost
+        self.on_problem = on_problem  # called with why the connection failed, and with None once it is up
         self.name = describe(connection)
         self.log = log
         self.on_queue: Callable[[], None] | None = None  # called when a request has to wait its turn
@@ -130,7 +132,8 @@ class Bus:
     async def run(self, backoff: Backoff | None = None) -> None:
         """Connect and stay connected until cancelled; always close at the end."""
         try:
-            await retry_forever(self.name, self._session, self.log, backoff or Backoff(initial=0.5, maximum=30.0))
+            await retry_forever(self.name, self._session, self.log, backoff or Backoff(initial=0.5, maximum=30.0),
+                                on_failure=self._failed)  # fmt: skip
         finally:
             self.close()
 
@@ -140,6 +143,8 @@ class Bus:
             raise AdapterError(f"cannot connect to {self.name}")
         self._apply_rs485()
         self.log.info("connected to %s", self.name)
+        if self.on_problem is not None:
+            self.on_problem(None)
         self._up.set()
         try:
             await self._lost.wait()
@@ -149,6 +154,10 @@ class Bus:
             self.on_lost()
         self._client.close()
         raise AdapterError(f"connection to {self.name} lost")
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.on_problem is not None:
+            self.on_problem(str(exc) or type(exc).__name__)
 
     def _traced(self, connected: bool) -> None:
         if not connected:

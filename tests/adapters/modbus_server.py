@@ -4,7 +4,7 @@
 server, TCP on a free loopback port or RTU on one end of a socat pty pair)
 with large tables; it records every request it receives (unit, function
 code, address, count) and can be told to answer one unit with an exception
-response, to lack some addresses (illegal data address for any read that
+response, to leave one unit's requests unanswered, to lack some addresses (illegal data address for any read that
 covers them), to hold a request until released (a slow device), or (RTU) to
 break the CRC of its answers.
 """
@@ -37,6 +37,7 @@ class Server(Peer):
         super().__init__(units, size=SIZE, coils=COILS)
         self.requests: list[Request] = []
         self.failing: dict[int, ExcCodes] = {}  # unit -> exception code to answer every request with
+        self.silent: set[int] = set()  # units whose requests are never answered (a dead device on the line)
         self.holes: dict[int, set[int]] = {}  # unit -> register addresses it does not have (illegal data address)
         self.corrupt = False  # RTU: send every answer with a broken CRC
         self.hold: asyncio.Event | None = None  # when set: reads wait here until the event is set
@@ -48,10 +49,12 @@ class Server(Peer):
             return data[:-1] + bytes([data[-1] ^ 0xFF])
         return data
 
-    def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+    def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         if not sending:
             self.requests.append(Request(pdu.dev_id, pdu.function_code, pdu.address, pdu.count))
             self.on_request()
+            if pdu.dev_id in self.silent:
+                return None  # pymodbus's server answers no request its trace takes away
         return pdu
 
     async def _action(

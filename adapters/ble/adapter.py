@@ -1,21 +1,25 @@
-"""The BLE adapter: a scanner whose advertisements (BTHome v2, RuuviTag,
-iBeacon) become readings without connecting, and GATT links for the devices
-declared under ``gatt:``.
+"""The BLE adapter: a scanner whose advertisements (the families of
+``formats:``) become readings without connecting, and GATT links for the
+devices declared under ``gatt:``.
 
 Per advertiser the adapter keeps the last frame and when it was heard: an
 identical frame within ``dedup_window`` is dropped, an advertiser silent for
 ``offline_after`` goes offline (an iBeacon also reports ``present: false``)
-and comes back online with its next frame. Encrypted BTHome frames must
-carry a counter higher than the last one (replay protection), unless the
-device was silent long enough to have restarted. Readings of advertisements
-decoded in the same loop iteration travel to the Hub as one batch.
+and comes back online with its next frame. Encrypted frames (BTHome,
+Xiaomi) must carry a counter higher than the last one (replay protection),
+unless the device was silent long enough to have restarted: its decoder is
+forgotten when it goes offline. A device whose frames need a key that
+``keys:`` does not have (or whose key does not match) is logged once with
+the reason and counted in ``needs_key``; a configured one is also a health
+problem. Readings of advertisements decoded in the same loop iteration
+travel to the Hub as one batch.
 
 At most ``max_devices`` advertisers are tracked. When a new one is heard
 with all places taken, the one silent longest gives up its place (it leaves
 the Hub, is counted in ``evicted_total`` and logged at debug; a summary is
 logged at most once a minute), so a crowd of random addresses cannot lock
 out a real sensor until restart. Devices named in the configuration
-(``addresses``, ``bthome_keys``, ``gatt``) are never evicted, and always
+(``addresses``, ``keys``, ``gatt``) are never evicted, and always
 find a place.
 
 Without a Bluetooth adapter or BlueZ, ``run()`` logs one clear error, sets
@@ -47,7 +51,7 @@ from edged.adapters.ble.gatt import GattLink, Sightings, points
 from edged.errors import AdapterError, CommandError
 from edged.hub import Hub
 from edged.model import Command, Device, DeviceAdded, Point, Quality, Reading
-from edged.part import counter
+from edged.part import counter, gauge
 
 try:  # BlueZ talks D-Bus; its errors are not all BleakErrors
     from dbus_fast import DBusError as _DBusError
@@ -62,6 +66,8 @@ class BleStats(AdapterStats):
     adverts: int = counter("edged_adapter_ble_adverts", "Advertisements heard")
     duplicates: int = counter("edged_adapter_ble_duplicates", "Advertisements that repeated the last one within the dedup window")
     evicted: int = counter("edged_adapter_ble_evicted", "Advertisers forgotten to make room for new ones")
+    needs_key: int = gauge("edged_adapter_ble_needs_key",
+                           "Advertisers whose encrypted frames need a key that keys: does not have, or whose key does not match")
 
 
 @dataclass(slots=True)
@@ -69,7 +75,6 @@ class _Advertiser:
     device: Device
     heard: float  # loop time of the last frame
     payload: bytes = b""
-    counter: int | None = None
     beacon: bool = False
     keys: set[str] = field(default_factory=set)
     pinned: bool = False  # named in the configuration: never evicted
@@ -89,7 +94,9 @@ class BleAdapter(Adapter[BleConfig]):
         self._pending: list[Reading] = []
         self._flush_scheduled = False
         self._formats = advert.chosen(config.formats)
-        self._keys = {a: bytes.fromhex(k.get_secret_value()) for a, k in config.bthome_keys.items()}
+        self._keys = config.all_keys()
+        self._adverts = advert.Adverts(self._formats, self._keys, capacity=2 * config.max_devices + len(self._keys))
+        self._locked: dict[str, str] = {}  # address -> why its encrypted frames cannot be read
         self._addresses = set(config.addresses)
         self._gatt_addresses = {d.address for d in config.gatt}
         self._pinned = self._addresses | self._gatt_addresses | set(self._keys)
@@ -162,7 +169,8 @@ class BleAdapter(Adapter[BleConfig]):
 
     def _passive_patterns(self) -> list[tuple[int, AdvertisementDataType, bytes]]:
         # BlueZ's passive scanning reports only advertisements matching one of these.
-        return [(0, AdvertisementDataType(kind.ad_type), kind.pattern) for kind in self._formats]
+        return [(offset, AdvertisementDataType(ad_type), data) for kind in self._formats
+                for offset, ad_type, data in kind.patterns()]  # fmt: skip
 
     # -- advertisements --------------------------------------------------
 
@@ -183,16 +191,30 @@ class BleAdapter(Adapter[BleConfig]):
             return
         now = asyncio.get_running_loop().time()
         try:
-            frames = advert.decode(address, adv, self._formats, self._keys)
+            frames = self._adverts.decode(device, adv, now)
         except advert.AdvertError as exc:
-            self._bad_frame(address, str(exc))
+            cause = exc.__cause__
+            if isinstance(cause, advert.NeedsKey) and len(self._locked) < self.config.max_devices:
+                self._locked[address] = str(exc)
+            self._bad_frame(address, str(exc), log_only=isinstance(cause, advert.Replay))
             return
+        if self._locked:
+            self._locked.pop(address, None)
         for frame in frames:
             self._take(frame, adv.local_name, now, address in self._pinned)
 
     def stats(self) -> BleStats:
         return BleStats(self.readings_total, self.errors_total, self.reconnects_total, self.adverts_total,
-                        self.duplicates_total, self.evicted_total)  # fmt: skip
+                        self.duplicates_total, self.evicted_total, len(self._locked))  # fmt: skip
+
+    def needs_key(self) -> dict[str, str]:
+        """The advertisers whose encrypted frames cannot be read, by address: why."""
+        return dict(self._locked)
+
+    def health_problems(self) -> list[str]:
+        """Configured devices (under addresses: or keys:) whose encrypted frames cannot be read."""
+        return [f"adapter {self.name}: {address}: {why}" for address, why in sorted(self._locked.items())
+                if address in self._pinned]  # fmt: skip
 
     def _take(self, frame: advert.Decoded, name: str | None, now: float, pinned: bool = False) -> None:
         known = self._advertisers.get(frame.native_id)
@@ -205,13 +227,7 @@ class BleAdapter(Adapter[BleConfig]):
             self._advertisers.move_to_end(frame.native_id)
             self.duplicates_total += 1
             return
-        silent_for = now - known.heard
-        if frame.counter is not None and known.counter is not None and frame.counter <= known.counter \
-                and silent_for < self.config.offline_after:
-            self._bad_frame(frame.native_id, "a BTHome frame whose counter is not above the last one was "
-                            "ignored as a replay (logged once)", log_only=True)
-            return
-        known.heard, known.payload, known.counter = now, frame.payload, frame.counter
+        known.heard, known.payload = now, frame.payload
         self._advertisers.move_to_end(frame.native_id)
         if self._problems:
             self._problems.pop(frame.native_id, None)
@@ -238,8 +254,7 @@ class BleAdapter(Adapter[BleConfig]):
                                  self.name, self.config.max_devices)
             return None
         device_id = self.device_id(frame.native_id)
-        manufacturer = "Ruuvi Innovations" if frame.model == "RuuviTag" else None
-        device = Device(device_id, self.name, name or frame.native_id, manufacturer, frame.model)
+        device = Device(device_id, self.name, name or frame.native_id, frame.manufacturer, frame.model)
         known = _Advertiser(device, now, beacon=frame.model == "iBeacon", pinned=pinned)
         self._advertisers[frame.native_id] = known
         self.add_device(device)
@@ -252,6 +267,7 @@ class BleAdapter(Adapter[BleConfig]):
             return False
         known = self._advertisers.pop(victim)
         self._problems.pop(victim, None)
+        self._adverts.forget(victim)
         self.hub.remove_device(known.device.id)
         self.evicted_total += 1
         self._evictions_unlogged += 1
@@ -300,5 +316,6 @@ class BleAdapter(Adapter[BleConfig]):
                     if known.beacon:
                         gone.append(Reading(known.device.id, "present", False, time.time()))
                     self.set_online(known.device.id, False)
+                    self._adverts.forget(known.device.id.rpartition("/")[2])  # it may restart, counter and all
             if gone:
                 self.publish(gone)

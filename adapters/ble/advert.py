@@ -1,56 +1,90 @@
-"""Advertisements to measurements: which known formats an advertisement
-carries (the table in formats.py: BTHome v2, ATC_MiThermometer or Xiaomi
-MiBeacon service data, RuuviTag format 5 or iBeacon manufacturer data) and
-what they say. Pure functions, no I/O: the adapter adds filtering,
+"""Advertisements to measurements: which families (the table in formats.py)
+claim an advertisement, and what their decoders say. Decoders that keep
+state per device (the parsers) are made on a device's first frame, with its
+key from ``keys:``, and forgotten with the device (or, past ``capacity``
+devices, the one heard longest ago). No I/O: the adapter adds filtering,
 deduplication and presence on top."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 
+from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from edged.adapters.ble import formats
-from edged.adapters.ble.formats import AdvertFormat, Decoded
+from edged.adapters.ble.formats import AdvertFormat, Decoded, Decoder, NeedsKey, Replay
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
 
-__all__ = ["ALL_FORMATS", "AdvertError", "Decoded", "chosen", "decode"]
+__all__ = ["AdvertError", "Adverts", "Decoded", "NeedsKey", "Replay", "chosen"]
 
 
 class AdvertError(ValueError):
-    """A frame in a known format that does not decode; ``str()`` says why."""
-
-
-ALL_FORMATS = formats.load()
+    """A frame of a known family that cannot be used; ``str()`` says why, ``__cause__`` is a
+    ``Replay``, a ``NeedsKey`` or another ``ValueError``."""
 
 
 def chosen(names: Collection[str]) -> tuple[AdvertFormat, ...]:
-    """The formats among ``names`` (a configuration's ``formats:``), in the table's order."""
-    return tuple(f for f in ALL_FORMATS if f.name in names)
+    """The families among ``names`` (a configuration's ``formats:``), in the table's order."""
+    return formats.load(names)
 
 
-def decode(
-    address: str, adv: AdvertisementData, among: Sequence[AdvertFormat] = ALL_FORMATS,
-    keys: Mapping[str, bytes] | None = None,
-) -> list[Decoded]:
-    """Decode every frame of the formats ``among`` in ``adv`` from ``address`` (upper case);
-    ``keys`` maps addresses to keys (BTHome bind keys). Raise ``AdvertError``."""
-    out: list[Decoded] = []
-    add_rssi = False  # to the first frame, if its format wants it
-    for kind in among:
-        data = (adv.service_data.get(kind.service_uuid) if kind.company_id is None  # type: ignore[arg-type]
-                else adv.manufacturer_data.get(kind.company_id))  # fmt: skip
-        if data is None:
-            continue
-        try:
-            frame = kind.decode(data, address, adv.rssi, keys.get(address) if kind.keyed and keys else None)
-        except ValueError as exc:
-            raise AdvertError(f"{kind.label}: {exc}") from exc
-        if frame is not None:
-            add_rssi = add_rssi or (not out and kind.rssi)
-            out.append(frame)
-    if add_rssi:
-        first = out[0]
-        out[0] = first._replace(measurements=(*first.measurements, Measurement("rssi", adv.rssi, "dBm", ValueType.INT)))
-    return out
+class Adverts:
+    """Decodes advertisements with the decoders of ``among``, one per device and family."""
+
+    def __init__(self, among: Sequence[AdvertFormat], keys: Mapping[str, bytes] | None = None,
+                 capacity: int = 1024) -> None:  # fmt: skip
+        self.formats = tuple(among)
+        self._keys = dict(keys or {})  # upper-case address -> key
+        self._capacity = capacity
+        self._devices: OrderedDict[str, dict[str, Decoder]] = OrderedDict()  # least recently heard first
+
+    def decode(self, device: BLEDevice, adv: AdvertisementData, now: float = 0.0) -> list[Decoded]:
+        """What ``adv`` from ``device`` says, one ``Decoded`` per family that claims it and has
+        something to say. Raise ``AdvertError`` for a frame that cannot be used."""
+        out: list[Decoded] = []
+        add_rssi = False  # to the first frame, if its family wants it
+        decoders: dict[str, Decoder] | None = None
+        for kind in self.formats:
+            if not kind.claims(adv):
+                continue
+            if kind.per_device:
+                if decoders is None:
+                    decoders = self._decoders(device.address.upper())
+                decoder = decoders.get(kind.name)
+                if decoder is None:
+                    key = self._keys.get(device.address.upper()) if kind.keyed else None
+                    decoder = decoders[kind.name] = kind.decoder(key)
+            else:
+                decoder = kind.decoder(None)
+            try:
+                frame = decoder(device, adv, now)
+            except ValueError as exc:
+                raise AdvertError(f"{kind.label}: {exc}") from exc
+            if frame is not None:
+                add_rssi = add_rssi or (not out and kind.rssi and not kind.per_device)
+                out.append(frame)
+        if add_rssi:  # the parsers report the RSSI themselves
+            first = out[0]
+            out[0] = first._replace(measurements=(*first.measurements, Measurement("rssi", adv.rssi, "dBm", ValueType.INT)))
+        return out
+
+    def forget(self, address: str) -> None:
+        """Drop what the decoders remember of ``address`` (it went silent, or was evicted): its
+        next frame starts afresh, encryption counter included."""
+        self._devices.pop(address.upper(), None)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def _decoders(self, address: str) -> dict[str, Decoder]:
+        decoders = self._devices.get(address)
+        if decoders is None:
+            if len(self._devices) >= self._capacity:
+                self._devices.popitem(last=False)
+            decoders = self._devices[address] = {}
+        else:
+            self._devices.move_to_end(address)
+        return decoders

@@ -18,6 +18,9 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
 from edged.adapters.ble.formats import AdvertFormat, Decoded, service_uuid
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
@@ -63,9 +66,12 @@ def encode_pvvx(mac: str, temperature: float, humidity: float, millivolts: int, 
     return _PVVX.pack(raw_mac, round(temperature * 100), round(humidity * 100), millivolts, battery, counter & 0xFF, flags)
 
 
-def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded:
+def _advert(device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded:
+    data = adv.service_data[UUID]
     reading = decode(data)
-    return Decoded(address.lower(), f"ATC_MiThermometer ({reading.layout})", data, reading.measurements)
+    return Decoded(device.address.lower(), f"ATC_MiThermometer ({reading.layout})", data, reading.measurements)
 
 
-FORMAT = AdvertFormat.service_data("atc", "ATC", UUID16, _advert)
+FORMAT = AdvertFormat("atc", "ATC", lambda key: _advert, service_uuids=frozenset({UUID}), per_device=False,
+                      models=lambda: ["ATC_MiThermometer custom firmware, atc1441 and pvvx layouts (LYWSD03MMC, "
+                                      "MHO-C401, CGG1, ...)"])  # fmt: skip

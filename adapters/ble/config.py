@@ -1,8 +1,10 @@
-"""Configuration of the BLE adapter (pydantic only: validating a file never imports bleak).
+"""Configuration of the BLE adapter (pydantic only: validating a file never imports bleak
+or a parser).
 
-Advertisements (BTHome v2, RuuviTag format 5, iBeacon) become readings without
-connecting; GATT devices declared here are connected, read or subscribed, and
-written through bleak-retry-connector.
+Advertisements of the families in ``formats:`` (BTHome, Xiaomi, Ruuvi, Govee,
+INKBIRD, Qingping, SensorPush, ThermoPro, ATC_MiThermometer, iBeacon) become
+readings without connecting; GATT devices declared here are connected, read
+or subscribed, and written through bleak-retry-connector.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from edged.adapter import AdapterConfig
-from edged.adapters.ble.formats import NAMES
+from edged.adapters.ble.formats import ALIASES, NAMES
 from edged.fields import DeclaredDevice, Duration, Key, Model, Secret, unique
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -45,14 +47,20 @@ def _uuid(value: str) -> str:
 
 
 def _bind_key(value: SecretStr) -> SecretStr:
-    if not re.fullmatch(r"[0-9A-Fa-f]{32}", value.get_secret_value()):
-        raise ValueError("a BTHome bind key is 32 hexadecimal characters (16 bytes):")  # ":": never echo a secret
+    if not re.fullmatch(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{24}", value.get_secret_value()):
+        # ":": never echo a secret
+        raise ValueError("a bind key is 32 hexadecimal characters (16 bytes; 24 for MiBeacon v2/v3 devices):")
     return value
+
+
+def _family(value: object) -> object:
+    return ALIASES.get(value, value) if isinstance(value, str) else value
 
 
 Address = Annotated[str, AfterValidator(_address)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
 BindKey = Annotated[Secret, AfterValidator(_bind_key)]
+Family = Annotated[Literal[NAMES], BeforeValidator(_family)]  # type: ignore[valid-type]
 
 
 class Characteristic(Model):
@@ -91,18 +99,19 @@ class BleConfig(AdapterConfig):
     backend: Literal["bleak", "simulated"] = "bleak"
     adapter: str | None = None  # BlueZ adapter such as hci0; default: the system's default
     scanning: Literal["active", "passive"] = "active"
-    # Advertisement filters: empty lists take every BTHome, Ruuvi and iBeacon
-    # advertiser in range; otherwise an advertiser must match an address or a
-    # name pattern (shell-style, e.g. "SBHT-*").
+    # Advertisement filters: empty lists take every advertiser of a family in
+    # formats:; otherwise an advertiser must match an address or a name
+    # pattern (shell-style, e.g. "SBHT-*").
     addresses: list[Address] = []
     names: list[str] = []
-    formats: list[Literal[NAMES]] = list(NAMES)  # type: ignore[valid-type]  # the advertisement formats to decode
-    bthome_keys: dict[Address, BindKey] = {}  # address -> bind key of encrypting BTHome devices
+    formats: list[Family] = list(NAMES)  # the device families to decode (each parser is imported only if named)
+    keys: dict[Address, BindKey] = {}  # address -> bind key of a device that encrypts (BTHome, Xiaomi)
+    bthome_keys: dict[Address, BindKey] = {}  # the older name of keys:, still read
     dedup_window: Duration = 2.0  # identical advertisements from one device within this window are dropped
     offline_after: Duration = Field(600.0, gt=0)  # an advertiser silent this long goes offline
     # Advertisers tracked at most (bounds memory in busy places). When all are
     # taken, a new advertiser takes the place of the one silent longest; those
-    # named in addresses, bthome_keys or gatt are never evicted.
+    # named in addresses, keys or gatt are never evicted.
     max_devices: int = Field(256, ge=1)
     gatt: Annotated[list[GattDevice], unique("id", "GATT devices")] = []
     max_connections: int = Field(3, ge=1, le=10)  # simultaneous GATT connections
@@ -113,7 +122,17 @@ class BleConfig(AdapterConfig):
     def _check(self) -> BleConfig:
         if self.scanning == "passive" and self.gatt:
             raise ValueError(
-                "passive scanning only sees BTHome, Ruuvi and iBeacon advertisements, so GATT devices "
+                "passive scanning only sees the advertisements of the families in formats:, so GATT devices "
                 "would never be found; use scanning: active:"
             )
+        for address, key in self.bthome_keys.items():
+            known = self.keys.get(address)
+            if known is not None and known.get_secret_value().lower() != key.get_secret_value().lower():
+                raise ValueError(f"{address} has one key under keys: and another under bthome_keys:; keep it "
+                                 "under keys: only:")  # fmt: skip
         return self
+
+    def all_keys(self) -> dict[str, bytes]:
+        """Every device's key (``keys:`` and the older ``bthome_keys:``), by upper-case address."""
+        merged = {**self.bthome_keys, **self.keys}
+        return {address: bytes.fromhex(key.get_secret_value()) for address, key in merged.items()}

@@ -1,13 +1,19 @@
 """The advertisement formats the BLE adapter decodes: one table.
 
-Each format is a module of this package named as in ``NAMES`` that exports
-``FORMAT``, an ``AdvertFormat``: how its frames are recognised (the
-service-data UUID or the manufacturer's company id), what BlueZ matches them
-by in passive scanning, and the function that turns a frame into a
-``Decoded``. Adding a format is adding its module and its name here.
+A format is a family of devices and the module that decodes it. Most are the
+parsers the Home Assistant community keeps as standalone libraries on the
+sensor-state-data model (bthome-ble, xiaomi-ble, ruuvitag-ble, govee-ble,
+inkbird-ble, qingping-ble, sensorpush-ble, thermopro-ble), wrapped in
+``families/``; the ATC_MiThermometer custom layouts and iBeacon are decoded
+here (``atc.py``, ``ibeacon.py``). Each module exports ``FORMAT``, an
+``AdvertFormat``: what claims an advertisement for the family (service-data
+UUIDs, company ids of manufacturer data, advertised names or UUIDs), the
+patterns BlueZ matches in passive scanning, and ``decoder(key)``, which
+makes the decoder of one device.
 
-This module imports neither bleak nor the decoders, so that a configuration
-is checked against ``NAMES`` at no cost.
+This module imports neither bleak nor a parser, so that a configuration is
+checked against ``NAMES`` at no cost; a family's module (and its library) is
+imported only when the family is enabled in ``formats:``.
 """
 
 from __future__ import annotations
@@ -15,14 +21,33 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from edged.adapters.ble.measurement import Measurement
 
-# The formats, in the order an advertisement's frames are decoded in.
-NAMES = ("bthome", "atc", "mibeacon", "ruuvi", "ibeacon")
+if TYPE_CHECKING:
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+# The families, in the order an advertisement's frames are decoded in, and their modules.
+MODULES = {
+    "bthome": ".families.bthome",
+    "atc": ".atc",
+    "xiaomi": ".families.xiaomi",
+    "ruuvi": ".families.ruuvi",
+    "ibeacon": ".ibeacon",
+    "govee": ".families.govee",
+    "inkbird": ".families.inkbird",
+    "qingping": ".families.qingping",
+    "sensorpush": ".families.sensorpush",
+    "thermopro": ".families.thermopro",
+}
+NAMES = tuple(MODULES)
+ALIASES = {"mibeacon": "xiaomi"}  # older names still accepted in ``formats:``
 
 SERVICE_DATA_UUID16 = 0x16  # advertising data types (Bluetooth Assigned Numbers 2.3)
+COMPLETE_LOCAL_NAME = 0x09
+COMPLETE_UUID128_LIST = 0x07
 MANUFACTURER_DATA = 0xFF
 
 
@@ -33,13 +58,23 @@ class Decoded(NamedTuple):
     model: str
     payload: bytes  # the frame itself: equal payloads are duplicates
     measurements: tuple[Measurement, ...]
-    counter: int | None = None  # BTHome encryption counter (replay protection)
+    manufacturer: str | None = None
 
 
-# (frame, sender's address in upper case, RSSI, the sender's key if the format takes one)
-# -> what it says, or None for a frame of the same source that is not this format's.
-# A frame of this format that does not decode raises ValueError saying why.
-Decode = Callable[[bytes, str, int, bytes | None], Decoded | None]
+class Decoder(Protocol):
+    """One device's decoder: the frames of ``adv`` from ``device`` at loop time ``now`` -> what
+    they say, or None when they say nothing new. A frame of the family that cannot be used
+    raises ``ValueError`` saying why (``Replay`` for an encrypted frame heard before)."""
+
+    def __call__(self, device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded | None: ...
+
+
+class Replay(ValueError):
+    """An encrypted frame whose counter is not above the last one taken from the device."""
+
+
+class NeedsKey(ValueError):
+    """Encrypted frames for which ``keys:`` has no key, or whose key does not match."""
 
 
 def service_uuid(uuid16: int) -> str:
@@ -50,30 +85,51 @@ def service_uuid(uuid16: int) -> str:
 @dataclass(frozen=True, slots=True)
 class AdvertFormat:
     name: str  # as in the configuration's ``formats:``
-    label: str  # begins the message of a frame that does not decode
-    decode: Decode
-    service_uuid: str | None = None  # frames are the service data of this UUID ...
-    company_id: int | None = None  # ... or the manufacturer data of this company
-    ad_type: int = SERVICE_DATA_UUID16  # for passive scanning: the frames' AD type ...
-    pattern: bytes = b""  # ... and the bytes they start with (UUID or company id, little-endian)
-    keyed: bool = False  # decode takes the sender's key (bthome_keys)
-    rssi: bool = True  # the adapter adds the advertisement's RSSI to what it says
+    label: str  # names the family to people; begins the message of a frame that does not decode
+    decoder: Callable[[bytes | None], Decoder]  # the decoder of one device, given its key
+    service_uuids: frozenset[str] = frozenset()  # claims service data of these UUIDs ...
+    company_ids: frozenset[int] = frozenset()  # ... or manufacturer data of these companies ...
+    names: tuple[str, ...] = ()  # ... or an advertised name starting with one of these (any case) ...
+    advertised_uuids: frozenset[str] = frozenset()  # ... or one of these service UUIDs advertised
+    prefix: bytes = b""  # manufacturer data must also start with this
+    keyed: bool = False  # frames may be encrypted with a key from ``keys:``
+    per_device: bool = True  # the decoder keeps state per device (a parser instance)
+    rssi: bool = True  # the RSSI is reported with what the device says
+    library: str | None = None  # the Python distribution that decodes the family
+    models: Callable[[], list[str]] = lambda: []  # the products the family's decoder knows
+    _names: tuple[str, ...] = ()
 
-    @classmethod
-    def service_data(cls, name: str, label: str, uuid16: int, decode: Decode, *, keyed: bool = False) -> AdvertFormat:
-        """A format carried in the service data of a 16-bit UUID."""
-        return cls(name, label, decode, service_uuid=service_uuid(uuid16), pattern=uuid16.to_bytes(2, "little"),
-                   keyed=keyed)  # fmt: skip
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(n.lower() for n in self.names))
 
-    @classmethod
-    def manufacturer_data(
-        cls, name: str, label: str, company_id: int, decode: Decode, *, prefix: bytes = b"", rssi: bool = True
-    ) -> AdvertFormat:
-        """A format carried in the manufacturer data of ``company_id``, starting with ``prefix``."""
-        return cls(name, label, decode, company_id=company_id, ad_type=MANUFACTURER_DATA,
-                   pattern=company_id.to_bytes(2, "little") + prefix, rssi=rssi)  # fmt: skip
+    def claims(self, adv: AdvertisementData) -> bool:
+        """Whether ``adv`` carries a frame of this family."""
+        if self.service_uuids and not self.service_uuids.isdisjoint(adv.service_data):
+            return True
+        if self.company_ids:
+            for company, data in adv.manufacturer_data.items():
+                if company in self.company_ids and data.startswith(self.prefix):
+                    return True
+        if self.names and adv.local_name and adv.local_name.lower().startswith(self._names):
+            return True
+        return bool(self.advertised_uuids) and not self.advertised_uuids.isdisjoint(adv.service_uuids)
+
+    def patterns(self) -> list[tuple[int, int, bytes]]:
+        """BlueZ's passive-scanning patterns (offset, AD type, bytes) that let this family's frames through."""
+        out = [(0, SERVICE_DATA_UUID16, bytes.fromhex(u[4:8])[::-1]) for u in sorted(self.service_uuids)
+               if u.endswith("-0000-1000-8000-00805f9b34fb")]  # fmt: skip
+        out += [(0, MANUFACTURER_DATA, c.to_bytes(2, "little") + self.prefix) for c in sorted(self.company_ids)]
+        out += [(0, COMPLETE_LOCAL_NAME, n.encode()) for n in self.names]
+        out += [(0, COMPLETE_UUID128_LIST, bytes.fromhex(u.replace("-", ""))[::-1]) for u in sorted(self.advertised_uuids)]
+        return out
+
+
+def canonical(names: Iterable[str]) -> list[str]:
+    """Family names with older spellings replaced, in the table's order."""
+    wanted = {ALIASES.get(n, n) for n in names}
+    return [n for n in NAMES if n in wanted]
 
 
 def load(names: Iterable[str] = NAMES) -> tuple[AdvertFormat, ...]:
-    """The formats named, from their modules (which import their decoders' libraries)."""
-    return tuple(importlib.import_module(f"{__package__}.{name}").FORMAT for name in names)
+    """The families named, from their modules (which import their parsers)."""
+    return tuple(importlib.import_module(MODULES[name], __package__).FORMAT for name in canonical(names))

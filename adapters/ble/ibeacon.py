@@ -8,6 +8,9 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
 from edged.adapters.ble.formats import AdvertFormat, Decoded
 from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
@@ -46,7 +49,9 @@ def distance(power: int, rssi: int, n: float = 2.0) -> float:
     return round(10 ** ((power - rssi) / (10 * n)), 2)
 
 
-def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded | None:
+def _advert(device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded | None:
+    data = adv.manufacturer_data[COMPANY_ID]
+    rssi = adv.rssi
     beacon = decode(data)
     if beacon is None:
         return None
@@ -58,4 +63,5 @@ def _advert(data: bytes, address: str, rssi: int, key: bytes | None) -> Decoded 
 
 
 # A beacon is the device, not the phone or tag that sends it: it reports its own RSSI.
-FORMAT = AdvertFormat.manufacturer_data("ibeacon", "iBeacon", COMPANY_ID, _advert, prefix=_PREFIX, rssi=False)
+FORMAT = AdvertFormat("ibeacon", "iBeacon", lambda key: _advert, company_ids=frozenset({COMPANY_ID}), prefix=_PREFIX,
+                      per_device=False, rssi=False, models=lambda: ["any iBeacon (presence, RSSI, distance)"])

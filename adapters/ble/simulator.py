@@ -3,7 +3,9 @@ in range; its scanner and client classes are bleak backends
 (``BaseBleakScanner``, ``BaseBleakClient``), so ``BleakScanner``,
 ``BleakClient`` and bleak-retry-connector run unchanged on top of them.
 
-Peripherals send real frames (BTHome v2, RuuviTag format 5, iBeacon) and
+Peripherals send real frames (BTHome v2 plain and encrypted, RuuviTag
+format 5, pvvx custom, iBeacon: built by the functions below, as the
+sensors' firmware builds them) and
 serve GATT characteristics that can be read, written and notified. Tests
 drive the Air directly (``advertise``, ``drop``, ``notify``); ``demo_air()``
 is what ``backend: simulated`` runs: sensors that advertise on their own.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +28,61 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDeviceNotFoundError, BleakError
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from edged.adapters.ble import atc, bthome, ibeacon, ruuvi
+from edged.adapters.ble import atc, ibeacon
 from edged.adapters.ble.backend import BleBackend
+from edged.adapters.ble.formats import service_uuid
 from edged.tasks import TaskSet
 
 SERVICE_UUID = "0000181a-0000-1000-8000-00805f9b34fb"  # Environmental Sensing
+
+# -- frames as sensors send them -------------------------------------------
+
+BTHOME_UUID = service_uuid(0xFCD2)
+RUUVI_COMPANY_ID = 0x0499
+_BTHOME_V2 = 2 << 5
+# BTHome v2 object id -> (bytes, factor, signed), for the objects simulated sensors send
+BTHOME_OBJECTS = {
+    0x00: (1, 1, False), 0x01: (1, 1, False), 0x02: (2, 0.01, True), 0x03: (2, 0.01, False),
+    0x04: (3, 0.01, False), 0x0C: (2, 0.001, False), 0x21: (1, 1, False), 0x45: (2, 0.1, True),
+}  # fmt: skip
+_RUUVI_5 = struct.Struct(">BhHHhhhHBH6s")
+
+
+def bthome_objects(values: list[tuple[int, float]], packet_id: int | None = None) -> bytes:
+    """BTHome v2 objects carrying ``values`` (object id, value), after a packet id if given."""
+    out = bytearray()
+    if packet_id is not None:
+        out += bytes([0x00, packet_id & 0xFF])
+    for object_id, value in values:
+        size, factor, signed = BTHOME_OBJECTS[object_id]
+        out += bytes([object_id]) + round(value / factor).to_bytes(size, "little", signed=signed)
+    return bytes(out)
+
+
+def bthome_plain(objects: bytes) -> bytes:
+    """Unencrypted BTHome v2 service data carrying ``objects``."""
+    return bytes([_BTHOME_V2]) + objects
+
+
+def bthome_encrypted(objects: bytes, address: str, key: bytes, counter: int) -> bytes:
+    """BTHome v2 service data carrying ``objects`` encrypted with the bind key ``key`` (AES-CCM,
+    nonce = MAC + UUID + device information + counter, 4-byte MIC)."""
+    info = _BTHOME_V2 | 0x01
+    count = counter.to_bytes(4, "little")
+    nonce = bytes.fromhex(address.replace(":", "")) + b"\xd2\xfc" + bytes([info]) + count
+    sealed = AESCCM(key, tag_length=4).encrypt(nonce, objects, None)
+    return bytes([info]) + sealed[:-4] + count + sealed[-4:]
+
+
+def ruuvi_format5(temperature: float, humidity: float, pressure: int, acceleration: tuple[float, float, float],
+                  battery_mv: int, tx_power: int, movement: int, sequence: int, mac: str) -> bytes:  # fmt: skip
+    """A RuuviTag data format 5 frame (the manufacturer data of company 0x0499)."""
+    power = ((battery_mv - 1600) << 5) | ((tx_power + 40) // 2)
+    ax, ay, az = (round(a * 1000) for a in acceleration)
+    return _RUUVI_5.pack(5, round(temperature / 0.005), round(humidity / 0.0025), pressure - 50000, ax, ay, az,
+                         power, movement & 0xFF, sequence & 0xFFFF, bytes.fromhex(mac.replace(":", "")))  # fmt: skip
 
 
 @dataclass
@@ -291,13 +343,13 @@ async def _demo_routine(air: Air, interval: float, rng: random.Random) -> None:
         t = time.time()
         temperature = 21.0 + 2.0 * math.sin(t / 600) + rng.gauss(0, 0.05)
         humidity = 45.0 + 5.0 * math.cos(t / 900) + rng.gauss(0, 0.2)
-        objects = bthome.encode([(0x01, 87), (0x02, temperature), (0x03, humidity)], packet_id=step)
-        air.advertise(DEMO_BTHOME, service_data={bthome.UUID: bthome.service_data(objects)})
+        objects = bthome_objects([(0x01, 87), (0x02, temperature), (0x03, humidity)], packet_id=step)
+        air.advertise(DEMO_BTHOME, service_data={BTHOME_UUID: bthome_plain(objects)})
         air.advertise(DEMO_BTHOME_ENCRYPTED, service_data={
-            bthome.UUID: bthome.encrypt(objects, DEMO_BTHOME_ENCRYPTED, key, counter=step + 1)})
-        frame = ruuvi.encode(temperature - 1.5, humidity + 3, 100_500 + rng.randint(-30, 30), (0.0, 0.0, 1.0),
-                             2950, 4, step // 10, step, DEMO_RUUVI)
-        air.advertise(DEMO_RUUVI, manufacturer_data={ruuvi.COMPANY_ID: frame})
+            BTHOME_UUID: bthome_encrypted(objects, DEMO_BTHOME_ENCRYPTED, key, counter=step + 1)})
+        frame = ruuvi_format5(temperature - 1.5, humidity + 3, 100_500 + rng.randint(-30, 30), (0.0, 0.0, 1.0),
+                              2950, 4, step // 10, step, DEMO_RUUVI)
+        air.advertise(DEMO_RUUVI, manufacturer_data={RUUVI_COMPANY_ID: frame})
         bedroom = atc.encode_pvvx(DEMO_ATC, temperature - 2.2, humidity + 6, 3012, 74, step // 5)
         air.advertise(DEMO_ATC, service_data={atc.UUID: bedroom})
         beacon = ibeacon.IBeacon(DEMO_BEACON_UUID, 1, 2, -59)

@@ -9,10 +9,20 @@ import logging
 
 import pytest
 
-from edged.adapters.ble import atc, bthome, ibeacon, mibeacon, ruuvi
+from edged.adapters.ble import atc, ibeacon
 from edged.adapters.ble.adapter import BleAdapter
 from edged.adapters.ble.config import BleConfig
-from edged.adapters.ble.simulator import Air, Peripheral
+from edged.adapters.ble.formats import service_uuid
+from edged.adapters.ble.simulator import (
+    BTHOME_UUID,
+    RUUVI_COMPANY_ID,
+    Air,
+    Peripheral,
+    bthome_encrypted,
+    bthome_objects,
+    bthome_plain,
+    ruuvi_format5,
+)
 from edged.errors import AdapterError
 from edged.metrics import Metrics
 from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
@@ -26,6 +36,7 @@ TAG = "CB:B8:33:4C:88:4F"
 THERMO = "F0:00:00:00:00:10"
 TEMP_UUID = "00002a6e-0000-1000-8000-00805f9b34fb"
 SETPOINT_UUID = "0000ff01-0000-1000-8000-00805f9b34fb"
+MIBEACON = service_uuid(0xFE95)
 RUUVI_FRAME = bytes.fromhex("0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F")
 PUBLISHED_ENCRYPTED = bytes.fromhex("41a47266c95f730011223378237214")  # bthome.io/encryption
 
@@ -53,8 +64,8 @@ def make(hub, tmp_path, air: Air, **extra) -> BleAdapter:
 
 
 def bthome_advert(air: Air, address: str, objects: list[tuple[int, float]], packet_id: int = 1) -> None:
-    data = bthome.service_data(bthome.encode(objects, packet_id=packet_id))
-    air.advertise(address, name="SBHT-003C", service_data={bthome.UUID: data})
+    data = bthome_plain(bthome_objects(objects, packet_id=packet_id))
+    air.advertise(address, name="SBHT-003C", service_data={BTHOME_UUID: data})
 
 
 async def scanning(air: Air, watch) -> None:
@@ -88,31 +99,32 @@ async def test_bthome_advertisement_becomes_one_batch_of_readings(hub, watch, ru
     await scanning(air, watch)
     batches: list = []
     hub.subscribe(batches.append)
-    air.advertise(SENSOR, name="SBHT-003C", service_data={bthome.UUID: bytes.fromhex("40003f015e02820803ac170c830b")})
+    air.advertise(SENSOR, name="SBHT-003C", service_data={BTHOME_UUID: bytes.fromhex("40003f015e02820803ac170c830b")})
     await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:01", "voltage") == 2.947)
     assert [{r.key: r.value for r in batch} for batch in batches] == [
         {"battery": 94, "temperature": 21.78, "humidity": 60.6, "voltage": 2.947, "rssi": -60}
     ]
     device = hub.devices["ble/a4:c1:38:00:00:01"]
-    assert device.online and device.model == "BTHome v2" and device.name == "SBHT-003C"
+    assert device.online and device.name == "SBHT-003C"
+    assert (device.model, device.manufacturer) == ("BLU H&T", "Shelly")
     assert device.points["temperature"].unit == "Cel" and not device.points["temperature"].writable
 
 
 async def test_encrypted_bthome_with_bind_key(hub, watch, running, tmp_path, caplog):
     air = Air()
-    running(make(hub, tmp_path, air, bthome_keys={LOCKED: KEY}))
+    running(make(hub, tmp_path, air, keys={LOCKED: KEY}))
     await scanning(air, watch)
-    air.advertise(LOCKED, service_data={bthome.UUID: PUBLISHED_ENCRYPTED})
+    air.advertise(LOCKED, service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})
     await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "humidity") == 50.55)
     assert value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06
     # a replay of an older counter (after the dedup window) is not taken
-    newer = bthome.encrypt(bthome.encode([(0x02, 30.0)]), LOCKED, bytes.fromhex(KEY), counter=0x33221101)
-    air.advertise(LOCKED, service_data={bthome.UUID: newer})
+    newer = bthome_encrypted(bthome_objects([(0x02, 30.0)]), LOCKED, bytes.fromhex(KEY), counter=0x33221101)
+    air.advertise(LOCKED, service_data={BTHOME_UUID: newer})
     await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 30.0)
-    older = bthome.encrypt(bthome.encode([(0x02, 10.0)]), LOCKED, bytes.fromhex(KEY), counter=0x33221100)
+    older = bthome_encrypted(bthome_objects([(0x02, 10.0)]), LOCKED, bytes.fromhex(KEY), counter=0x33221100)
     with caplog.at_level(logging.WARNING):
-        air.advertise(LOCKED, service_data={bthome.UUID: older})
-        air.advertise(LOCKED, service_data={bthome.UUID: PUBLISHED_ENCRYPTED})
+        air.advertise(LOCKED, service_data={BTHOME_UUID: older})
+        air.advertise(LOCKED, service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})
     assert value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 30.0
     assert len([r for r in caplog.records if "replay" in r.getMessage()]) == 1
 
@@ -122,31 +134,35 @@ async def test_wrong_bind_key_is_logged_with_device_and_flags_values_bad(hub, wa
     adapter = make(hub, tmp_path, air, bthome_keys={LOCKED: KEY})
     running(adapter)
     await scanning(air, watch)
-    air.advertise(LOCKED, service_data={bthome.UUID: PUBLISHED_ENCRYPTED})
+    air.advertise(LOCKED, service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})
     await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06)
-    forged = bthome.encrypt(bthome.encode([(0x02, 99.0)]), LOCKED, bytes(16), counter=0x33221105)
+    forged = bthome_encrypted(bthome_objects([(0x02, 99.0)]), LOCKED, bytes(16), counter=0x33221105)
     with caplog.at_level(logging.WARNING):
-        air.advertise(LOCKED, service_data={bthome.UUID: forged})
-        air.advertise(LOCKED, service_data={bthome.UUID: forged})
+        air.advertise(LOCKED, service_data={BTHOME_UUID: forged})
+        air.advertise(LOCKED, service_data={BTHOME_UUID: forged})
     await watch.until(lambda: hub.value("ble/54:48:e6:8f:80:a5", "temperature").quality is Quality.BAD)
     problems = [r for r in caplog.records if "bind key does not match" in r.getMessage()]
     assert len(problems) == 1 and problems[0].device == "ble/54:48:e6:8f:80:a5"
     assert adapter.errors_total == 2
+    assert adapter.stats().needs_key == 1  # a configured device: a health problem too
+    assert adapter.health_problems() == [f"adapter ble: {LOCKED}: BTHome: the bind key does not match "
+                                         "(the frames do not decrypt with it)"]
 
 
 async def test_ruuvi_and_ibeacon(hub, watch, running, tmp_path):
     air = Air()
     running(make(hub, tmp_path, air))
     await scanning(air, watch)
-    air.advertise(TAG, name="Ruuvi 884F", manufacturer_data={ruuvi.COMPANY_ID: RUUVI_FRAME})
+    air.advertise(TAG, name="Ruuvi 884F", manufacturer_data={RUUVI_COMPANY_ID: RUUVI_FRAME})
     beacon = ibeacon.IBeacon("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, 2, -59)
     air.advertise("F0:00:00:00:00:03", manufacturer_data={ibeacon.COMPANY_ID: ibeacon.encode(beacon)}, rssi=-59)
     beacon_id = "ble/ibeacon-e2c56db5-dffb-48d2-b060-d0f5a71096e0-1-2"
     await watch.until(lambda: value(hub, beacon_id, "present") is True)
     assert value(hub, beacon_id, "distance") == 1.0
     assert value(hub, "ble/cb:b8:33:4c:88:4f", "pressure") == 100044
-    assert value(hub, "ble/cb:b8:33:4c:88:4f", "battery_voltage") == 2977
+    assert value(hub, "ble/cb:b8:33:4c:88:4f", "voltage") == 2977
     assert hub.devices["ble/cb:b8:33:4c:88:4f"].model == "RuuviTag"
+    assert hub.devices["ble/cb:b8:33:4c:88:4f"].points["pressure"].unit == "Pa"
 
 
 
@@ -166,13 +182,26 @@ async def test_atc_thermometers_in_both_layouts(hub, watch, running, tmp_path):
 
 async def test_xiaomi_mibeacon_frames_fill_one_device(hub, watch, running, tmp_path):
     air = Air()
-    running(make(hub, tmp_path, air))
+    running(make(hub, tmp_path, air, formats=["mibeacon"]))  # the older name of the xiaomi family
     await scanning(air, watch)
-    for raw in ("5020aa0137dfaa33342d580d100404016602", "5020aa0155aabbccddeeff0a100151"):
-        air.advertise("58:2D:34:33:AA:DF", name="MJ_HT_V1", service_data={mibeacon.UUID: bytes.fromhex(raw)})
-    await watch.until(lambda: value(hub, "ble/58:2d:34:33:aa:df", "battery") == 81)
-    assert (value(hub, "ble/58:2d:34:33:aa:df", "temperature"), value(hub, "ble/58:2d:34:33:aa:df", "humidity")) == (26.0, 61.4)
-    assert hub.devices["ble/58:2d:34:33:aa:df"].model == "Xiaomi MiBeacon 0x01AA"
+    for raw in ("5020aa0137dfaa33342d580d100404016602", "5020aa018ddfaa33342d580410021201"):
+        air.advertise("58:2D:34:33:AA:DF", name="MJ_HT_V1", service_data={MIBEACON: bytes.fromhex(raw)})
+    await watch.until(lambda: value(hub, "ble/58:2d:34:33:aa:df", "temperature") == 27.4)
+    assert value(hub, "ble/58:2d:34:33:aa:df", "humidity") == 61.4
+    assert hub.devices["ble/58:2d:34:33:aa:df"].model == "LYWSDCGQ"
+
+
+async def test_stock_lywsd03mmc_with_its_bind_key_and_govee_end_to_end(hub, watch, running, tmp_path):
+    air = Air()
+    running(make(hub, tmp_path, air, keys={"A4:C1:38:02:83:F4": "e9ea895fac7cca6d30532432a516f3a8"}))
+    await scanning(air, watch)
+    air.advertise("A4:C1:38:02:83:F4", name="LYWSD03MMC",
+                  service_data={MIBEACON: bytes.fromhex("58585b0550f4830238c1a495ef58763c26000097e2abb5")})
+    air.advertise("A4:C1:38:DD:DB:F8", name="GVH5075_DBF8", manufacturer_data={0xEC88: bytes.fromhex("00034db26400")})
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:02:83:f4", "humidity") == 46.0)
+    await watch.until(lambda: value(hub, "ble/a4:c1:38:dd:db:f8", "temperature") == 21.6)
+    govee = hub.devices["ble/a4:c1:38:dd:db:f8"]
+    assert (govee.manufacturer, govee.model, govee.points["humidity"].unit) == ("Govee", "H5075", "%RH")
 
 async def test_duplicates_within_window_do_not_reach_the_hub(hub, watch, running, tmp_path):
     air = Air()
@@ -182,11 +211,11 @@ async def test_duplicates_within_window_do_not_reach_the_hub(hub, watch, running
     batches: list = []
     hub.subscribe(batches.append)
     for _ in range(50):
-        air.advertise(TAG, manufacturer_data={ruuvi.COMPANY_ID: RUUVI_FRAME})
-    changed = ruuvi.encode(25.0, 53.49, 100044, (0.004, -0.004, 1.036), 2977, 4, 66, 206, TAG)
-    air.advertise(TAG, manufacturer_data={ruuvi.COMPANY_ID: changed})
-    await watch.until(lambda: value(hub, "ble/cb:b8:33:4c:88:4f", "sequence") == 206)
-    assert sum(1 for batch in batches for r in batch if r.key == "sequence") == 2
+        air.advertise(TAG, manufacturer_data={RUUVI_COMPANY_ID: RUUVI_FRAME})
+    changed = ruuvi_format5(25.0, 53.49, 100044, (0.004, -0.004, 1.036), 2977, 4, 66, 206, TAG)
+    air.advertise(TAG, manufacturer_data={RUUVI_COMPANY_ID: changed})
+    await watch.until(lambda: value(hub, "ble/cb:b8:33:4c:88:4f", "temperature") == 25.0)
+    assert sum(1 for batch in batches for r in batch if r.key == "temperature") == 2
     assert adapter.duplicates_total == 49
 
 
@@ -221,8 +250,8 @@ async def test_filters_by_address_and_name(hub, watch, running, tmp_path):
     running(make(hub, tmp_path, air, addresses=[SENSOR.lower()], names=["Ruuvi *"]))
     await scanning(air, watch)
     bthome_advert(air, "A4:C1:38:00:00:09", [(0x02, 1.0)])  # neither address nor name
-    air.advertise("CB:B8:33:4C:88:50", name="Other", manufacturer_data={ruuvi.COMPANY_ID: RUUVI_FRAME})
-    air.advertise(TAG, name="Ruuvi 884F", manufacturer_data={ruuvi.COMPANY_ID: RUUVI_FRAME})
+    air.advertise("CB:B8:33:4C:88:50", name="Other", manufacturer_data={RUUVI_COMPANY_ID: RUUVI_FRAME})
+    air.advertise(TAG, name="Ruuvi 884F", manufacturer_data={RUUVI_COMPANY_ID: RUUVI_FRAME})
     bthome_advert(air, SENSOR, [(0x02, 2.0)])
     await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 2.0)
     assert sorted(hub.devices) == ["ble/a4:c1:38:00:00:01", "ble/cb:b8:33:4c:88:4f"]
@@ -307,7 +336,7 @@ async def test_simulated_backend_runs_the_demo(hub, watch, running, tmp_path):
 
     config = BleConfig.model_validate({
         "type": "ble", "name": "ble", "backend": "simulated",
-        "bthome_keys": {simulator.DEMO_BTHOME_ENCRYPTED: simulator.DEMO_BIND_KEY},
+        "bthome_keys": {simulator.DEMO_BTHOME_ENCRYPTED: simulator.DEMO_BIND_KEY},  # the older name of keys:
         "gatt": [gatt_spec("thermostat", simulator.DEMO_GATT)],
     })
     running(BleAdapter(config, hub, tmp_path))
@@ -324,15 +353,18 @@ async def test_stranger_without_bind_key_is_logged_once_and_not_registered(hub, 
     await scanning(air, watch)
     with caplog.at_level(logging.WARNING):
         for counter in range(1, 6):
-            sealed = bthome.encrypt(bthome.encode([(0x02, 20.0)]), LOCKED, bytes.fromhex(KEY), counter=counter)
-            air.advertise(LOCKED, service_data={bthome.UUID: sealed})
+            sealed = bthome_encrypted(bthome_objects([(0x02, 20.0)]), LOCKED, bytes.fromhex(KEY), counter=counter)
+            air.advertise(LOCKED, service_data={BTHOME_UUID: sealed})
         bthome_advert(air, SENSOR, [(0x02, 4.0)])
     await watch.until(lambda: value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 4.0)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "ble/54:48:e6:8f:80:a5: BTHome: the packet is encrypted and no bind key is configured for this address"
+        "ble/54:48:e6:8f:80:a5: BTHome: the frames are encrypted and keys: has no bind key for this address"
     ]
     assert "ble/54:48:e6:8f:80:a5" not in hub.devices
     assert adapter.errors_total == 5
+    assert adapter.needs_key() == {LOCKED: "BTHome: the frames are encrypted and keys: has no bind key for this address"}
+    assert adapter.stats().needs_key == 1
+    assert adapter.health_problems() == []  # a neighbour's device is not the gateway's problem
 
 
 def random_address(number: int) -> str:
@@ -365,11 +397,11 @@ async def test_a_flood_of_random_addresses_cannot_lock_out_a_real_sensor(hub, wa
 
 async def test_configured_advertisers_are_never_evicted(hub, watch, running, tmp_path):
     air = Air()
-    adapter = make(hub, tmp_path, air, max_devices=4, addresses=[SENSOR], names=["SBHT-*"], bthome_keys={LOCKED: KEY})
+    adapter = make(hub, tmp_path, air, max_devices=4, addresses=[SENSOR], names=["SBHT-*"], keys={LOCKED: KEY})
     running(adapter)
     await scanning(air, watch)
     bthome_advert(air, SENSOR, [(0x02, 21.5)])
-    air.advertise(LOCKED, name="SBHT-lock", service_data={bthome.UUID: PUBLISHED_ENCRYPTED})
+    air.advertise(LOCKED, name="SBHT-lock", service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})
     await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06)
     for number in range(20):  # the configured two are now the longest silent
         bthome_advert(air, random_address(number), [(0x02, 99.0)])

@@ -1,166 +1,203 @@
-"""The BLE frame decoders against published frames: BTHome v2 examples from
-bthome.io (including its encryption example), RuuviTag format 5 test
-vectors from Ruuvi's documentation, ATC_MiThermometer and Xiaomi MiBeacon
-frames of real sensors (as published with their decoded values in the
-Theengs decoder's test suite), iBeacon, and the GATT value codec."""
+"""Each family's decoder against frames real devices sent, with the values
+they reported as published alongside: BTHome v2 examples from bthome.io (its
+object table, a real sensor frame, its encryption example with its key),
+RuuviTag format 5 test vectors from Ruuvi's documentation, Xiaomi MiBeacon
+frames of real sensors (an encrypted LYWSD03MMC with its published bind
+key), and the frames of Govee, INKBIRD and ThermoPro sensors published with
+their parsers' test suites; ATC_MiThermometer, iBeacon and the GATT value
+codec too. Every frame goes through ``Adverts``, as the adapter's do."""
 
 from __future__ import annotations
 
 import pytest
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 
-from edged.adapters.ble import atc, bthome, codec, ibeacon, mibeacon, ruuvi
+from edged.adapters.ble import advert, atc, codec, ibeacon
+from edged.adapters.ble.formats import NAMES, service_uuid
+
+BTHOME = service_uuid(0xFCD2)
+MIBEACON = service_uuid(0xFE95)
+
+
+def decode(address: str, *, name: str | None = None, service: dict[str, bytes] | None = None,
+           manufacturer: dict[int, bytes] | None = None, keys: dict[str, str] | None = None,
+           adverts: advert.Adverts | None = None) -> list[advert.Decoded]:  # fmt: skip
+    if adverts is None:
+        adverts = advert.Adverts(advert.chosen(NAMES), {a: bytes.fromhex(k) for a, k in (keys or {}).items()})
+    adv = AdvertisementData(name, manufacturer or {}, service or {}, list(service or {}), None, -60, ())
+    return adverts.decode(BLEDevice(address, None, {}), adv, 1.0)
+
+
+def said(frames: list[advert.Decoded]) -> dict[str, object]:
+    return {m.key: m.value for frame in frames for m in frame.measurements if m.key != "rssi"}
+
+
+def units(frames: list[advert.Decoded]) -> dict[str, object]:
+    return {m.key: m.unit for frame in frames for m in frame.measurements}
+
 
 # -- BTHome v2 ---------------------------------------------------------------
 
 
-def values(packet: bthome.Packet) -> dict[str, object]:
-    return {m.key: m.value for m in packet.measurements}
-
-
 def test_bthome_sensor_frame():
-    # A real sensor's service data (discussed on bthome-ble's issue tracker, decoded by bthome.io/format):
-    # 40 = v2 unencrypted; packet id 63, battery 94 %, 21.78 Cel, 60.60 %RH, 2.947 V.
-    packet = bthome.decode(bytes.fromhex("40003f015e02820803ac170c830b"), "A4:C1:38:00:00:01")
-    assert values(packet) == {"packet_id": 63, "battery": 94, "temperature": 21.78, "humidity": 60.6, "voltage": 2.947}
-    assert packet.packet_id == 63 and not packet.encrypted and not packet.truncated
-    units = {m.key: m.unit for m in packet.measurements}
-    assert units["temperature"] == "Cel" and units["humidity"] == "%RH" and units["battery"] == "%EL"
+    # A real sensor's service data: v2 unencrypted; packet id 63, battery 94 %, 21.78 Cel, 60.60 %RH, 2.947 V.
+    frames = decode("A4:C1:38:00:00:01", name="SBHT-003C", service={BTHOME: bytes.fromhex("40003f015e02820803ac170c830b")})
+    assert said(frames) == {"battery": 94, "temperature": 21.78, "humidity": 60.6, "voltage": 2.947}
+    assert units(frames) == {"battery": "%EL", "temperature": "Cel", "humidity": "%RH", "voltage": "V", "rssi": "dBm"}
+    assert (frames[0].model, frames[0].manufacturer) == ("BLU H&T", "Shelly")
 
 
 @pytest.mark.parametrize(
-    ("objects", "key", "value"),
+    ("objects", "key", "value", "unit"),
     [  # examples from the object table at bthome.io/format
-        ("0161", "battery", 97),
-        ("12E204", "co2", 1250),
-        ("434E34", "current", 13.39),
-        ("08CA06", "dewpoint", 17.38),
-        ("424E3400", "duration", 13.39),
-        ("0A138A14", "energy", 1346.067),
-        ("4D12138A14", "energy", 344593.17),
-        ("03BF13", "humidity", 50.55),
-        ("2E23", "humidity", 35),
-        ("05138A14", "illuminance", 13460.67),
-        ("0B021B00", "power", 69.14),
-        ("04138A01", "pressure", 100883),  # 1008.83 hPa, reported in Pa
-        ("02CA09", "temperature", 25.06),
-        ("45FE00", "temperature", 25.4),
-        ("5AEAEA", "count", -5398),
-        ("5D02EA", "current", -5.63),
-        ("3A01", "button", "press"),
-        ("2101", "motion", True),
-        ("1A00", "door", False),
-        ("F100010204", "firmware", "4.2.1.0"),
-        ("530454657374", "text", "Test"),
+        ("0161", "battery", 97, "%EL"),
+        ("12E204", "carbon_dioxide", 1250, "ppm"),
+        ("434E34", "current", 13.39, "A"),
+        ("08CA06", "dew_point", 17.38, "Cel"),
+        ("424E3400", "duration", 13.39, "s"),
+        ("0A138A14", "energy", 1346.067, "kWh"),
+        ("4D12138A14", "energy", 344593.17, "kWh"),
+        ("03BF13", "humidity", 50.55, "%RH"),
+        ("2E23", "humidity", 35, "%RH"),
+        ("05138A14", "illuminance", 13460.67, "lx"),
+        ("0B021B00", "power", 69.14, "W"),
+        ("04138A01", "pressure", 100883, "Pa"),  # 1008.83 hPa, reported in Pa
+        ("02CA09", "temperature", 25.06, "Cel"),
+        ("45FE00", "temperature", 25.4, "Cel"),
+        ("5AEAEA", "count", -5398, None),
+        ("5D02EA", "current", -5.63, "A"),
+        ("3A01", "button", "press", None),
+        ("3C0103", "dimmer", "rotate_left 3", None),
+        ("2101", "motion", True, None),
+        ("1A00", "door", False, None),
+        ("530454657374", "text", "Test", None),
     ],
 )
-def test_bthome_objects(objects, key, value):
-    packet = bthome.decode(bytes.fromhex("40" + objects), "A4:C1:38:00:00:01")
-    assert values(packet) == {key: value}
+def test_bthome_objects(objects, key, value, unit):
+    frames = decode("A4:C1:38:00:00:01", service={BTHOME: bytes.fromhex("40" + objects)})
+    assert said(frames) == {key: value}
+    assert units(frames)[key] == unit
 
 
-def test_bthome_repeated_object_is_numbered():
-    packet = bthome.decode(bytes.fromhex("40" + "02CA09" + "02C409"), "A4:C1:38:00:00:01")
-    assert values(packet) == {"temperature": 25.06, "temperature_2": 25.0}
-
-
-def test_bthome_unknown_object_keeps_what_came_before():
-    packet = bthome.decode(bytes.fromhex("40" + "02CA09" + "EE0102"), "A4:C1:38:00:00:01")
-    assert values(packet) == {"temperature": 25.06}
-    assert packet.truncated
-
-
-@pytest.mark.parametrize(
-    ("hexdata", "message"),
-    [("20" + "02CA09", "version 1"), ("40" + "02CA", "needs 2 bytes"), ("", "empty")],
-)
-def test_bthome_malformed_frames_are_errors(hexdata, message):
-    with pytest.raises(bthome.BTHomeError, match=message):
-        bthome.decode(bytes.fromhex(hexdata), "A4:C1:38:00:00:01")
+def test_bthome_repeated_object_is_numbered_and_unknown_object_keeps_what_came_before():
+    assert said(decode("A4:C1:38:00:00:01", service={BTHOME: bytes.fromhex("40" + "02CA09" + "02C409")})) == {
+        "temperature_1": 25.06, "temperature_2": 25.0}
+    assert said(decode("A4:C1:38:00:00:01", service={BTHOME: bytes.fromhex("40" + "02CA09" + "EE0102")})) == {
+        "temperature": 25.06}
 
 
 # bthome.io/encryption: objects 02CA09 03BF13, key 231d39c1..., MAC 5448E68F80A5,
 # counter bytes 00112233, device information 0x41; published result below.
-ENC_KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
+ENC_KEY = "231d39c1d7cc1ab1aee224cd096db932"
 ENC_MAC = "54:48:E6:8F:80:A5"
 ENC_FRAME = bytes.fromhex("41" + "a47266c95f73" + "00112233" + "78237214")
 
 
-def test_bthome_encrypted_example_decrypts():
-    packet = bthome.decode(ENC_FRAME, ENC_MAC, ENC_KEY)
-    assert values(packet) == {"temperature": 25.06, "humidity": 50.55}
-    assert packet.encrypted and packet.counter == 0x33221100
+def test_bthome_encrypted_example_decrypts_with_its_key():
+    frames = decode(ENC_MAC, service={BTHOME: ENC_FRAME}, keys={ENC_MAC: ENC_KEY})
+    assert said(frames) == {"temperature": 25.06, "humidity": 50.55}
 
 
-def test_bthome_encryption_matches_the_published_frame():
-    assert bthome.encrypt(bytes.fromhex("02CA0903BF13"), ENC_MAC, ENC_KEY, counter=0x33221100) == ENC_FRAME
+def test_bthome_encryption_of_the_simulated_sensor_matches_the_published_frame():
+    from edged.adapters.ble import simulator
+
+    objects = simulator.bthome_objects([(0x02, 25.06), (0x03, 50.55)])
+    assert simulator.bthome_encrypted(objects, ENC_MAC, bytes.fromhex(ENC_KEY), 0x33221100) == ENC_FRAME
 
 
-def test_bthome_wrong_key_or_missing_key_is_refused():
-    with pytest.raises(bthome.BTHomeKeyError, match="does not match"):
-        bthome.decode(ENC_FRAME, ENC_MAC, bytes(16))
-    with pytest.raises(bthome.BTHomeKeyError, match="no bind key"):
-        bthome.decode(ENC_FRAME, ENC_MAC, None)
-    tampered = ENC_FRAME[:3] + bytes([ENC_FRAME[3] ^ 1]) + ENC_FRAME[4:]
-    with pytest.raises(bthome.BTHomeKeyError):
-        bthome.decode(tampered, ENC_MAC, ENC_KEY)
-    with pytest.raises(bthome.BTHomeKeyError):  # the MAC is part of the nonce
-        bthome.decode(ENC_FRAME, "54:48:E6:8F:80:A6", ENC_KEY)
+def test_bthome_wrong_missing_key_and_replay_are_refused():
+    with pytest.raises(advert.AdvertError, match="keys: has no bind key") as info:
+        decode(ENC_MAC, service={BTHOME: ENC_FRAME})
+    assert isinstance(info.value.__cause__, advert.NeedsKey)
+    with pytest.raises(advert.AdvertError, match="bind key does not match"):
+        decode(ENC_MAC, service={BTHOME: ENC_FRAME}, keys={ENC_MAC: "00" * 16})
+    with pytest.raises(advert.AdvertError, match="bind key does not match"):  # the MAC is part of the nonce
+        decode("54:48:E6:8F:80:A6", service={BTHOME: ENC_FRAME}, keys={"54:48:E6:8F:80:A6": ENC_KEY})
+    adverts = advert.Adverts(advert.chosen(["bthome"]), {ENC_MAC: bytes.fromhex(ENC_KEY)})
+    assert said(decode(ENC_MAC, service={BTHOME: ENC_FRAME}, adverts=adverts))
+    with pytest.raises(advert.AdvertError, match="replay") as info:
+        decode(ENC_MAC, service={BTHOME: ENC_FRAME}, adverts=adverts)
+    assert isinstance(info.value.__cause__, advert.Replay)
+    adverts.forget(ENC_MAC)  # silent long enough to have restarted
+    assert said(decode(ENC_MAC, service={BTHOME: ENC_FRAME}, adverts=adverts))
 
 
-def test_bthome_encode_round_trips():
-    objects = bthome.encode([(0x01, 87), (0x02, -3.5), (0x03, 45.25), (0x21, True)], packet_id=9)
-    packet = bthome.decode(bthome.service_data(objects), "A4:C1:38:00:00:01")
-    assert values(packet) == {"packet_id": 9, "battery": 87, "temperature": -3.5, "humidity": 45.25, "motion": True}
+# -- Xiaomi MiBeacon (0xFE95) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "raw", "model", "expected"),
+    [  # frames of real sensors with the values they reported (MAC inside the frame, reversed)
+        ("58:2D:34:33:AA:DF", "5020aa0137dfaa33342d580d100404016602", "LYWSDCGQ", {"temperature": 26.0, "humidity": 61.4}),
+        ("58:2D:34:33:AA:DF", "5020aa018ddfaa33342d580410021201", "LYWSDCGQ", {"temperature": 27.4}),
+        ("C4:7C:8D:65:B6:63", "712098004a63b6658d7cc40d071003f32600", "HHCCJCY01", {"illuminance": 9971}),
+        ("C4:7C:8D:65:B6:63", "712098005763b6658d7cc40d0810011e", "HHCCJCY01", {"moisture": 30}),
+    ],
+)
+def test_mibeacon_frames(address, raw, model, expected):
+    frames = decode(address, service={MIBEACON: bytes.fromhex(raw)})
+    assert said(frames) == expected
+    assert (frames[0].model, frames[0].manufacturer) == (model, "Xiaomi")
+
+
+# A stock LYWSD03MMC (MiBeacon v5, encrypted) and its bind key, as published with xiaomi-ble's tests.
+LYWSD03MMC = "A4:C1:38:02:83:F4"
+LYWSD03MMC_KEY = "e9ea895fac7cca6d30532432a516f3a8"
+LYWSD03MMC_FRAME = bytes.fromhex("58585b0550f4830238c1a495ef58763c26000097e2abb5")
+
+
+def test_encrypted_mibeacon_decrypts_with_its_bind_key():
+    frames = decode(LYWSD03MMC, service={MIBEACON: LYWSD03MMC_FRAME}, keys={LYWSD03MMC: LYWSD03MMC_KEY})
+    assert said(frames) == {"humidity": 46.0}
+    assert units(frames)["humidity"] == "%RH" and frames[0].model == "LYWSD03MMC"
+
+
+def test_encrypted_mibeacon_without_or_with_a_wrong_key_says_so():
+    with pytest.raises(advert.AdvertError, match=r"^Xiaomi: the frames are encrypted and keys: has no bind key"):
+        decode(LYWSD03MMC, service={MIBEACON: LYWSD03MMC_FRAME})
+    with pytest.raises(advert.AdvertError, match="bind key does not match"):
+        decode(LYWSD03MMC, service={MIBEACON: LYWSD03MMC_FRAME}, keys={LYWSD03MMC: "11" * 16})
 
 
 # -- RuuviTag data format 5: the test vectors of docs.ruuvi.com ---------------
 
 
-def ruuvi_values(raw: str) -> dict[str, object]:
-    return {m.key: m.value for m in ruuvi.decode(bytes.fromhex(raw)).measurements}
-
-
 def test_ruuvi_valid_vector():
-    frame = ruuvi.decode(bytes.fromhex("0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F"))
-    assert {m.key: m.value for m in frame.measurements} == {
-        "temperature": 24.3, "humidity": 53.49, "pressure": 100044,
-        "acceleration_x": 0.004, "acceleration_y": -0.004, "acceleration_z": 1.036,
-        "battery_voltage": 2977, "tx_power": 4, "movement_counter": 66, "sequence": 205,
-    }
-    assert frame.mac == "CB:B8:33:4C:88:4F" and frame.sequence == 205
-
-
-def test_ruuvi_maximum_vector():
-    assert ruuvi_values("057FFFFFFEFFFE7FFF7FFF7FFFFFDEFEFFFECBB8334C884F") == {
-        "temperature": 163.835, "humidity": 163.835, "pressure": 115534,
-        "acceleration_x": 32.767, "acceleration_y": 32.767, "acceleration_z": 32.767,
-        "battery_voltage": 3646, "tx_power": 20, "movement_counter": 254, "sequence": 65534,
-    }
+    frames = decode("CB:B8:33:4C:88:4F", manufacturer={0x0499: bytes.fromhex("0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F")})
+    values = said(frames)
+    assert {k: values[k] for k in ("temperature", "humidity", "pressure", "voltage", "movement_counter")} == {
+        "temperature": 24.3, "humidity": 53.49, "pressure": 100044, "voltage": 2977, "movement_counter": 66}
+    assert values["acceleration_z"] == pytest.approx(1.036 * 9.80665, abs=0.01)  # reported in m/s2
+    assert units(frames)["pressure"] == "Pa" and units(frames)["voltage"] == "mV"
+    assert (frames[0].model, frames[0].manufacturer) == ("RuuviTag", "Ruuvi Innovations Ltd.")
 
 
 def test_ruuvi_minimum_vector():
-    assert ruuvi_values("058001000000008001800180010000000000CBB8334C884F") == {
-        "temperature": -163.835, "humidity": 0.0, "pressure": 50000,
-        "acceleration_x": -32.767, "acceleration_y": -32.767, "acceleration_z": -32.767,
-        "battery_voltage": 1600, "tx_power": -40, "movement_counter": 0, "sequence": 0,
-    }
+    values = said(decode("CB:B8:33:4C:88:4F", manufacturer={0x0499: bytes.fromhex("058001000000008001800180010000000000CBB8334C884F")}))
+    assert {k: values[k] for k in ("temperature", "humidity", "pressure", "voltage")} == {
+        "temperature": -163.84, "humidity": 0.0, "pressure": 50000, "voltage": 1600}  # -163.835, to 0.01
 
 
-def test_ruuvi_invalid_vector_reports_nothing():
-    frame = ruuvi.decode(bytes.fromhex("058000FFFFFFFF800080008000FFFFFFFFFFFFFFFFFFFFFF"))
-    assert frame.measurements == () and frame.sequence is None
+# -- Govee, INKBIRD, ThermoPro ---------------------------------------------------
 
 
-def test_ruuvi_other_formats_and_lengths_are_errors():
-    with pytest.raises(ruuvi.RuuviError, match="format 3"):
-        ruuvi.decode(bytes.fromhex("03291A1ECE1EFC18F94202CA0B53"))
-    with pytest.raises(ruuvi.RuuviError, match="24 bytes"):
-        ruuvi.decode(bytes.fromhex("0512FC5394"))
-
-
-def test_ruuvi_encode_round_trips():
-    raw = ruuvi.encode(24.3, 53.49, 100044, (0.004, -0.004, 1.036), 2977, 4, 66, 205, "CB:B8:33:4C:88:4F")
-    assert raw.hex().upper() == "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F"
+@pytest.mark.parametrize(
+    ("address", "name", "manufacturer", "model", "expected"),
+    [
+        ("A4:C1:38:DD:DB:F8", "GVH5075_DBF8", {0xEC88: "00034db26400"}, "H5075",
+         {"temperature": 21.6, "humidity": 49.8, "battery": 100}),
+        ("49:42:07:00:0C:B2", "sps", {0x089C: "f41000ba4e6408"}, "IBS-TH",
+         {"temperature": 22.04, "humidity": 43.4, "battery": 100}),
+        ("AA:BB:CC:DD:EE:FF", "TP357S (2142)", {61122: "0029220b01"}, "TP357S",
+         {"temperature": 23.8, "humidity": 41.0, "battery": 100}),
+    ],
+)
+def test_manufacturer_data_families(address, name, manufacturer, model, expected):
+    frames = decode(address, name=name, manufacturer={c: bytes.fromhex(d) for c, d in manufacturer.items()})
+    assert said(frames) == expected
+    assert frames[0].model == model
+    assert units(frames) == {"temperature": "Cel", "humidity": "%RH", "battery": "%EL", "rssi": "dBm"}
 
 
 # -- ATC_MiThermometer (0x181A) ------------------------------------------------
@@ -191,36 +228,6 @@ def test_pvvx_custom_frame():
 def test_atc_other_layouts_are_errors():
     with pytest.raises(atc.AtcError, match="11 bytes"):  # pvvx's encrypted layout
         atc.decode(bytes.fromhex("23ef56583dd42050fe8e4d"))
-
-
-# -- Xiaomi MiBeacon (0xFE95) -----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "product", "expected"),
-    [
-        ("5020aa0137dfaa33342d580d100404016602", 0x01AA, {"temperature": 26.0, "humidity": 61.4}),  # Mi Jia round
-        ("5020aa018ddfaa33342d580610026602", 0x01AA, {"humidity": 61.4}),
-        ("5020aa0155aabbccddeeff0a100151", 0x01AA, {"battery": 81}),
-        ("5020aa018ddfaa33342d580410021201", 0x01AA, {"temperature": 27.4}),
-        ("712098004a63b6658d7cc40d071003f32600", 0x0098, {"illuminance": 9971}),  # Mi Flora (capability byte)
-        ("712098005763b6658d7cc40d0810011e", 0x0098, {"moisture": 30}),
-        ("7120980008ffeeddccbbaa0d0910020000", 0x0098, {"conductivity": 0}),
-        ("5020df025b3a5c014357481010020800", 0x02DF, {"formaldehyde": 0.08}),  # formaldehyde detector
-    ],
-)
-def test_mibeacon_frames(raw, product, expected):
-    frame = mibeacon.decode(bytes.fromhex(raw))
-    assert frame.product == product
-    assert {m.key: m.value for m in frame.measurements} == expected
-
-
-def test_mibeacon_mac_and_what_it_refuses():
-    assert mibeacon.decode(bytes.fromhex("5020aa0137dfaa33342d580d100404016602")).mac == "58:2D:34:33:AA:DF"
-    with pytest.raises(mibeacon.MiBeaconError, match="encrypted"):
-        mibeacon.decode(bytes.fromhex("58585b058ac7a8d938c1a4095b0a2c11000000bad78d0f"))  # a stock LYWSD03MMC's frame
-    with pytest.raises(mibeacon.MiBeaconError, match="claims 4 bytes"):
-        mibeacon.decode(bytes.fromhex("5020aa0137dfaa33342d580d10040401"))
 
 
 # -- iBeacon -------------------------------------------------------------------

@@ -42,7 +42,7 @@ from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.zigbee import bindings, codec, groups
+from edged.adapters.zigbee import bindings, codec, groups, network_map
 from edged.adapters.zigbee.bindings import Link, LinkStore
 from edged.adapters.zigbee.config import BIND_CLUSTERS, GROUP_ID_MAX, GROUP_NAME_MAX, PERMIT_MAX_SECONDS, ZigbeeConfig
 from edged.adapters.zigbee.config import Binding as BindingConfig
@@ -120,6 +120,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self._export_lock = asyncio.Lock()
         self._pings: dict[t.EUI64, _Ping] = {}
         self.links = LinkStore(state_dir / bindings.FILE)
+        self.scanned_at: float | None = None  # when zigpy last scanned a router's tables
         self.converged = asyncio.Event()  # set each time groups and bindings were brought to the configuration
         self.pings_total = 0
         self.pings_failed_total = 0
@@ -156,6 +157,8 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             "ota": {"enabled": False},
             "backup_enabled": True,
             "backup_period": max(1, round(cfg.backup_interval / 60)),
+            "topology_scan_enabled": cfg.topology.scan_interval > 0,
+            "topology_scan_period": max(1, round(cfg.topology.scan_interval / 60)),
         }
         if cfg.radio == "simulated":
             sim = cfg.simulation
@@ -164,7 +167,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             network.setdefault("channel", cfg.network.channels[0])  # no energy scan on air that is not there
             result["simulation"] = {
                 "devices": [
-                    {"kind": d.kind, "ieee": d.ieee or f"00:0d:6f:00:0e:d9:ed:{i + 1:02x}"}
+                    {"kind": d.kind, "ieee": d.ieee or f"00:0d:6f:00:0e:d9:ed:{i + 1:02x}", "lqi": d.lqi}
                     for i, d in enumerate(sim.devices)
                 ],
                 "report_interval": sim.report_interval,
@@ -188,6 +191,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         listener = _Listener(self, lost)
         app.add_listener(listener)
         app.backups.add_listener(listener)
+        app.topology.add_listener(listener)
         self.app = app
         try:
             info = app.state.network_info
@@ -550,6 +554,22 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
         codec.check_response(response)
 
+    # -- the network map ---------------------------------------------------
+
+    async def scan_topology(self) -> dict[str, Any]:
+        """Scan every router's neighbour and routing tables now, and return the map.
+
+        zigpy spaces its requests (a second or more each) not to crowd the
+        network, so a scan takes a few seconds per router."""
+        app = self._radio()
+        await self._call("the topology scan", app.topology.scan())
+        self.scanned_at = time.time()
+        return self.network_map()
+
+    def network_map(self) -> dict[str, Any]:
+        """The map from the last scan (see network_map.py)."""
+        return network_map.build(self._radio(), self.name, self.hub, self.config.topology.weak_lqi, self.scanned_at)
+
     # -- groups and bindings -----------------------------------------------
 
     def _radio(self) -> ControllerApplication:
@@ -794,6 +814,9 @@ class _Listener:
     def connection_lost(self, exc: Exception) -> None:
         if not self.lost.done():
             self.lost.set_result(exc)
+
+    def neighbors_updated(self, ieee: t.EUI64, neighbors: list[Any]) -> None:
+        self.adapter.scanned_at = time.time()
 
     def network_backup_created(self, backup: NetworkBackup) -> None:
         self.adapter.tasks.spawn(self.adapter._export_backup(backup), name="zigbee backup export")

@@ -7,7 +7,9 @@
   ``/<endpoint>`` optional);
 - ``bind SOURCE TARGET --cluster on_off`` / ``unbind ...``: the source device
   sends that cluster's commands straight to the target device or group;
-  ``bindings`` lists the bindings the gateway made.
+  ``bindings`` lists the bindings the gateway made;
+- ``map [--scan] [--json]``: the network map, each link with its LQI, weak
+  ones marked (``--scan`` scans every router first: a few seconds each).
 
 They ask the local status API (``/api/adapters/{instance}/...``; the instance
 is ``--adapter``, or the part of the device id before its first ``/``), found
@@ -22,7 +24,9 @@ Exit status: 0 done, 2 the configuration cannot be read,
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from typing import Any
 
 from edged.adapters.zigbee.config import BIND_CLUSTERS, GROUP_ID_MAX, PERMIT_MAX_SECONDS
@@ -54,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("bindings", help="list the bindings the gateway made")
     _adapter(listing)
     add_api_arguments(listing)
+    netmap = actions.add_parser("map", help="the network map: who hears whom, and how well")
+    netmap.add_argument("--scan", action="store_true", help="scan every router's tables first")
+    netmap.add_argument("--json", action="store_true", help="print the map as the API answers it")
+    _adapter(netmap)
+    add_api_arguments(netmap, timeout=300.0)
 
 
 def _adapter(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +118,10 @@ def _run(api: Api, args: argparse.Namespace) -> str:
     if action == "bindings":
         links = api.call(f"/api/adapters/{args.adapter}/bindings").get("bindings", [])
         return "\n".join(_describe_link(link) for link in links) or "no bindings"
+    if action == "map":
+        base = f"/api/adapters/{args.adapter}/map"
+        found = api.call(f"{base}/scan", {}) if args.scan else api.call(base)
+        return json.dumps(found, indent=2) if args.json else _describe_map(found)
     return _group(api, args)
 
 
@@ -146,3 +159,19 @@ def _describe_link(link: dict[str, Any]) -> str:
     cluster = next((name for name, cid in BIND_CLUSTERS.items() if cid == link.get("cluster")), link.get("cluster"))
     origin = f" [{link['origin']}]" if "origin" in link else ""
     return f"{link.get('source')}/{link.get('source_ep')} {cluster} -> {target}{origin}"
+
+
+def _describe_map(found: dict[str, Any]) -> str:
+    """The map as lines: a heading, then each link as its source hears it, weakest first."""
+    names = {n["ieee"]: n.get("name") or n.get("device") or n["role"] for n in found.get("nodes", [])}
+    scanned = found.get("scanned_at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(scanned)) if scanned else "never scanned (try --scan)"
+    lines = [
+        f"{found.get('adapter')}: {len(found.get('nodes', []))} nodes, {len(found.get('links', []))} links, "
+        f"{found.get('weak_links', 0)} weak (LQI under {found.get('weak_lqi')}); scanned {when}"
+    ]
+    for link in sorted(found.get("links", []), key=lambda link: link["lqi"]):
+        mark = "  WEAK" if link.get("weak") else ""
+        lines.append(f"{names.get(link['source'], link['source'])} -> {names.get(link['target'], link['target'])}"
+                     f" ({link['relationship']}): LQI {link['lqi']}{mark}")  # fmt: skip
+    return "\n".join(lines)

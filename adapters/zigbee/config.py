@@ -119,6 +119,7 @@ class SimulatedDevice(Model):
     kind: SimulatedKind
     ieee: Annotated[str, _eui64("an IEEE address")] | None = None  # derived from the position in the list when unset
     name: str | None = None
+    lqi: int = Field(200, ge=0, le=255)  # the link quality between it and the coordinator
 
 
 def _demo_devices() -> list[SimulatedDevice]:
@@ -148,6 +149,13 @@ class Binding(Model):
     cluster: BindCluster = "on_off"
 
 
+class Topology(Model):
+    """The network map: how often zigpy scans neighbour and routing tables, and what counts as a weak link."""
+
+    scan_interval: Duration = Field(4 * 3600.0, ge=0)  # 0: only when asked (edged zigbee map --scan)
+    weak_lqi: int = Field(80, ge=0, le=255)  # a link heard with a lower LQI is flagged weak
+
+
 class ZigbeeConfig(AdapterConfig):
     type: Literal["zigbee"]
     radio: Radio
@@ -157,6 +165,7 @@ class ZigbeeConfig(AdapterConfig):
     permit_join: PermitJoin = PermitJoin()
     reporting: Reporting = Reporting()
     backup_interval: Duration = Field(24 * 3600.0, ge=60)  # zigpy network backup period
+    topology: Topology = Topology()
     simulated: SimulatedRadio | None = None
     groups: list[Group] = []
     bindings: list[Binding] = []

@@ -26,6 +26,12 @@ Bindings (a source device's cluster sending straight to a device or a group):
   ``{"bound": ...}`` / ``{"unbound": ...}``.
 
 A name that matches nothing is 404; a device that refuses or does not answer is 409.
+
+The network map (see network_map.py): ``GET map`` answers the last scan,
+``POST map/scan`` scans every router now (a few seconds each) and answers
+the new map: ``{"adapter", "scanned_at", "weak_lqi", "weak_links", "nodes":
+[...], "links": [{"source", "target", "lqi", "relationship", "weak"}],
+"routes": [...]}``.
 """
 
 from __future__ import annotations
@@ -191,6 +197,14 @@ async def unbind(adapter: ZigbeeAdapter, body: JSON) -> JSON:
     return {"unbound": link.as_json()}
 
 
+async def network_map(adapter: ZigbeeAdapter, body: JSON) -> JSON:
+    return _now(adapter.network_map)
+
+
+async def scan(adapter: ZigbeeAdapter, body: JSON) -> JSON:
+    return await _do(adapter.scan_topology())
+
+
 ROUTES = [
     Route("POST", "permit", permit, alias="/api/zigbee/permit", handle_all=permit_all),
     Route("POST", "remove", remove, alias="/api/zigbee/remove", handle_all=remove_any),
@@ -202,4 +216,6 @@ ROUTES = [
     Route("GET", "bindings", binding_list),
     Route("POST", "bind", bind),
     Route("POST", "unbind", unbind),
+    Route("GET", "map", network_map),
+    Route("POST", "map/scan", scan),
 ]

@@ -170,6 +170,7 @@ KINDS: dict[str, Kind] = {
 
 PLUG_LOAD_W = 60.0
 ENDPOINT = 1
+TABLE_PAGE = 3  # neighbour and routing table entries per response, as small stacks send them
 
 
 @dataclass(eq=False)
@@ -180,6 +181,7 @@ class SimulatedNode:
     ieee: t.EUI64
     kind: str
     nwk: int = 0xFFFE  # until it joins
+    lqi: int = 200  # how well it and the coordinator hear each other (0..255)
     joined: bool = False
     silent: bool = False
     values: dict[tuple[int, str], Any] = field(default_factory=dict)
@@ -358,6 +360,16 @@ class SimulatedNode:
                 self._send_zdo(cmd.Bind_rsp, hdr.tsn, ok)  # already bound
             else:
                 self._send_zdo(cmd.Unbind_rsp, hdr.tsn, zdo_t.Status.NO_ENTRY)
+        elif hdr.command_id == cmd.Mgmt_Lqi_req:
+            table = self.app.neighbors(self)
+            start = args[0]
+            page = zdo_t.Neighbors(Entries=len(table), StartIndex=start, NeighborTableList=table[start : start + TABLE_PAGE])
+            self._send_zdo(cmd.Mgmt_Lqi_rsp, hdr.tsn, ok, page)
+        elif hdr.command_id == cmd.Mgmt_Rtg_req:
+            table = self.app.routes(self)
+            start = args[0]
+            page = zdo_t.Routes(Entries=len(table), StartIndex=start, RoutingTableList=table[start : start + TABLE_PAGE])
+            self._send_zdo(cmd.Mgmt_Rtg_rsp, hdr.tsn, ok, page)
         elif hdr.command_id == cmd.Mgmt_Permit_Joining_req:
             self._send_zdo(cmd.Mgmt_Permit_Joining_rsp, hdr.tsn, ok)
         elif hdr.command_id == cmd.Mgmt_Leave_req:
@@ -498,7 +510,9 @@ def command_schema(command: foundation.GeneralCommand) -> Any:
 
 SIMULATION_SCHEMA = vol.Schema(
     {
-        vol.Optional("devices", default=[]): [{vol.Required("kind"): vol.In(sorted(KINDS)), vol.Required("ieee"): str}],
+        vol.Optional("devices", default=[]): [
+            {vol.Required("kind"): vol.In(sorted(KINDS)), vol.Required("ieee"): str, vol.Optional("lqi", default=200): int}
+        ],
         vol.Optional("report_interval", default=0.0): vol.Coerce(float),
         vol.Optional("seed", default=None): vol.Any(None, int),
     }
@@ -515,7 +529,9 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
         sim = self.config[CONF_SIMULATION]
         self._nvram = Path(self.config[zconf.CONF_DEVICE][zconf.CONF_DEVICE_PATH])
         self.coordinator = SimulatedNode(self, t.EUI64.convert(COORDINATOR_IEEE), "coordinator", 0x0000)
-        self.nodes: list[SimulatedNode] = [SimulatedNode(self, t.EUI64.convert(d["ieee"]), d["kind"]) for d in sim["devices"]]
+        self.nodes: list[SimulatedNode] = [
+            SimulatedNode(self, t.EUI64.convert(d["ieee"]), d["kind"], lqi=d["lqi"]) for d in sim["devices"]
+        ]
         self._report_interval: float = sim["report_interval"]
         self._rng = random.Random(sim["seed"])
         self._connected = False
@@ -633,6 +649,50 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
                 loop.call_soon(self.packet_received, packet.replace(dst=t.AddrModeAddress(t.AddrMode.NWK, 0x0000)))
             else:
                 loop.call_soon(target.receive, packet)
+
+    def neighbors(self, node: SimulatedNode) -> list[zdo_t.Neighbor]:
+        """A node's neighbour table: every node joined to the coordinator (a star with routers meshed).
+
+        The coordinator lists every joined node as its child; a router lists
+        the coordinator as parent and the other routers as siblings, each
+        link as good as the worse of its two ends."""
+        joined = [n for n in self.nodes if n.joined]
+        if node is self.coordinator:
+            return [self._neighbor(n, zdo_t.Relationship.Child, n.lqi) for n in joined]
+        if not node.spec.node.is_router:
+            return []
+        siblings = [self._neighbor(n, zdo_t.Relationship.Sibling, min(n.lqi, node.lqi))
+                    for n in joined if n is not node and n.spec.node.is_router]  # fmt: skip
+        return [self._neighbor(self.coordinator, zdo_t.Relationship.Parent, node.lqi), *siblings]
+
+    def routes(self, node: SimulatedNode) -> list[zdo_t.Route]:
+        """A router's routing table: the coordinator reaches each router directly, a router the coordinator."""
+        if node is self.coordinator:
+            targets = [n for n in self.nodes if n.joined and n.spec.node.is_router]
+        else:
+            targets = [self.coordinator] if node.spec.node.is_router else []
+        return [
+            zdo_t.Route(DstNWK=t.NWK(n.nwk), RouteStatus=zdo_t.RouteStatus.Active, MemoryConstrained=0, ManyToOne=0,
+                        RouteRecordRequired=0, Reserved=0, NextHop=t.NWK(n.nwk))
+            for n in targets
+        ]
+
+    def _neighbor(self, node: SimulatedNode, relationship: zdo_t.Relationship, lqi: int) -> zdo_t.Neighbor:
+        logical = node.spec.node.logical_type
+        device_type = {0: zdo_t.DeviceType.Coordinator, 1: zdo_t.DeviceType.Router}.get(logical, zdo_t.DeviceType.EndDevice)
+        return zdo_t.Neighbor(
+            extended_pan_id=self.state.network_info.extended_pan_id,
+            ieee=node.ieee,
+            nwk=t.NWK(node.nwk),
+            device_type=device_type,
+            rx_on_when_idle=zdo_t.RxOnWhenIdle.On if device_type != zdo_t.DeviceType.EndDevice else zdo_t.RxOnWhenIdle.Off,
+            relationship=relationship,
+            reserved1=0,
+            permit_joining=zdo_t.PermitJoins.Unknown,
+            reserved2=0,
+            depth=0 if node is self.coordinator else 1,
+            lqi=lqi,
+        )
 
     def _members(self, group_id: int) -> list[SimulatedNode]:
         return [n for n in self.nodes if n.joined and not n.silent and group_id in n.groups]

@@ -140,3 +140,38 @@ def test_bind_takes_only_known_clusters(capsys):
     with pytest.raises(SystemExit):
         parse("bind", "zigbee/00:0d:6f:00:0e:d9:ed:04", "hall", "--cluster", "humidity")
     assert "on_off" in capsys.readouterr().err
+
+
+async def test_map_prints_links_weakest_first(capsys, monkeypatch):
+    found = {
+        "adapter": "zigbee", "scanned_at": 1_700_000_000.0, "weak_lqi": 80, "weak_links": 1,
+        "nodes": [{"ieee": "00:12:4b:00:ed:9e:d0:01", "role": "coordinator", "device": None, "name": None},
+                  {"ieee": "00:0d:6f:00:0e:d9:ed:01", "role": "router", "device": "zigbee/00:0d:6f:00:0e:d9:ed:01",
+                   "name": "Hall lamp"}],
+        "links": [{"source": "00:12:4b:00:ed:9e:d0:01", "target": "00:0d:6f:00:0e:d9:ed:01", "lqi": 200,
+                   "relationship": "child", "weak": False},
+                  {"source": "00:0d:6f:00:0e:d9:ed:01", "target": "00:12:4b:00:ed:9e:d0:01", "lqi": 40,
+                   "relationship": "parent", "weak": True}],
+        "routes": [],
+    }
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.json_response(found)
+
+    app = web.Application()
+    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
+    try:
+        assert await asyncio.to_thread(cli.main, parse("map", "--scan", "--url", url)) == 0
+    finally:
+        await runner.cleanup()
+    assert seen == ["POST /api/adapters/zigbee/map/scan"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("zigbee: 2 nodes, 2 links, 1 weak (LQI under 80)")
+    assert lines[1:] == ["Hall lamp -> coordinator (parent): LQI 40  WEAK", "coordinator -> Hall lamp (child): LQI 200"]

@@ -40,7 +40,7 @@ def test_bad_address_and_key_name_the_key(tmp_path):
           bthome_keys: {"54:48:E6:8F:80:A5": "tooshort"}
     """)
     assert "config.yaml:4: adapters[0].addresses[0]: expected a Bluetooth address" in text
-    assert "bthome_keys.54:48:E6:8F:80:A5: a BTHome bind key is 32 hexadecimal characters (16 bytes)" in text
+    assert "bthome_keys.54:48:E6:8F:80:A5: a bind key is 32 hexadecimal characters (16 bytes" in text
     assert "tooshort" not in text  # a secret is never echoed
 
 
@@ -67,4 +67,26 @@ def test_passive_scanning_cannot_find_gatt_devices(tmp_path):
           gatt:
             - {id: t, address: "F0:00:00:00:00:10", characteristics: [{key: a, uuid: 2a6e, notify: true}]}
     """)
-    assert "passive scanning only sees BTHome, Ruuvi and iBeacon advertisements" in text
+    assert "passive scanning only sees the advertisements of the families in formats:" in text
+
+
+def test_keys_the_older_bthome_keys_and_family_names(tmp_path):
+    config = BleConfig.model_validate({
+        "type": "ble", "formats": ["mibeacon", "bthome"],
+        "keys": {"a4:c1:38:02:83:f4": "e9ea895fac7cca6d30532432a516f3a8", "a4:c1:38:00:00:03": "00" * 12},
+        "bthome_keys": {"54:48:e6:8f:80:a5": "231D39C1D7CC1AB1AEE224CD096DB932"},
+    })
+    assert config.formats == ["xiaomi", "bthome"]  # mibeacon: the older name of the xiaomi family
+    assert sorted(config.all_keys()) == ["54:48:E6:8F:80:A5", "A4:C1:38:00:00:03", "A4:C1:38:02:83:F4"]
+    text = problems(tmp_path, """
+        - type: ble
+          formats: [bthome, nordic]
+    """)
+    assert "formats[1]: expected 'bthome', 'atc', 'xiaomi'" in text
+    text = problems(tmp_path, """
+        - type: ble
+          keys: {"54:48:E6:8F:80:A5": "231d39c1d7cc1ab1aee224cd096db932"}
+          bthome_keys: {"54:48:E6:8F:80:A5": "00000000000000000000000000000000"}
+    """)
+    assert "has one key under keys: and another under bthome_keys:; keep it under keys: only" in text
+    assert "231d" not in text

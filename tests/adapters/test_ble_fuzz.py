@@ -1,85 +1,76 @@
 """Hostile advertisements never crash the BLE decoders: whatever bytes a
-neighbour broadcasts as service or manufacturer data, ``advert.decode``
-either raises ``AdvertError`` (which the adapter counts as a bad frame) or
-returns measurements whose values are finite numbers, bools or strings of
-the type they declare. Any other exception would escape the scanner's
-callback as a crash."""
+neighbour broadcasts as service or manufacturer data, under whatever name,
+``Adverts.decode`` (the parsers of every family included) either raises
+``AdvertError`` (which the adapter counts as a bad frame) or returns
+measurements whose values are finite numbers, bools or strings of the type
+they declare. Any other exception would escape the scanner's callback as a
+crash."""
 
 from __future__ import annotations
 
 import math
 
-import pytest
+from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.adapters.ble import advert, atc, bthome, ibeacon, mibeacon, ruuvi
+from edged.adapters.ble import advert, atc, ibeacon, simulator
+from edged.adapters.ble.formats import NAMES, service_uuid
 from edged.model import ValueType
 
 ADDRESS = "A4:C1:38:00:00:01"
 KEY = bytes(range(16))
-# Addresses as bleak gives them: a MAC, or on macOS a UUID (no MAC to build a BTHome nonce from).
+# Addresses as bleak gives them: a MAC, or on macOS a UUID (no MAC to build a nonce from).
 ADDRESSES = st.sampled_from([ADDRESS, "00:00:00:00:00:00", "5A3C0E8E-7E1D-4A53-9C2B-2F1B6D7C8E90", "ZZ"])
-SERVICE_UUIDS = (bthome.UUID, atc.UUID, mibeacon.UUID)
-COMPANIES = (ruuvi.COMPANY_ID, ibeacon.COMPANY_ID)
+SERVICE_UUIDS = (simulator.BTHOME_UUID, atc.UUID, service_uuid(0xFE95), service_uuid(0xFDCD), service_uuid(0x181C),
+                 service_uuid(0xFD50))  # fmt: skip
+COMPANIES = (simulator.RUUVI_COMPANY_ID, ibeacon.COMPANY_ID, 0xEC88, 0x089C, 61122, 0x0001)
+NAMES_HEARD = st.sampled_from([None, "", "GVH5075_2762", "sps", "TP357S (2142)", "SensorPush HT.w 1234", "iBBQ",
+                               "LYWSD03MMC", "Ruuvi Air"])  # fmt: skip
 
-
-def _object(object_id: int) -> st.SearchStrategy[bytes]:
-    """One object of a known id: its id and a value of the size the id fixes (text and raw: a length byte)."""
-    size = bthome.OBJECTS[object_id].size
-    value = st.binary(max_size=12).map(lambda b: bytes([len(b)]) + b) if size == 0 else st.binary(min_size=size,
-                                                                                                 max_size=size)
-    return value.map(lambda v: bytes([object_id]) + v)
-
-
-KNOWN = st.sampled_from(sorted(bthome.OBJECTS)).flatmap(_object)
-
-
-def _objects() -> st.SearchStrategy[bytes]:
-    """BTHome objects, mostly well formed so that decoding reaches every id's value, some garbage."""
-    garbage = st.binary(min_size=1, max_size=6)
-    return st.lists(st.one_of(KNOWN, KNOWN, garbage), max_size=8).map(b"".join)
-
-
-bthome_plain = st.tuples(st.integers(0, 255).map(lambda b: (b & 0x1F) | 0x40), _objects()).map(
-    lambda t: bytes([t[0] & ~0x01]) + t[1]
+_objects = st.lists(st.tuples(st.sampled_from(sorted(simulator.BTHOME_OBJECTS)), st.floats(0, 100)), max_size=5)
+bthome_plain = st.one_of(
+    _objects.map(lambda o: simulator.bthome_plain(simulator.bthome_objects([(i, v) for i, v in o if i != 0]))),
+    st.binary(max_size=24).map(lambda b: b"\x40" + b),
 )
-bthome_sealed = st.tuples(_objects(), st.integers(0, 2**32 - 1), st.booleans()).map(
-    lambda t: bthome.encrypt(t[0], ADDRESS, KEY, t[1], t[2])
+bthome_sealed = st.tuples(st.binary(max_size=20), st.integers(0, 2**32 - 1)).map(
+    lambda t: simulator.bthome_encrypted(t[0], ADDRESS, KEY, t[1])
 )
 mibeacon_frames = st.tuples(
-    st.integers(0, 0xFFFF).map(lambda c: c & ~0x0008 | 0x0040),  # unencrypted, with objects
+    st.integers(0, 0xFFFF),
     st.binary(min_size=3, max_size=12),
-    st.lists(
-        st.tuples(st.sampled_from([0x1004, 0x1006, 0x1007, 0x1008, 0x1009, 0x100A, 0x100D, 0x1010, 0x0000]),
-                  st.integers(0, 8), st.binary(max_size=8)),
-        max_size=4,
-    ),
+    st.lists(st.tuples(st.sampled_from([0x1004, 0x1006, 0x1007, 0x1008, 0x1009, 0x100A, 0x100D, 0x1010, 0x0000]),
+                       st.integers(0, 8), st.binary(max_size=8)), max_size=4),
 ).map(lambda t: t[0].to_bytes(2, "little") + t[1] + b"".join(k.to_bytes(2, "little") + bytes([n]) + v
                                                              for k, n, v in t[2]))
-ruuvi_frames = st.binary(min_size=23, max_size=23).map(lambda b: b"\x05" + b)
+ruuvi_frames = st.sampled_from([3, 5, 6, 0xE1]).flatmap(lambda f: st.binary(min_size=13, max_size=40).map(
+    lambda b: bytes([f]) + b))
 ibeacon_frames = st.binary(min_size=21, max_size=21).map(lambda b: b"\x02\x15" + b)
 
 
 def _service_data(uuid: str) -> st.SearchStrategy[bytes]:
-    shaped = {bthome.UUID: st.one_of(bthome_plain, bthome_sealed), mibeacon.UUID: mibeacon_frames,
+    shaped = {simulator.BTHOME_UUID: st.one_of(bthome_plain, bthome_sealed), service_uuid(0xFE95): mibeacon_frames,
               atc.UUID: st.sampled_from([13, 15]).flatmap(lambda n: st.binary(min_size=n, max_size=n))}
-    return st.one_of(st.binary(max_size=40), shaped[uuid])
+    return st.one_of(st.binary(max_size=40), shaped.get(uuid, st.binary(max_size=24)))
+
+
+def _manufacturer(company: int) -> st.SearchStrategy[bytes]:
+    shaped = {simulator.RUUVI_COMPANY_ID: ruuvi_frames, ibeacon.COMPANY_ID: ibeacon_frames}
+    return st.one_of(st.binary(max_size=30), shaped.get(company, st.binary(min_size=2, max_size=20)))
 
 
 adverts = st.builds(
-    lambda service, manufacturer, rssi: AdvertisementData(
-        local_name=None, manufacturer_data=manufacturer, service_data=service, service_uuids=list(service),
+    lambda service, manufacturer, rssi, name: AdvertisementData(
+        local_name=name, manufacturer_data=manufacturer, service_data=service, service_uuids=list(service),
         tx_power=None, rssi=rssi, platform_data=(),
     ),
     st.fixed_dictionaries({}, optional={u: _service_data(u) for u in SERVICE_UUIDS}),
-    st.fixed_dictionaries({}, optional={
-        ruuvi.COMPANY_ID: st.one_of(st.binary(max_size=30), ruuvi_frames),
-        ibeacon.COMPANY_ID: st.one_of(st.binary(max_size=30), ibeacon_frames),
-    }),
+    st.fixed_dictionaries({}, optional={c: _manufacturer(c) for c in COMPANIES}),
     st.integers(-127, 20),
+    NAMES_HEARD,
 )
+DECODERS = {keyed: advert.Adverts(advert.chosen(NAMES), {ADDRESS: KEY} if keyed else {}) for keyed in (False, True)}
 
 
 def _check(measurement: object) -> None:
@@ -96,11 +87,11 @@ def _check(measurement: object) -> None:
         assert math.isfinite(value), (key, value)
 
 
-@given(address=ADDRESSES, adv=adverts, keyed=st.booleans())
-def test_any_advertisement_decodes_or_raises_advert_error(address: str, adv: AdvertisementData, keyed: bool) -> None:
-    keys = {address: KEY} if keyed else None
+@given(address=ADDRESSES, adv=adverts, keyed=st.booleans(), now=st.floats(0, 1e6))
+def test_any_advertisement_decodes_or_raises_advert_error(address: str, adv: AdvertisementData, keyed: bool,
+                                                          now: float) -> None:  # fmt: skip
     try:
-        frames = advert.decode(address, adv, keys=keys)
+        frames = DECODERS[keyed].decode(BLEDevice(address, None, {}), adv, now)
     except advert.AdvertError as exc:
         assert str(exc)
         return
@@ -110,55 +101,12 @@ def test_any_advertisement_decodes_or_raises_advert_error(address: str, adv: Adv
             _check(measurement)
 
 
-@given(data=st.one_of(st.binary(max_size=40), bthome_plain, bthome_sealed), address=ADDRESSES,
-       key=st.one_of(st.none(), st.just(KEY), st.binary(max_size=20)))
-def test_bthome_raises_only_bthome_error_or_bad_address(data: bytes, address: str, key: bytes | None) -> None:
-    try:
-        packet = bthome.decode(data, address, key)
-    except ValueError as exc:  # BTHomeError, or (as advert.decode documents) an address that is no MAC
-        assert str(exc)
-        return
-    for measurement in packet.measurements:
-        _check(measurement)
-
-
-@pytest.mark.parametrize("object_id", sorted(bthome.OBJECTS), ids=lambda i: f"0x{i:02x}")
-@settings(max_examples=max(10, settings().max_examples // 10))  # times about 100 ids
-@given(data=st.data())
-def test_every_bthome_object_decodes_any_value(object_id: int, data: st.DataObject) -> None:
-    objects = data.draw(_object(object_id)) + b"".join(data.draw(st.lists(KNOWN, max_size=3)))
-    packet = bthome.decode(bthome.service_data(objects), ADDRESS)
-    assert packet.measurements and packet.measurements[0].key == bthome.OBJECTS[object_id].key
-    for measurement in packet.measurements:
-        _check(measurement)
-
-
 @given(data=st.one_of(st.binary(max_size=20), st.sampled_from([13, 15]).flatmap(
     lambda n: st.binary(min_size=n, max_size=n))))
 def test_atc_raises_only_atc_error(data: bytes) -> None:
     try:
         frame = atc.decode(data)
     except atc.AtcError:
-        return
-    for measurement in frame.measurements:
-        _check(measurement)
-
-
-@given(data=st.one_of(st.binary(max_size=30), mibeacon_frames))
-def test_mibeacon_raises_only_mibeacon_error(data: bytes) -> None:
-    try:
-        frame = mibeacon.decode(data)
-    except mibeacon.MiBeaconError:
-        return
-    for measurement in frame.measurements:
-        _check(measurement)
-
-
-@given(data=st.one_of(st.binary(max_size=30), ruuvi_frames))
-def test_ruuvi_raises_only_ruuvi_error(data: bytes) -> None:
-    try:
-        frame = ruuvi.decode(data)
-    except ruuvi.RuuviError:
         return
     for measurement in frame.measurements:
         _check(measurement)

@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto mosquitto-clients libcoap3-bin socat autoconf automake libtool \
                 chromium python3-venv python3-dev gcc faketime prometheus
 
-.PHONY: demo test check lint bench fuzz system-deps install-deps clean
+.PHONY: demo test check lint bench fuzz system-deps install-deps clean deb deb-check
 
 demo: $(BIN)/edged
 	$(BIN)/edged demo
@@ -53,6 +53,12 @@ $(BIN)/edged: $(BIN)/python pyproject.toml setup.py
 
 install-deps: $(BIN)/python
 	$(BIN)/pip install -q -e '.[all,test]'
+
+deb:
+	packaging/build-deb.sh
+
+deb-check: deb
+	packaging/check-deb.sh build/edged_*.deb
 
 clean:
 	rm -rf $(VENV) state build *.egg-info

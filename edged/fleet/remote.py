@@ -256,7 +256,7 @@ class RemoteConfig:
         candidate = self.config_path.with_name(f".{self.config_path.name}.pushed")
         write_atomic(candidate, push.text, 0o600)
         try:
-            return load_config(candidate, check_points=False)
+            return load_config(candidate, check_points=True)  # as edged check-config checks a file
         except ConfigError as exc:
             raise PushRefused([str(problem).replace(str(candidate), self.config_path.name) for problem in exc.problems]) from None
         finally:

@@ -43,6 +43,11 @@ async def test_a_yaml_error_is_rejected_with_file_and_line(tmp_path: Path, broke
         await cloud.push("bad-key", original.replace("interval: 200ms", "interval: soon"))
         rejected = await cloud.step("bad-key", "rejected")
         assert any("config.yaml:9: adapters[0].interval" in reason for reason in rejected["reasons"]), rejected["reasons"]
+        rule = ("rules:\n  - id: r\n    triggers: [{type: change, point: sim/d0.relay}]\n"
+                "    actions: [{type: write, point: sim/d0.rely, value: true}]\n")  # a point the device does not have
+        await cloud.push("bad-point", original + rule)
+        rejected = await cloud.step("bad-point", "rejected")
+        assert any("rules[0] (id r).actions[0].point: device sim/d0 has no point 'rely'" in reason for reason in rejected["reasons"])
     assert path.read_text() == original
 
 

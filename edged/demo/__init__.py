@@ -22,6 +22,12 @@ import string
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edged.demo.screen import Screen, view_lines
+
+if TYPE_CHECKING:
+    from edged.view import GatewayView
 
 TEMPLATE = Path(__file__).with_name("demo.yaml")
 
@@ -83,7 +89,7 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
         daemon = Daemon(config, config_path)
         async with asyncio.TaskGroup() as group:
             if args.table_every > 0:
-                table = group.create_task(_print_tables(daemon, args.table_every))
+                table = group.create_task(_show(daemon.view, args.table_every))
             if args.duration > 0:
                 asyncio.get_running_loop().call_later(args.duration, daemon.stop)
             await daemon.run()
@@ -100,27 +106,10 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
             simulators.kill()
 
 
-async def _print_tables(daemon: object, every: float) -> None:
-    """Print every device's values, a compact line per device."""
-    from edged.daemon import Daemon
-
-    assert isinstance(daemon, Daemon)
-    while True:
-        await asyncio.sleep(every)
-        lines = []
-        for device in sorted(daemon.hub.devices.values(), key=lambda d: d.id):
-            values = []
-            for key, point in device.points.items():
-                reading = daemon.hub.value(device.id, key)
-                if reading is None:
-                    continue
-                value = f"{reading.value:.4g}" if isinstance(reading.value, float) else str(reading.value)
-                values.append(f"{key}={value}{(' ' + point.unit) if point.unit else ''}")
-            state = "online " if device.online else "OFFLINE"
-            lines.append(f"  {device.id:<36} {state} {', '.join(values[:6])}")
-        if daemon.uplink is not None:
-            for service in daemon.uplink.services.values():
-                stats = service.stats()
-                state = "connected" if stats.connected else "not connected"
-                lines.append(f"  {service.title} {state}; outbox: {stats.waiting} readings waiting, {stats.acked} delivered")
-        print("\n".join(["-- live values --", *lines]), flush=True)
+async def _show(view: GatewayView, every: float) -> None:
+    """The live view every ``every`` seconds: in place on a terminal, as lines otherwise."""
+    screen = Screen(sys.stdout)
+    with screen.showing_logs():
+        while True:
+            await asyncio.sleep(every)
+            screen.draw(view_lines(view))

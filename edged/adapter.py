@@ -23,7 +23,8 @@ reason people read (``exception 11: gateway target failed to respond``,
 ``no answer within 0.5 s``); the Hub keeps it with when the failures began
 and how many there were, and shows it until the device recovers (it comes
 online, sends a value that is not bad, or the adapter calls
-``problem(device_id, None)``). ``connection_problem(reason)`` does the same
+``problem(device_id, None)``). A problem of one point
+(``problem(device_id, reason, point)``) is cleared only by a value of that point. ``connection_problem(reason)`` does the same
 for what the adapter itself cannot reach (a serial port, a server, a radio).
 Operations that do not fit a point write (letting Zigbee devices join,
 removing one) are ``Route``s the adapter's registry entry names: the status
@@ -166,12 +167,13 @@ class Adapter(abc.ABC, Generic[C]):
         """A device answers (which clears its problem), or stopped answering."""
         self.hub.set_online(device_id, online)
 
-    def problem(self, device_id: str, reason: str | None) -> None:
-        """``device_id`` failed for ``reason`` (one more time); None: it works again."""
+    def problem(self, device_id: str, reason: str | None, point: str | None = None) -> None:
+        """``device_id`` failed for ``reason`` (one more time), only its ``point`` when given;
+        None: it works again."""
         if reason is None:
             self.hub.clear_problem(device_id)
         else:
-            self.hub.report_problem(device_id, reason)
+            self.hub.report_problem(device_id, reason, point)
 
     def connection_problem(self, reason: str | None) -> None:
         """The adapter cannot reach what its devices sit behind, for ``reason``; None: it can again."""

@@ -96,16 +96,17 @@ class Hub:
         if online:
             self._apply_desired(device_id)
 
-    def report_problem(self, device_id: str, reason: str) -> Problem | None:
-        """Note that ``device_id`` failed for ``reason``: one more in its run of failures.
+    def report_problem(self, device_id: str, reason: str, point: str | None = None) -> Problem | None:
+        """Note that ``device_id`` (only its ``point``, when given) failed for ``reason``: one more in its
+        run of failures.
 
         The problem stays until the device recovers: it comes online, sends
-        a value that is not bad taken after the failure, or its adapter says
-        so (``clear_problem``)."""
+        a value that is not bad (of that point) taken after the failure, or
+        its adapter says so (``clear_problem``)."""
         device = self.devices.get(device_id)
         if device is None:
             return None
-        device.problem = Problem.again(device.problem, reason, self.clock())
+        device.problem = Problem.again(device.problem, reason, self.clock(), point)
         return device.problem
 
     def clear_problem(self, device_id: str) -> None:
@@ -128,16 +129,20 @@ class Hub:
             return
         values = self.values
         devices = self.devices
-        last_device = None
+        last_device = device = problem = None
         for reading in readings:
             values[(reading.device_id, reading.key)] = reading
-            if reading.device_id is not last_device and reading.quality is not BAD:
+            if reading.quality is BAD:
+                continue
+            if reading.device_id is not last_device:
                 last_device = reading.device_id
                 device = devices.get(last_device)
+                problem = None
                 if device is not None:
                     device.last_seen = reading.ts
-                    if device.problem is not None and reading.ts > device.problem.last:
-                        device.problem = None
+                    problem = device.problem
+            if problem is not None and reading.ts > problem.last and problem.point in (None, reading.key):
+                device.problem = problem = None  # type: ignore[union-attr]
         self.readings_in += len(readings)
         for listener in self._reading_listeners:
             try:

@@ -124,19 +124,21 @@ class Problem:
     ``reason`` is the latest failure in a few words (``exception 11: gateway
     target failed to respond``, ``no answer within 0.5 s``); ``since`` is
     when this run of failures began and ``last`` when the latest happened
-    (UTC epoch seconds); ``count`` is how many failures the run holds."""
+    (UTC epoch seconds); ``count`` is how many failures the run holds.
+    ``point`` is the one point that fails, when the rest of the device works."""
 
     reason: str
     since: float
     last: float
     count: int = 1
+    point: str | None = None
 
     @classmethod
-    def again(cls, previous: Problem | None, reason: str, now: float) -> Problem:
+    def again(cls, previous: Problem | None, reason: str, now: float, point: str | None = None) -> Problem:
         """``previous`` with one more failure (``reason``, at ``now``), or a new run of failures."""
         if previous is None:
-            return cls(reason, now, now)
-        previous.reason, previous.last, previous.count = reason, now, previous.count + 1
+            return cls(reason, now, now, point=point)
+        previous.reason, previous.last, previous.count, previous.point = reason, now, previous.count + 1, point
         return previous
 
 

@@ -255,7 +255,8 @@ class ModbusAdapter(Adapter[ModbusConfig]):
         self.polls_total += 1
         if failed is not None:
             # Noted before the batch is published: its good values were read before this failure.
-            self.problem(device_id, _reason(*failed, some_answered=answered))
+            block, exc = failed
+            self.problem(device_id, _reason(block, exc, answered), block.keys[0] if answered else None)
         else:
             self._recovered(device)
         if answered:

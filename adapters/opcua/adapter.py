@@ -82,6 +82,7 @@ class _Binding:
     point: Point
     node: Node | None = None  # set while a session is up and the node resolved
     problem: str | None = None  # why it did not resolve in this session (a write answers with it)
+    reason: str | None = None  # the same for the device's problem (``OPC UA BadNodeIdUnknown``)
     vtype: ua.VariantType | None = None  # the node's encoding, for writes
     parent: Node | None = None  # a method's object
     arguments: list[ua.VariantType | None] | None = None  # a method's input argument types
@@ -126,7 +127,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         self._missing: set[tuple[str, str]] = set()  # (device id, namespace) reported missing, while it is
         self._conditions: dict[str, ua.NodeId] = {}  # event id (hex) -> ConditionId, of alarms received
         self._moved: dict[int, int] = {}  # configured index -> index it was last reported at
-        self.problem: str | None = None  # why the last session attempt failed, until one succeeds
+        self._noted: BaseException | None = None  # the session failure last told as the problem
 
     async def start(self) -> None:
         library_log = logging.getLogger("asyncua")
@@ -163,14 +164,35 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
 
     def _failed(self, exc: BaseException) -> None:
         self.errors_total += 1
+        if exc is not self._noted:
+            self._note_failure(exc)
+
+    def _note_failure(self, exc: BaseException) -> None:
+        """A session could not be opened, or ended: the adapter's problem and each device's."""
+        self._noted = exc
+        reason = self._failure(exc)
+        self.connection_problem(reason)
+        for device_id in self._device_ids():
+            self.problem(device_id, reason)
+
+    def _failure(self, exc: BaseException) -> str:
+        endpoint = self.config.endpoint
+        if isinstance(exc, AdapterError):
+            return str(exc)
+        if isinstance(exc, ConnectionRefusedError):
+            return f"connection refused by {endpoint}"
+        if isinstance(exc, TimeoutError):
+            return f"no answer from {endpoint} within {self.config.timeout:g} s"
+        if isinstance(exc, OSError) and exc.strerror:
+            return f"cannot reach {endpoint}: {exc.strerror}"
         text = str(exc)
-        self.problem = text if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def health_problems(self) -> list[str]:
         """Why the adapter has no session with its server; empty while it has one."""
-        if self._client is not None or self.problem is None:
+        if self._client is not None or self.last_problem is None:
             return []
-        return [f"adapter {self.name}: {self.problem}"]
+        return [f"adapter {self.name}: {self.last_problem.reason}"]
 
     async def _session(self) -> None:
         """Connect, serve values until the connection is lost, always disconnect."""
@@ -184,7 +206,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             except ua.UaError as exc:
                 raise AdapterError(f"cannot open a session with {self.config.endpoint}: {exc}") from exc
             self._sessions += 1
-            self.problem = None
+            self.connection_problem(None)
             if self._sessions > 1:
                 self.reconnects_total += 1
             self.log.info("connected to %s", self.config.endpoint)
@@ -194,6 +216,9 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             self._client = client
             for device_id in self._device_ids():
                 self.set_online(device_id, True)
+            for binding in self._bindings.values():
+                if binding.problem is not None:  # what did not resolve in this session stays the device's problem
+                    self.problem(binding.device_id, f"{binding.spec.key}: {binding.reason or binding.problem}", binding.spec.key)
             # A TaskSet, not a TaskGroup: on 3.11 a TaskGroup whose child fails leaves its
             # parent task marked as cancelling, which would read as a stop request below.
             session = TaskSet()
@@ -206,10 +231,13 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 await session.wait_failure()
             finally:
                 await session.close()
+        except Exception as exc:
+            self._note_failure(exc)  # before the devices go offline: their offline line says why
+            raise
         finally:
             self._client = None
             for binding in self._bindings.values():
-                binding.node = binding.problem = None
+                binding.node = binding.problem = binding.reason = None
             for device_id in self._device_ids():
                 self.set_online(device_id, False)
             await self._disconnect(client)
@@ -264,6 +292,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             except NamespaceMissing as exc:
                 missing[(binding.device_id, exc.key)].append(binding)
                 binding.problem = f"{binding.spec.address}: {exc.reason}"
+                binding.reason = exc.reason
             except (ua.UaError, ValueError) as exc:
                 self._node_failed(binding, f"NodeId is not valid: {exc}")
         self._report_namespaces(namespaces, missing)
@@ -274,7 +303,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 if result.StatusCode.is_good() and result.Targets:
                     binding.node = client.get_node(result.Targets[0].TargetId)
                 else:
-                    self._node_failed(binding, f"browse path not found ({result.StatusCode.name})")
+                    self._node_failed(binding, f"browse path not found ({result.StatusCode.name})", result.StatusCode)
         for binding in bindings:
             if binding.spec.method and binding.node is not None:
                 await self._resolve_method(binding)
@@ -284,14 +313,13 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             for binding, data_value in zip(writable, types, strict=True):
                 status = data_value.StatusCode
                 if status is not None and status.value in _NO_SUCH_NODE:
-                    self._node_failed(binding, f"the server has no such node ({status.name})")
+                    self._node_failed(binding, f"the server has no such node ({status.name})", status)
                     continue
                 if status is not None and status.is_good() and data_value.Value:
                     binding.vtype = codec.variant_type(data_value.Value.Value)
                 if binding.vtype is None:
                     self.log.warning(
-                        "%s.%s (%s): data type %s cannot be written by edged",
-                        binding.device_id, binding.spec.key, binding.spec.address,
+                        "%s (%s): data type %s cannot be written by edged", binding.spec.key, binding.spec.address,
                         data_value.Value.Value if data_value.Value else data_value.StatusCode,
                         extra={"device": binding.device_id},
                     )
@@ -357,19 +385,20 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         for (device_id, key), bindings in missing.items():
             if (device_id, key) not in self._missing:
                 self.log.warning(
-                    "%s: %s; its points %s read bad and refuse writes", device_id, bindings[0].problem,
+                    "%s; its points %s read bad and refuse writes", bindings[0].problem,
                     ", ".join(b.spec.key for b in bindings), extra={"device": device_id},
                 )
             now = time.time()
             self.publish([Reading(b.device_id, b.spec.key, None, now, Quality.BAD) for b in bindings])
         self._missing = set(missing)
 
-    def _node_failed(self, binding: _Binding, reason: str) -> None:
+    def _node_failed(self, binding: _Binding, reason: str, status: ua.StatusCode | None = None) -> None:
+        """``binding``'s node cannot be used in this session; ``status`` is the server's answer, when it gave one."""
         binding.node = None
         binding.problem = f"{binding.spec.address}: {reason}"
+        binding.reason = f"OPC UA {status.name}" if status is not None else reason
         self.log.warning(
-            "%s.%s (%s): %s", binding.device_id, binding.spec.key, binding.spec.address, reason,
-            extra={"device": binding.device_id},
+            "%s (%s): %s", binding.spec.key, binding.spec.address, reason, extra={"device": binding.device_id},
         )
         self.publish([Reading(binding.device_id, binding.spec.key, None, time.time(), Quality.BAD)])
 
@@ -391,7 +420,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             results = await subscription.create_monitored_items(requests)
             for binding, result in zip(bindings, results, strict=True):
                 if isinstance(result, ua.StatusCode):
-                    self._node_failed(binding, f"cannot monitor: {result.name}")
+                    self._node_failed(binding, f"cannot monitor: {result.name}", result)
             feeds.append(feed)
         return feeds
 
@@ -428,7 +457,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             except (NamespaceMissing, ua.UaError, AdapterError) as exc:
                 reason = exc.reason if isinstance(exc, NamespaceMissing) else str(exc)
                 self.log.warning(
-                    "%s: cannot subscribe to events of %s: %s", device_id, events.source, reason,
+                    "cannot subscribe to events of %s: %s", events.source, reason,
                     extra={"device": device_id},
                 )
                 now = time.time()
@@ -568,7 +597,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 if key not in self._warned:
                     self._warned.add(key)
                     self.log.warning(
-                        "%s.%s (%s): %s", binding.device_id, binding.spec.key, binding.spec.address, exc,
+                        "%s (%s): %s", binding.spec.key, binding.spec.address, exc,
                         extra={"device": binding.device_id},
                     )
         return Reading(binding.device_id, binding.spec.key, value, ts, quality)
@@ -584,7 +613,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise CommandError(f"no such point {command.device_id}.{command.key}")
         client, node = self._client, binding.node
         if client is None:
-            reason = f": {self.problem}" if self.problem else ""
+            reason = f": {self.last_problem.reason}" if self.last_problem else ""
             raise CommandError(f"not connected to {self.config.endpoint}{reason}")
         if node is None:
             raise CommandError(binding.problem or f"{binding.spec.address} is not available in this session")

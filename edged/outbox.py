@@ -281,6 +281,11 @@ class Lane:
         self.rows -= 1
 
 
+def _summed(figure: str, doc: str) -> property:
+    """A figure of the outbox that is the sum of its lanes' (one uplink's own, when there is one)."""
+    return property(lambda outbox: sum(getattr(lane, figure) for lane in outbox._lanes.values()), doc=doc)
+
+
 class Outbox:
     """Durable queue; ``put`` and ``put_event`` never block the loop."""
 
@@ -354,39 +359,13 @@ class Outbox:
 
     # The figures each uplink keeps, summed (one uplink's own, when there is one).
 
-    @property
-    def acked(self) -> int:
-        return sum(lane.acked for lane in self._lanes.values())
-
-    @property
-    def dropped_full(self) -> int:
-        """Removed to make room (drop_oldest)."""
-        return sum(lane.dropped_full for lane in self._lanes.values())
-
-    @property
-    def expired(self) -> int:
-        """Removed by ttl."""
-        return sum(lane.expired for lane in self._lanes.values())
-
-    @property
-    def dead_lettered(self) -> int:
-        """Moved to the dead-letter table (rows the cloud refused for good)."""
-        return sum(lane.dead_lettered for lane in self._lanes.values())
-
-    @property
-    def requeued(self) -> int:
-        """Moved back from it by an operator."""
-        return sum(lane.requeued for lane in self._lanes.values())
-
-    @property
-    def discarded(self) -> int:
-        """Deleted from it, by an operator or its bound."""
-        return sum(lane.discarded for lane in self._lanes.values())
-
-    @property
-    def dead_letters(self) -> int:
-        """Readings in the dead-letter table."""
-        return sum(lane.dead_letters for lane in self._lanes.values())
+    acked = _summed("acked", "Removed after the cloud acknowledged them")
+    dropped_full = _summed("dropped_full", "Removed to make room (drop_oldest)")
+    expired = _summed("expired", "Removed by ttl")
+    dead_lettered = _summed("dead_lettered", "Moved to the dead-letter table (rows the cloud refused for good)")
+    requeued = _summed("requeued", "Moved back from it by an operator")
+    discarded = _summed("discarded", "Deleted from it, by an operator or its bound")
+    dead_letters = _summed("dead_letters", "Readings in the dead-letter table")
 
     # -- lifecycle -------------------------------------------------------
 

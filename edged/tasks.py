@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -53,3 +53,11 @@ class TaskSet:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+async def wait_until(changed: asyncio.Event, predicate: Callable[[], object], timeout: float | None = None) -> None:
+    """Return once ``predicate()`` is true, checked again each time ``changed`` is set; ``TimeoutError`` after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            changed.clear()
+            await changed.wait()

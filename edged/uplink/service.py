@@ -32,7 +32,7 @@ from edged.hub import Hub
 from edged.model import Command, Origin, Problem
 from edged.outbox import DEFAULT_LANE, Lane, Outbox
 from edged.part import State, counter, gauge
-from edged.tasks import TaskSet
+from edged.tasks import TaskSet, wait_until
 from edged.uplink.commands import GatewayRequest, Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
 from edged.uplink.failures import connection_failure
@@ -241,10 +241,7 @@ class UplinkService:
     async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
         """Return once ``predicate()`` is true; checked again after every outbox
         commit (new readings, acks) and every connection change of this uplink."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+        await wait_until(self._changed, predicate, timeout)
 
     # -- what the rest of the gateway sees ---------------------------------
 

@@ -25,6 +25,7 @@ from edged.backoff import Backoff
 from edged.hub import Hub
 from edged.model import Command, CommandResult, DeviceStatus, Event, RuleEvent
 from edged.outbox import DEFAULT_LANE, Outbox, OutboxConfig
+from edged.tasks import wait_until
 from edged.uplink.config import UplinkConfig
 from edged.uplink.service import UplinkService
 
@@ -147,10 +148,7 @@ class Uplinks:
     async def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
         """Return once ``predicate()`` is true; checked again after every outbox
         commit (new readings, acks) and every connection change of any uplink."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+        await wait_until(self._changed, predicate, timeout)
 
 
 def single(outbox_config: OutboxConfig, uplink_config: UplinkConfig, hub: Hub, state_dir: Path, gateway_id: str,

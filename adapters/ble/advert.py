@@ -38,6 +38,16 @@ class Adverts:
                  capacity: int = 1024) -> None:  # fmt: skip
         self.formats = tuple(among)
         self._keys = dict(keys or {})  # upper-case address -> key
+        # Which families may claim an advertisement, found by what it carries: most adverts
+        # are ruled out without asking any family.
+        self._by_uuid: dict[str, list[AdvertFormat]] = {}
+        self._by_company: dict[int, list[AdvertFormat]] = {}
+        for kind in self.formats:
+            for uuid in kind.service_uuids:
+                self._by_uuid.setdefault(uuid, []).append(kind)
+            for company in kind.company_ids:
+                self._by_company.setdefault(company, []).append(kind)
+        self._others = tuple(k for k in self.formats if k.names or k.advertised_uuids)
         self._capacity = capacity
         self._devices: OrderedDict[str, dict[str, Decoder]] = OrderedDict()  # least recently heard first
 
@@ -47,7 +57,7 @@ class Adverts:
         out: list[Decoded] = []
         add_rssi = False  # to the first frame, if its family wants it
         decoders: dict[str, Decoder] | None = None
-        for kind in self.formats:
+        for kind in self._candidates(adv):
             if not kind.claims(adv):
                 continue
             if kind.per_device:
@@ -70,6 +80,20 @@ class Adverts:
             first = out[0]
             out[0] = first._replace(measurements=(*first.measurements, Measurement("rssi", adv.rssi, "dBm", ValueType.INT)))
         return out
+
+    def _candidates(self, adv: AdvertisementData) -> Sequence[AdvertFormat]:
+        found: set[str] = set()
+        for uuid in adv.service_data:
+            for kind in self._by_uuid.get(uuid, ()):
+                found.add(kind.name)
+        for company in adv.manufacturer_data:
+            for kind in self._by_company.get(company, ()):
+                found.add(kind.name)
+        if self._others and (adv.local_name or adv.service_uuids):
+            found.update(kind.name for kind in self._others)
+        if not found:
+            return ()
+        return [kind for kind in self.formats if kind.name in found]  # in the table's order
 
     def forget(self, address: str) -> None:
         """Drop what the decoders remember of ``address`` (it went silent, or was evicted): its

@@ -52,7 +52,7 @@ def quiet(*loggers: str) -> None:
 class ParserDecoder:
     """One device's parser, and what edged remembers of it."""
 
-    __slots__ = ("_counter", "_frame", "_label", "_last", "_parser", "_points", "_problem", "_seen")
+    __slots__ = ("_counter", "_frame", "_ids", "_label", "_last", "_parser", "_points", "_problem", "_seen")
 
     def __init__(self, parser: Any, label: str, frame: Callable[[AdvertisementData], bytes],
                  counter: Counter | None = None, problem: Problem | None = None) -> None:  # fmt: skip
@@ -63,7 +63,9 @@ class ParserDecoder:
         self._problem = problem
         self._last: int | None = None  # the counter of the last encrypted frame taken
         self._seen: dict[object, object] = {}  # parser key -> the value object last reported
-        self._points: dict[tuple[object, bool], units.PointSpec] = {}
+        # parser key -> its point and the class of values that pass unchanged (None: not reported)
+        self._points: dict[object, tuple[units.PointSpec, type | None] | None] = {}
+        self._ids: tuple[str, str, str | None] | None = None  # native id, model, manufacturer
 
     def __call__(self, device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded | None:
         frame = self._frame(adv)
@@ -78,59 +80,79 @@ class ParserDecoder:
             update = self._parser.update(info)
         except Exception as exc:  # a parser's bug is a bad frame, never a crash of the scanner
             raise ValueError(f"the parser failed on {frame.hex()}: {type(exc).__name__}: {exc}") from exc
-        measurements = self._measurements(update)
-        if not any(m.key != "rssi" for m in measurements):
+        measurements, news = self._measurements(update)
+        if not news:
             problem = self._problem(self._parser, frame) if self._problem is not None else None
             if problem is not None:
                 raise NeedsKey(problem)
             return None
         if count is not None:
             self._last = count
-        info_ = update.devices.get(None) or next(iter(update.devices.values()), None)
-        model = (info_.model if info_ is not None else None) or self._label
-        manufacturer = info_.manufacturer if info_ is not None else None
-        return Decoded(device.address.lower(), model, frame, measurements, manufacturer)
+        ids = self._ids
+        if ids is None or news > 1:  # new points: the parser may know the model better by now
+            ids = self._ids = self._identify(device, update)
+        return Decoded(ids[0], ids[1], frame, measurements, ids[2])
 
-    def _measurements(self, update: SensorUpdate) -> tuple[Measurement, ...]:
+    def _identify(self, device: BLEDevice, update: SensorUpdate) -> tuple[str, str, str | None]:
+        info = update.devices.get(None) or next(iter(update.devices.values()), None)
+        model = (info.model if info is not None else None) or self._label
+        return device.address.lower(), model, info.manufacturer if info is not None else None
+
+    def _measurements(self, update: SensorUpdate) -> tuple[tuple[Measurement, ...], int]:
+        """What this update set (not what earlier ones did), and 0 when it set nothing but the RSSI,
+        1 when it set known points, 2 when new ones."""
         out: list[Measurement] = []
-        seen = self._seen
-        descriptions = update.entity_descriptions
+        seen, points = self._seen, self._points
+        news = 0
         for device_key, sensor in update.entity_values.items():
-            if seen.get(device_key) is sensor or device_key.key in units.DROPPED:
+            if seen.get(device_key) is sensor:
                 continue  # set by an earlier frame, not by this one
             seen[device_key] = sensor
-            point = self._points.get((device_key, False))
-            if point is None:
-                description = descriptions.get(device_key)
-                point = self._point(device_key, description, sensor.native_value, binary=False)
-            value = units.value(point, sensor.native_value)
+            known = points.get(device_key, False)
+            fresh = known is False
+            if known is False:
+                known = points[device_key] = self._point(device_key, update.entity_descriptions.get(device_key),
+                                                         sensor.native_value, binary=False)  # fmt: skip
+            if known is None:
+                continue
+            point, plain = known
+            native = sensor.native_value
+            value = native if native.__class__ is plain else units.value(point, native)
             if value is not None:
                 out.append(Measurement(point.key, value, point.unit, point.type))
-        binary_descriptions = update.binary_entity_descriptions
+                if point.key != "rssi":
+                    news = 2 if fresh else max(news, 1)
         for device_key, flag in update.binary_entity_values.items():
             if seen.get(device_key) is flag:
                 continue
             seen[device_key] = flag
-            point = self._points.get((device_key, True))
-            if point is None:
-                point = self._point(device_key, binary_descriptions.get(device_key), flag.native_value, binary=True)
-            if flag.native_value is not None:
-                out.append(Measurement(point.key, bool(flag.native_value), None, ValueType.BOOL))
+            known = points.get(device_key, False)
+            fresh = known is False
+            if known is False:
+                known = points[device_key] = self._point(device_key, update.binary_entity_descriptions.get(device_key),
+                                                         flag.native_value, binary=True)  # fmt: skip
+            if known is not None and flag.native_value is not None:
+                out.append(Measurement(known[0].key, bool(flag.native_value), None, ValueType.BOOL))
+                news = 2 if fresh else max(news, 1)
         for device_key, event in update.events.items():
             steps = (event.event_properties or {}).get("steps")
             text = event.event_type if steps is None else f"{event.event_type} {steps}"
             out.append(Measurement(_key(device_key), text, None, ValueType.STR))
-        return tuple(out)
+            news = news or 1
+        return tuple(out), news
 
-    def _point(self, device_key: Any, description: Any, native: object, binary: bool) -> units.PointSpec:
+    def _point(self, device_key: Any, description: Any, native: object,
+               binary: bool) -> tuple[units.PointSpec, type | None] | None:  # fmt: skip
+        if str(device_key.key) in units.DROPPED:
+            return None
         device_class = getattr(description, "device_class", None)
         unit = getattr(description, "native_unit_of_measurement", None)
         point = units.spec(_key(device_key), None if device_class is None else str(device_class),
                            None if unit is None else str(unit), binary)  # fmt: skip
         if not binary and isinstance(native, (str, date)):  # datetime is a date
             point = point._replace(type=ValueType.STR, unit=None, factor=1.0)
-        self._points[(device_key, binary)] = point
-        return point
+        plain = {ValueType.FLOAT: float, ValueType.INT: int}.get(point.type) if point.factor == 1 else None
+        return point, plain
 
 
 def _key(device_key: Any) -> str:

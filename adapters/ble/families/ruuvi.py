@@ -20,7 +20,7 @@ def decoder(key: bytes | None) -> parsers.ParserDecoder:
 
 
 def models() -> list[str]:
-    return [f"RuuviTag / Ruuvi Air, data format {kind:X}" for kind in sorted(decoder_classes)]
+    return [f"data format {kind:X} (RuuviTag, Ruuvi Air)" for kind in sorted(decoder_classes)]
 
 
 FORMAT = AdvertFormat("ruuvi", "Ruuvi", decoder, company_ids=frozenset({COMPANY_ID}), library="ruuvitag-ble",

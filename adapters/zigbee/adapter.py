@@ -42,7 +42,7 @@ from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.zigbee import bindings, codec, groups, network_map
+from edged.adapters.zigbee import bindings, codec, firmware, groups, network_map
 from edged.adapters.zigbee.bindings import Link, LinkStore
 from edged.adapters.zigbee.config import BIND_CLUSTERS, GROUP_ID_MAX, GROUP_NAME_MAX, PERMIT_MAX_SECONDS, ZigbeeConfig
 from edged.adapters.zigbee.config import Binding as BindingConfig
@@ -51,7 +51,7 @@ from edged.errors import AdapterError, CommandError
 from edged.files import write_atomic
 from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading
-from edged.part import counter
+from edged.part import counter, gauge
 
 if TYPE_CHECKING:
     from zigpy.application import ControllerApplication
@@ -94,6 +94,10 @@ class ZigbeeStats(AdapterStats):
     pings: int = counter("edged_adapter_zigbee_pings", "Pings (Basic cluster reads) sent to silent mains devices")
     pings_failed: int = counter("edged_adapter_zigbee_pings_failed", "Pings a device did not answer")
     offline_by_ping: int = counter("edged_adapter_zigbee_offline_by_ping", "Devices marked offline after unanswered pings")
+    ota_updates: int = counter("edged_adapter_zigbee_ota_updates", "Firmware updates devices completed")
+    ota_failures: int = counter("edged_adapter_zigbee_ota_failures", "Firmware updates that failed")
+    ota_progress: dict[str, float] = gauge("edged_adapter_zigbee_ota_progress_percent", "Progress of running firmware updates",
+                                           label="device")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -120,6 +124,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self._export_lock = asyncio.Lock()
         self._pings: dict[t.EUI64, _Ping] = {}
         self.links = LinkStore(state_dir / bindings.FILE)
+        self.firmware = firmware.FirmwareUpdates(self)
         self.scanned_at: float | None = None  # when zigpy last scanned a router's tables
         self.converged = asyncio.Event()  # set each time groups and bindings were brought to the configuration
         self.pings_total = 0
@@ -129,13 +134,17 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
     async def start(self) -> None:
         self.tasks.spawn(retry_forever(f"{self.name}: radio", self._session, self.log, on_failure=self._failed))
         self.tasks.spawn(self._watch_silence(), name=f"{self.name} silence")
+        if self.config.ota.auto_update:
+            self.tasks.spawn(self.firmware.auto_update(), name=f"{self.name} firmware updates")
 
     async def stop(self) -> None:
         pass  # the session closes the radio when its task is cancelled
 
     def stats(self) -> ZigbeeStats:
+        fw = self.firmware
         return ZigbeeStats(self.readings_total, self.errors_total, self.reconnects_total,
-                           self.pings_total, self.pings_failed_total, self.offline_by_ping_total)  # fmt: skip
+                           self.pings_total, self.pings_failed_total, self.offline_by_ping_total,
+                           fw.updates_total, fw.failures_total, dict(fw.progress))  # fmt: skip
 
     # -- the radio session -------------------------------------------------
 
@@ -154,7 +163,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         result: dict[str, Any] = {
             "database_path": str(self.state_dir / DATABASE),
             "network": network,
-            "ota": {"enabled": False},
+            "ota": firmware.zigpy_config(cfg.ota, self.log),
             "backup_enabled": True,
             "backup_period": max(1, round(cfg.backup_interval / 60)),
             "topology_scan_enabled": cfg.topology.scan_interval > 0,

@@ -9,7 +9,9 @@
   sends that cluster's commands straight to the target device or group;
   ``bindings`` lists the bindings the gateway made;
 - ``map [--scan] [--json]``: the network map, each link with its LQI, weak
-  ones marked (``--scan`` scans every router first: a few seconds each).
+  ones marked (``--scan`` scans every router first: a few seconds each);
+- ``ota list`` (each device's firmware and the newest image for it) and
+  ``ota update DEVICE`` (start updating it; it runs on in the gateway).
 
 They ask the local status API (``/api/adapters/{instance}/...``; the instance
 is ``--adapter``, or the part of the device id before its first ``/``), found
@@ -63,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     netmap.add_argument("--json", action="store_true", help="print the map as the API answers it")
     _adapter(netmap)
     add_api_arguments(netmap, timeout=300.0)
+    ota = actions.add_parser("ota", help="firmware updates from the gateway's local images")
+    ota_actions = ota.add_subparsers(dest="ota_action", required=True, metavar="ACTION")
+    ota_list = ota_actions.add_parser("list", help="each device's firmware version and the newest image for it")
+    _adapter(ota_list)
+    add_api_arguments(ota_list, timeout=DEVICE_TIMEOUT)
+    ota_update = ota_actions.add_parser("update", help="start updating a device to the newest image")
+    ota_update.add_argument("device", help="its device id, e.g. zigbee/00:12:4b:00:01:02:03:04")
+    add_api_arguments(ota_update, timeout=DEVICE_TIMEOUT)
 
 
 def _adapter(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +132,33 @@ def _run(api: Api, args: argparse.Namespace) -> str:
         base = f"/api/adapters/{args.adapter}/map"
         found = api.call(f"{base}/scan", {}) if args.scan else api.call(base)
         return json.dumps(found, indent=2) if args.json else _describe_map(found)
+    if action == "ota":
+        return _ota(api, args)
     return _group(api, args)
+
+
+def _ota(api: Api, args: argparse.Namespace) -> str:
+    if args.ota_action == "update":
+        instance = args.device.partition("/")[0]
+        answer = api.call(f"/api/adapters/{instance}/ota/update", {"device": args.device})
+        return (f"{answer.get('device', args.device)}: updating {_version(answer.get('from_version'))} -> "
+                f"{_version(answer.get('to_version'))}; follow it with edged zigbee ota list")  # fmt: skip
+    lines = []
+    for entry in api.call(f"/api/adapters/{args.adapter}/ota").get("devices", []):
+        if entry.get("progress") is not None:
+            state = f"updating {entry['progress']:.0f} %"
+        elif entry.get("current_version") is None:
+            state = "did not answer (a sleeping device answers when it wakes)"
+        elif entry.get("available_version") is not None:
+            state = f"update available: {_version(entry['available_version'])}"
+        else:
+            state = "up to date"
+        lines.append(f"{entry['device']} {entry.get('model')}: {_version(entry.get('current_version'))}, {state}")
+    return "\n".join(lines) or "no device takes firmware updates"
+
+
+def _version(value: int | None) -> str:
+    return "unknown" if value is None else f"0x{value:08X}"
 
 
 def _group(api: Api, args: argparse.Namespace) -> str:

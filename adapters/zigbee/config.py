@@ -156,6 +156,20 @@ class Topology(Model):
     weak_lqi: int = Field(80, ge=0, le=255)  # a link heard with a lower LQI is flagged weak
 
 
+class Ota(Model):
+    """Firmware updates from local files only: the gateway downloads nothing.
+
+    ``folder`` holds ``.ota``/``.zigbee`` images (each names its manufacturer,
+    image type and version in its header); ``index`` is a Zigbee2MQTT-style
+    index file whose entries give each image's ``path`` relative to it. With
+    neither, devices are never offered an image."""
+
+    folder: str | None = None
+    index: str | None = None
+    auto_update: bool = False  # update every device a newer image fits, without being asked
+    check_interval: Duration = Field(24 * 3600.0, gt=0)  # how often auto_update looks for images
+
+
 class ZigbeeConfig(AdapterConfig):
     type: Literal["zigbee"]
     radio: Radio
@@ -166,6 +180,7 @@ class ZigbeeConfig(AdapterConfig):
     reporting: Reporting = Reporting()
     backup_interval: Duration = Field(24 * 3600.0, ge=60)  # zigpy network backup period
     topology: Topology = Topology()
+    ota: Ota = Ota()
     simulated: SimulatedRadio | None = None
     groups: list[Group] = []
     bindings: list[Binding] = []

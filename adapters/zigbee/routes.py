@@ -32,6 +32,13 @@ The network map (see network_map.py): ``GET map`` answers the last scan,
 the new map: ``{"adapter", "scanned_at", "weak_lqi", "weak_links", "nodes":
 [...], "links": [{"source", "target", "lqi", "relationship", "weak"}],
 "routes": [...]}``.
+
+Firmware (see firmware.py): ``GET ota`` asks every device that takes
+updates for its version and answers ``{"devices": [{"device", "current_version",
+"available_version", "source", "progress", "last_update", ...}]}``; ``POST
+ota/update`` ``{"device": id}`` starts updating it to the newest image and
+answers ``{"device", "from_version", "to_version"}`` at once (the update
+itself takes minutes; its progress is in ``GET ota`` and ``/metrics``).
 """
 
 from __future__ import annotations
@@ -205,6 +212,14 @@ async def scan(adapter: ZigbeeAdapter, body: JSON) -> JSON:
     return await _do(adapter.scan_topology())
 
 
+async def ota_status(adapter: ZigbeeAdapter, body: JSON) -> JSON:
+    return {"devices": await _do(adapter.firmware.status())}
+
+
+async def ota_update(adapter: ZigbeeAdapter, body: JSON) -> JSON:
+    return await _do(adapter.firmware.start(_device(body)))
+
+
 ROUTES = [
     Route("POST", "permit", permit, alias="/api/zigbee/permit", handle_all=permit_all),
     Route("POST", "remove", remove, alias="/api/zigbee/remove", handle_all=remove_any),
@@ -218,4 +233,6 @@ ROUTES = [
     Route("POST", "unbind", unbind),
     Route("GET", "map", network_map),
     Route("POST", "map/scan", scan),
+    Route("GET", "ota", ota_status),
+    Route("POST", "ota/update", ota_update),
 ]

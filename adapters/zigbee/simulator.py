@@ -46,9 +46,10 @@ import zigpy.exceptions
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 from zigpy.backups import NetworkBackup
+from zigpy.ota.image import parse_ota_image
 from zigpy.profiles import zha
 from zigpy.zcl import Cluster, foundation
-from zigpy.zcl.clusters.general import Basic, Groups, Identify, LevelControl, OnOff, PowerConfiguration
+from zigpy.zcl.clusters.general import Basic, Groups, Identify, LevelControl, OnOff, Ota, PowerConfiguration
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.lighting import Color
 from zigpy.zcl.clusters.measurement import (
@@ -74,6 +75,9 @@ ROUTER = zdo_t.NodeDescriptor.deserialize(bytes.fromhex("01408e021052520000" + "
 COORDINATOR = zdo_t.NodeDescriptor.deserialize(bytes.fromhex("00408f021052520000" + "2c5200" + "00"))[0]
 
 MAINS, BATTERY = 0x01, 0x03  # Basic.power_source
+PLUG_FIRMWARE = 0x00010005  # the simulated plug's firmware version before any update
+PLUG_IMAGE_TYPE = 0x0101
+OTA_BLOCK = 64  # the largest image block a simulated device asks for
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,7 @@ class Kind:
     values: dict[tuple[int, str], Any]
     manufacturer: str = "edged simulated"
     out_clusters: tuple[type[Cluster], ...] = ()  # client clusters: what a remote sends to its bindings
+    image_type: int = 0x0000  # the firmware image type it asks for in OTA queries
 
 
 def _lux(lx: float) -> int:
@@ -158,7 +163,10 @@ KINDS: dict[str, Kind] = {
             (Metering.cluster_id, "multiplier"): 1,
             (Metering.cluster_id, "divisor"): 1000,
             (Metering.cluster_id, "unit_of_measure"): 0,
+            (Ota.cluster_id, "current_file_version"): PLUG_FIRMWARE,
         },
+        out_clusters=(Ota,),
+        image_type=PLUG_IMAGE_TYPE,
     ),
     "remote": Kind(
         "dimmer remote", END_DEVICE, zha.DeviceType.DIMMER_SWITCH, (Basic, PowerConfiguration, Identify),
@@ -191,6 +199,9 @@ class SimulatedNode:
     groups: set[int] = field(default_factory=set)  # group ids this node is a member of
     binds: list[tuple[int, int, zdo_t.MultiAddress]] = field(default_factory=list)  # (endpoint, cluster, destination)
     zdo_requests: list[tuple[zdo_t.ZDOCmd, tuple[Any, ...]]] = field(default_factory=list)
+    ota_requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # OTA commands it sent
+    _download: bytearray | None = None  # the image being downloaded
+    _offer: dict[str, Any] = field(default_factory=dict)  # what the server offered
     _tsn: int = 0
 
     def __post_init__(self) -> None:
@@ -202,6 +213,8 @@ class SimulatedNode:
         self.values[(Basic.cluster_id, "model")] = spec.model
         self.values[(Basic.cluster_id, "power_source")] = MAINS if mains else BATTERY
         self.clusters = {c.cluster_id: c for c in spec.clusters}
+        if Ota in spec.out_clusters:  # the OTA client keeps its version attributes
+            self.clusters[Ota.cluster_id] = Ota
         self._energy_wh = float(self.values.get((Metering.cluster_id, "current_summ_delivered"), 0))
 
     # -- what tests and the report loop do with a node ---------------------
@@ -387,6 +400,9 @@ class SimulatedNode:
         if hdr.frame_control.frame_type == foundation.FrameType.GLOBAL_COMMAND:
             self._general(cls, hdr, rest)
             return
+        if cls is Ota:
+            self._ota(hdr, rest)
+            return
         command = cls.server_commands.get(hdr.command_id)
         if command is None:
             self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_CLUSTER_COMMAND)
@@ -409,7 +425,10 @@ class SimulatedNode:
             self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_GENERAL_COMMAND)
             return
         args, _ = command.schema.deserialize(rest)
-        reply = foundation.ZCLHeader.general(hdr.tsn, 0, direction=foundation.Direction.Server_to_Client)
+        # a client cluster (the OTA client) answers from the client side
+        client = cls in self.spec.out_clusters
+        direction = foundation.Direction.Client_to_Server if client else foundation.Direction.Server_to_Client
+        reply = foundation.ZCLHeader.general(hdr.tsn, 0, direction=direction)
         if hdr.command_id == general.Read_Attributes:
             records = []
             self.reads.append((cls.cluster_id, [getattr(cls.attributes.get(a), "name", str(a)) for a in args.attribute_ids]))
@@ -438,6 +457,68 @@ class SimulatedNode:
             self._send_zcl(cls.cluster_id, reply, command_schema(general.Configure_Reporting_rsp)(status_records=ok))
         else:
             self._default_response(cls.cluster_id, hdr, foundation.Status.UNSUP_GENERAL_COMMAND)
+
+    # -- the OTA client: query next image, block requests, upgrade end -------
+
+    def _ota(self, hdr: foundation.ZCLHeader, rest: bytes) -> None:
+        """Take an OTA server command and answer as a device's OTA client does."""
+        command = Ota.client_commands.get(hdr.command_id)
+        if command is None:
+            return
+        args, _ = command.schema.deserialize(rest)
+        version = self.values[(Ota.cluster_id, "current_file_version")]
+        manufacturer = self.spec.node.manufacturer_code
+        if command.name == "image_notify":
+            self._ota_send("query_next_image", field_control=0, manufacturer_code=manufacturer,
+                           image_type=self.spec.image_type, current_file_version=version)  # fmt: skip
+        elif command.name == "query_next_image_response" and args.status == foundation.Status.SUCCESS:
+            self._offer = {"manufacturer_code": args.manufacturer_code, "image_type": args.image_type,
+                           "file_version": args.file_version, "image_size": args.image_size}  # fmt: skip
+            self._download = bytearray()
+            self._ota_next_block()
+        elif command.name == "image_block_response" and self._download is not None:
+            if args.status != foundation.Status.SUCCESS or args.file_offset != len(self._download):
+                self._download = None
+                return
+            self._download += args.image_data
+            if len(self._download) < self._offer["image_size"]:
+                self._ota_next_block()
+            else:
+                self._ota_verify()
+        elif command.name == "upgrade_end_response" and self._offer:
+            # the device reboots into the new firmware
+            self.values[(Ota.cluster_id, "current_file_version")] = self._offer["file_version"]
+            self._offer, self._download = {}, None
+
+    def _ota_next_block(self) -> None:
+        offer = self._offer
+        self._ota_send("image_block", field_control=0, manufacturer_code=offer["manufacturer_code"],
+                       image_type=offer["image_type"], file_version=offer["file_version"],
+                       file_offset=len(self._download or b""), maximum_data_size=OTA_BLOCK)  # fmt: skip
+
+    def _ota_verify(self) -> None:
+        """Check the downloaded image as a bootloader would (its header matches the offer), then end the upgrade."""
+        offer = self._offer
+        try:
+            image, _ = parse_ota_image(bytes(self._download or b""))
+            header = image.header
+            good = (header.manufacturer_id, header.image_type, header.file_version) == (
+                offer["manufacturer_code"], offer["image_type"], offer["file_version"],
+            )
+        except (ValueError, KeyError):
+            good = False
+        status = foundation.Status.SUCCESS if good else foundation.Status.INVALID_IMAGE
+        self._ota_send("upgrade_end", status=status, manufacturer_code=offer["manufacturer_code"],
+                       image_type=offer["image_type"], file_version=offer["file_version"])  # fmt: skip
+        if not good:
+            self._offer, self._download = {}, None
+
+    def _ota_send(self, command: str, **args: Any) -> None:
+        self.ota_requests.append((command, args))
+        definition = getattr(Ota.ServerCommandDefs, command)
+        hdr = foundation.ZCLHeader.cluster(self._next_tsn(), definition.id)
+        hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+        self._send_zcl(Ota.cluster_id, hdr, definition.schema(**args))
 
     def _group_command(self, hdr: foundation.ZCLHeader, command: str, args: dict[str, Any]) -> None:
         """Groups cluster: add, remove and membership, answered with their own responses."""

@@ -175,3 +175,43 @@ async def test_map_prints_links_weakest_first(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("zigbee: 2 nodes, 2 links, 1 weak (LQI under 80)")
     assert lines[1:] == ["Hall lamp -> coordinator (parent): LQI 40  WEAK", "coordinator -> Hall lamp (child): LQI 200"]
+
+
+async def test_ota_list_and_update(capsys, monkeypatch):
+    devices = [
+        {"device": "zigbee/00:0d:6f:00:0e:d9:ed:01", "model": "smart plug", "current_version": 0x10005,
+         "available_version": 0x10006, "progress": None},
+        {"device": "zigbee/00:0d:6f:00:0e:d9:ed:02", "model": "lamp", "current_version": 0x20000,
+         "available_version": None, "progress": 42.0},
+        {"device": "zigbee/00:0d:6f:00:0e:d9:ed:03", "model": "sensor", "current_version": None,
+         "available_version": None, "progress": None},
+    ]
+    seen: list[tuple[str, object]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json() if request.method == "POST" else None
+        seen.append((request.path, body))
+        if request.path.endswith("/update"):
+            return web.json_response({"device": body["device"], "from_version": 0x10005, "to_version": 0x10006})
+        return web.json_response({"devices": devices})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
+    try:
+        assert await asyncio.to_thread(cli.main, parse("ota", "list", "--url", url)) == 0
+        assert await asyncio.to_thread(cli.main, parse("ota", "update", "zigbee/00:0d:6f:00:0e:d9:ed:01", "--url", url)) == 0
+    finally:
+        await runner.cleanup()
+    assert seen == [("/api/adapters/zigbee/ota", None),
+                    ("/api/adapters/zigbee/ota/update", {"device": "zigbee/00:0d:6f:00:0e:d9:ed:01"})]
+    assert capsys.readouterr().out.splitlines() == [
+        "zigbee/00:0d:6f:00:0e:d9:ed:01 smart plug: 0x00010005, update available: 0x00010006",
+        "zigbee/00:0d:6f:00:0e:d9:ed:02 lamp: 0x00020000, updating 42 %",
+        "zigbee/00:0d:6f:00:0e:d9:ed:03 sensor: unknown, did not answer (a sleeping device answers when it wakes)",
+        "zigbee/00:0d:6f:00:0e:d9:ed:01: updating 0x00010005 -> 0x00010006; follow it with edged zigbee ota list",
+    ]

@@ -121,13 +121,13 @@ class Cloud:
 
     async def reached(self, attempts: int = 40) -> None:
         """Wait until the gateway answers a ping: it is connected and takes requests (a request sent
-        before it subscribed is not kept by the broker, so the ping is sent again until answered)."""
+        before it subscribed is not kept by the broker, so the ping is sent again until one is answered)."""
         for attempt in range(attempts):
-            try:
-                await self.call(f"reach-{attempt}", "ping", timeout=0.5)
+            message = {"id": f"reach-{attempt}", "device": "$gateway", "point": "ping"}
+            await self.client.publish(f"{PREFIX}/commands", json.dumps(message), qos=1)
+            with contextlib.suppress(TimeoutError):
+                await self.until(lambda: any(str(r.get("id")).startswith("reach-") for r in self.on("commands/result")), 0.5)
                 return
-            except TimeoutError:
-                continue
         raise TimeoutError("the gateway never answered a ping")
 
     async def push(self, push_id: str, text: str, signature: str | None = None) -> None:

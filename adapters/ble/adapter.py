@@ -97,6 +97,8 @@ class BleAdapter(Adapter[BleConfig]):
         self._keys = config.all_keys()
         self._adverts = advert.Adverts(self._formats, self._keys, capacity=2 * config.max_devices + len(self._keys))
         self._locked: dict[str, str] = {}  # address -> why its encrypted frames cannot be read
+        # address -> its last decoded service data, manufacturer data, when heard, what it spoke for
+        self._last_heard: OrderedDict[str, tuple[dict[str, bytes], dict[int, bytes], float, list[str]]] = OrderedDict()
         self._addresses = set(config.addresses)
         self._gatt_addresses = {d.address for d in config.gatt}
         self._pinned = self._addresses | self._gatt_addresses | set(self._keys)
@@ -190,6 +192,8 @@ class BleAdapter(Adapter[BleConfig]):
         if not self._wanted(address, adv.local_name):
             return
         now = asyncio.get_running_loop().time()
+        if self._repeated(address, adv, now):
+            return
         try:
             frames = self._adverts.decode(device, adv, now)
         except advert.AdvertError as exc:
@@ -200,8 +204,29 @@ class BleAdapter(Adapter[BleConfig]):
             return
         if self._locked:
             self._locked.pop(address, None)
+        if frames:
+            self._last_heard[address] = (adv.service_data, adv.manufacturer_data, now, [f.native_id for f in frames])
+            if len(self._last_heard) > 2 * self.config.max_devices:
+                self._last_heard.popitem(last=False)
         for frame in frames:
             self._take(frame, adv.local_name, now, address in self._pinned)
+
+    def _repeated(self, address: str, adv: AdvertisementData, now: float) -> bool:
+        """An advertisement identical to the last one decoded from ``address`` within the dedup
+        window: counted as a duplicate without decoding it again (sensors repeat each frame)."""
+        last = self._last_heard.get(address)
+        if last is None or now - last[2] >= self.config.dedup_window or last[0] != adv.service_data \
+                or last[1] != adv.manufacturer_data:
+            return False
+        self._last_heard[address] = (last[0], last[1], now, last[3])
+        self._last_heard.move_to_end(address)
+        self.duplicates_total += 1
+        for native_id in last[3]:
+            known = self._advertisers.get(native_id)
+            if known is not None:
+                known.heard = now
+                self._advertisers.move_to_end(native_id)
+        return True
 
     def stats(self) -> BleStats:
         return BleStats(self.readings_total, self.errors_total, self.reconnects_total, self.adverts_total,
@@ -268,6 +293,7 @@ class BleAdapter(Adapter[BleConfig]):
         known = self._advertisers.pop(victim)
         self._problems.pop(victim, None)
         self._adverts.forget(victim)
+        self._last_heard.pop(victim.upper(), None)
         self.hub.remove_device(known.device.id)
         self.evicted_total += 1
         self._evictions_unlogged += 1
@@ -316,6 +342,8 @@ class BleAdapter(Adapter[BleConfig]):
                     if known.beacon:
                         gone.append(Reading(known.device.id, "present", False, time.time()))
                     self.set_online(known.device.id, False)
-                    self._adverts.forget(known.device.id.rpartition("/")[2])  # it may restart, counter and all
+                    address = known.device.id.rpartition("/")[2].upper()
+                    self._adverts.forget(address)  # it may restart, counter and all
+                    self._last_heard.pop(address, None)
             if gone:
                 self.publish(gone)

@@ -84,19 +84,21 @@ def spec(key: str, device_class: str | None, native_unit: str | None, binary: bo
 
 
 def value(point: PointSpec, native: object) -> Value | None:
-    """The parser's value as this point's value; None for a value that is not there."""
+    """The parser's value as this point's value; None for a value that is not there, or that
+    cannot be one of the point's type (a text where a number was reported before)."""
     if native is None:
         return None
     if point.type is ValueType.BOOL:
         return bool(native)
-    if isinstance(native, (datetime, date)):
-        return native.isoformat()
+    if point.type is ValueType.STR:
+        return native.isoformat() if isinstance(native, (datetime, date)) else str(native)
     if isinstance(native, bool):
-        return native
-    if isinstance(native, (int, float, Decimal)):
-        number = float(native) * point.factor if point.factor != 1 else native
-        if point.type is ValueType.INT:
-            return int(number) if float(number).is_integer() else float(number)
-        number = float(number)
-        return round(number, 6) if math.isfinite(number) else None
-    return str(native)
+        native = int(native)
+    if not isinstance(native, (int, float, Decimal)):
+        return None
+    number = float(native) * point.factor if point.factor != 1 else native
+    if not math.isfinite(number):
+        return None
+    if point.type is ValueType.INT:
+        return round(float(number))
+    return round(float(number), 6)

@@ -29,7 +29,7 @@ COMPANIES = (simulator.RUUVI_COMPANY_ID, ibeacon.COMPANY_ID, 0xEC88, 0x089C, 611
 NAMES_HEARD = st.sampled_from([None, "", "GVH5075_2762", "sps", "TP357S (2142)", "SensorPush HT.w 1234", "iBBQ",
                                "LYWSD03MMC", "Ruuvi Air"])  # fmt: skip
 
-_objects = st.lists(st.tuples(st.sampled_from(sorted(simulator.BTHOME_OBJECTS)), st.floats(0, 100)), max_size=5)
+_objects = st.lists(st.tuples(st.sampled_from(sorted(simulator.BTHOME_OBJECTS)), st.floats(0, 60)), max_size=5)
 bthome_plain = st.one_of(
     _objects.map(lambda o: simulator.bthome_plain(simulator.bthome_objects([(i, v) for i, v in o if i != 0]))),
     st.binary(max_size=24).map(lambda b: b"\x40" + b),

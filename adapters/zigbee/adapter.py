@@ -36,18 +36,19 @@ from typing import TYPE_CHECKING, Any
 
 import zigpy.exceptions
 import zigpy.types as t
-from zigpy.zcl import Cluster
+from zigpy.profiles import zha
+from zigpy.zcl import Cluster, foundation
 from zigpy.zcl.clusters.general import Basic
 from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.helpers import ReportingConfig
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.zigbee import bindings, codec, firmware, groups, network_map
+from edged.adapters.zigbee import bindings, codec, firmware, groups, network_map, quirks, tuya, xiaomi
 from edged.adapters.zigbee.bindings import Link, LinkStore
 from edged.adapters.zigbee.config import BIND_CLUSTERS, GROUP_ID_MAX, GROUP_NAME_MAX, PERMIT_MAX_SECONDS, ZigbeeConfig
 from edged.adapters.zigbee.config import Binding as BindingConfig
 from edged.backoff import retry_forever
-from edged.errors import AdapterError, CommandError
+from edged.errors import AdapterError, CommandError, ConfigError
 from edged.files import write_atomic
 from edged.hub import Hub
 from edged.model import Command, Device, Point, Quality, Reading
@@ -125,6 +126,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self._pings: dict[t.EUI64, _Ping] = {}
         self.links = LinkStore(state_dir / bindings.FILE)
         self.firmware = firmware.FirmwareUpdates(self)
+        self.quirks = quirks.Quirks()  # the manufacturer table, read at start
         self.scanned_at: float | None = None  # when zigpy last scanned a router's tables
         self.converged = asyncio.Event()  # set each time groups and bindings were brought to the configuration
         self.pings_total = 0
@@ -132,6 +134,10 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         self.offline_by_ping_total = 0
 
     async def start(self) -> None:
+        try:
+            self.quirks = await asyncio.to_thread(quirks.load, self.config.quirks)
+        except ConfigError as exc:
+            raise AdapterError(str(exc)) from exc
         self.tasks.spawn(retry_forever(f"{self.name}: radio", self._session, self.log, on_failure=self._failed))
         self.tasks.spawn(self._watch_silence(), name=f"{self.name} silence")
         if self.config.ota.auto_update:
@@ -335,6 +341,8 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                 unsubscribers.extend(cluster.on_event(name, self._attribute_updated) for name in VALUE_EVENTS)
                 if cluster.cluster_id == IasZone.cluster_id:
                     unsubscribers.append(_add_listener(cluster, _ZoneListener(cluster)))
+        for mapping in self._manufacturer_mappings(device):
+            points[mapping.key] = Point(mapping.key, mapping.value_type, mapping.unit, mapping.writable)
         self._bindings[device.ieee] = bindings
         self._unsubscribe[device.ieee] = unsubscribers
         device_id = self.device_id(str(device.ieee))
@@ -416,6 +424,55 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
 
     # -- readings ----------------------------------------------------------
 
+    def _manufacturer_mappings(self, device: ZigpyDevice) -> list[quirks.Mapping]:
+        """The points the manufacturer table gives the device (Tuya data points, Xiaomi tags)."""
+        tuya_entry = self.quirks.tuya_for(device.manufacturer, device.model)
+        xiaomi_entry = self.quirks.xiaomi_for(device.model)
+        return [*(tuya_entry.datapoints if tuya_entry else []), *(xiaomi_entry.tags if xiaomi_entry else [])]
+
+    def _manufacturer_frame(self, device: ZigpyDevice, cluster_id: int, frame: bytes) -> None:
+        """Readings from a Tuya data point frame or a Xiaomi tag report, for devices in the table."""
+        if cluster_id != tuya.CLUSTER_ID and cluster_id not in xiaomi.ATTRIBUTES:
+            return
+        if not self._is_peer(device) or device.ieee not in self._bindings:
+            return
+        device_id = self.device_id(str(device.ieee))
+        try:
+            values = self._manufacturer_values(device, cluster_id, frame)
+        except (ValueError, KeyError, IndexError) as exc:
+            self.errors_total += 1
+            self.log.warning("%s: cannot decode a manufacturer frame on 0x%04X (%s): %s", device_id, cluster_id,
+                             frame.hex(), exc, extra={"device": device_id})  # fmt: skip
+            return
+        now = time.time()
+        self._queue([Reading(device_id, mapping.key, mapping.convert(raw), now, Quality.GOOD) for mapping, raw in values])
+
+    def _manufacturer_values(self, device: ZigpyDevice, cluster_id: int, frame: bytes) -> list[tuple[quirks.Mapping, Any]]:
+        if cluster_id == tuya.CLUSTER_ID:
+            entry = self.quirks.tuya_for(device.manufacturer, device.model)
+            hdr, payload = foundation.ZCLHeader.deserialize(frame)
+            if entry is None or hdr.frame_control.frame_type != foundation.FrameType.CLUSTER_COMMAND:
+                return []
+            if hdr.command_id not in tuya.REPORTS:
+                return []
+            by_dp = {m.dp: m for m in entry.datapoints}
+            return [(by_dp[p.dp], p.value) for p in tuya.parse(payload) if p.dp in by_dp]
+        xiaomi_entry = self.quirks.xiaomi_for(device.model)
+        tags = xiaomi.tlv(frame) if xiaomi_entry is not None else None
+        if xiaomi_entry is None or tags is None:
+            return []
+        by_tag = {m.tag: m for m in xiaomi_entry.tags}
+        return [(by_tag[tag], value) for tag, value in tags.items() if tag in by_tag]
+
+    def _queue(self, readings: list[Reading]) -> None:
+        """Add readings to this loop turn's batch."""
+        if not readings:
+            return
+        self._pending.extend(readings)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _attribute_updated(self, event: Any) -> None:
         ieee = t.EUI64.convert(event.device_ieee)
         binds = self._bindings.get(ieee, {}).get((event.endpoint_id, event.cluster_id, event.attribute_name))
@@ -423,10 +480,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         if not binds or app is None or ieee not in app.devices:
             return
         cluster = app.devices[ieee].endpoints[event.endpoint_id].in_clusters[event.cluster_id]
-        self._pending.extend(self._convert(self.device_id(str(ieee)), cluster, binds, event.value, Quality.GOOD))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._queue(self._convert(self.device_id(str(ieee)), cluster, binds, event.value, Quality.GOOD))
 
     def _convert(self, device_id: str, cluster: Cluster, binds: list[Binding], value: Any, quality: Quality) -> list[Reading]:
         now = time.time()
@@ -536,6 +590,11 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             device = app.devices[t.EUI64.convert(native)]
         except (KeyError, ValueError) as exc:
             raise CommandError(f"no Zigbee device {native}") from exc
+        tuya_entry = self.quirks.tuya_for(device.manufacturer, device.model)
+        mapping = next((m for m in tuya_entry.datapoints if m.key == command.key), None) if tuya_entry else None
+        if mapping is not None:
+            await self._write_datapoint(device, mapping, command)
+            return
         base, _, ep_text = command.key.rpartition("_")
         key, endpoint_id = (base, int(ep_text)) if ep_text.isdigit() else (command.key, None)
         if key not in codec.COMMANDS:
@@ -550,6 +609,27 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
         codec.check_response(response)
 
+
+    async def _write_datapoint(self, device: ZigpyDevice, mapping: quirks.Datapoint, command: Command) -> None:
+        """A Tuya Set Data frame for one writable data point."""
+        if not mapping.writable:
+            raise CommandError(f"{command.key} cannot be written")
+        try:
+            raw = mapping.raw(command.value)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        kind = tuya.ENUM if mapping.values is not None else tuya.BOOL if mapping.type == "bool" else tuya.VALUE
+        endpoint = next((ep for ep in device.non_zdo_endpoints if tuya.CLUSTER_ID in ep.in_clusters), None)
+        if endpoint is None:
+            raise CommandError(f"{command.device_id} has no Tuya cluster 0xEF00")
+        tsn = device.application.get_sequence()
+        hdr = foundation.ZCLHeader.cluster(tsn, tuya.SET_DATA)
+        hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+        data = hdr.serialize() + tuya.set_data(tsn, [tuya.Datapoint(mapping.dp, kind, raw)])
+        try:
+            await device.request(zha.PROFILE_ID, tuya.CLUSTER_ID, 1, endpoint.endpoint_id, tsn, data, expect_reply=False)
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            raise CommandError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _write_group(self, app: ControllerApplication, group_id: int, command: Command) -> None:
         """One multicast frame to every member of the group."""
@@ -817,8 +897,9 @@ class _Listener:
         self.adapter._pings.pop(device.ieee, None)
         self.adapter.hub.remove_device(self.adapter.device_id(str(device.ieee)))
 
-    def handle_message(self, device: ZigpyDevice, *_args: Any) -> None:
+    def handle_message(self, device: ZigpyDevice, profile: int, cluster: int, src_ep: int, dst_ep: int, message: bytes) -> None:
         self.adapter._heard(device)
+        self.adapter._manufacturer_frame(device, cluster, message)
 
     def connection_lost(self, exc: Exception) -> None:
         if not self.lost.done():

@@ -6,15 +6,20 @@ Validating it imports nothing of zigpy: only pydantic and edged's fields.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from edged.adapter import AdapterConfig
+from edged.adapters.zigbee import quirks as quirk_table
+from edged.errors import ConfigError
 from edged.fields import Duration, Model, Secret
 
 Radio = Literal["znp", "ezsp", "deconz", "xbee", "zigate", "simulated"]
-SimulatedKind = Literal["climate", "motion", "contact", "water_leak", "lamp", "plug", "remote"]
+SimulatedKind = Literal[
+    "climate", "motion", "contact", "water_leak", "lamp", "plug", "remote", "tuya_climate", "tuya_trv", "aqara_weather",
+]
 
 PERMIT_MAX_SECONDS = 254  # Mgmt_Permit_Joining's longest (255 would mean "for ever")
 GROUP_ID_MAX = 0xFFF7  # above are reserved group addresses
@@ -184,6 +189,17 @@ class ZigbeeConfig(AdapterConfig):
     simulated: SimulatedRadio | None = None
     groups: list[Group] = []
     bindings: list[Binding] = []
+    quirks: str | None = None  # a file of Tuya/Xiaomi device entries, tried before the built-in table
+
+    @field_validator("quirks")
+    @classmethod
+    def _quirks_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                quirk_table.read(Path(value))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @model_validator(mode="after")
     def _groups_and_bindings(self) -> ZigbeeConfig:

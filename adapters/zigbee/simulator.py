@@ -62,6 +62,7 @@ from zigpy.zcl.clusters.measurement import (
 from zigpy.zcl.clusters.security import IasZone
 from zigpy.zcl.clusters.smartenergy import Metering
 
+from edged.adapters.zigbee import tuya
 from edged.files import write_atomic
 
 LOGGER = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class Kind:
     manufacturer: str = "edged simulated"
     out_clusters: tuple[type[Cluster], ...] = ()  # client clusters: what a remote sends to its bindings
     image_type: int = 0x0000  # the firmware image type it asks for in OTA queries
+    manufacturer_clusters: tuple[int, ...] = ()  # server clusters zigpy has no class for (Tuya's 0xEF00)
+    datapoints: dict[int, tuple[int, int]] = field(default_factory=dict)  # Tuya dp -> (type, value)
+    xiaomi_tags: dict[int, tuple[int, int]] = field(default_factory=dict)  # Xiaomi tag -> (ZCL type, value)
 
 
 def _lux(lx: float) -> int:
@@ -173,6 +177,20 @@ KINDS: dict[str, Kind] = {
         {(PowerConfiguration.cluster_id, "battery_percentage_remaining"): 170},
         out_clusters=(OnOff, LevelControl),
     ),
+    "tuya_climate": Kind(
+        "TS0601", END_DEVICE, zha.DeviceType.TEMPERATURE_SENSOR, (Basic,), {}, "_TZE200_bjawzodf",
+        manufacturer_clusters=(tuya.CLUSTER_ID,),
+        datapoints={1: (tuya.VALUE, 215), 2: (tuya.VALUE, 452), 4: (tuya.VALUE, 90)},
+    ),
+    "tuya_trv": Kind(
+        "TS0601", END_DEVICE, zha.DeviceType.THERMOSTAT, (Basic,), {}, "_TZE204_rtrmfadk",
+        manufacturer_clusters=(tuya.CLUSTER_ID,),
+        datapoints={1: (tuya.ENUM, 0), 2: (tuya.VALUE, 200), 3: (tuya.VALUE, 195), 6: (tuya.ENUM, 1), 13: (tuya.VALUE, 80)},
+    ),
+    "aqara_weather": Kind(
+        "lumi.weather", END_DEVICE, zha.DeviceType.TEMPERATURE_SENSOR, (Basic, Identify), {}, "LUMI",
+        xiaomi_tags={0x01: (0x21, 3005), 0x64: (0x29, 2263), 0x65: (0x21, 4878), 0x66: (0x2B, 100560)},
+    ),
     "coordinator": Kind("coordinator", COORDINATOR, zha.DeviceType.IAS_CONTROL, (Basic,), {}, "edged"),
 }
 
@@ -200,6 +218,8 @@ class SimulatedNode:
     binds: list[tuple[int, int, zdo_t.MultiAddress]] = field(default_factory=list)  # (endpoint, cluster, destination)
     zdo_requests: list[tuple[zdo_t.ZDOCmd, tuple[Any, ...]]] = field(default_factory=list)
     ota_requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # OTA commands it sent
+    datapoints: dict[int, tuple[int, int]] = field(default_factory=dict)  # Tuya dp -> (type, value)
+    tuya_writes: list[tuya.Datapoint] = field(default_factory=list)  # Set Data it was sent
     _download: bytearray | None = None  # the image being downloaded
     _offer: dict[str, Any] = field(default_factory=dict)  # what the server offered
     _tsn: int = 0
@@ -213,6 +233,8 @@ class SimulatedNode:
         self.values[(Basic.cluster_id, "model")] = spec.model
         self.values[(Basic.cluster_id, "power_source")] = MAINS if mains else BATTERY
         self.clusters = {c.cluster_id: c for c in spec.clusters}
+        self.datapoints = dict(spec.datapoints)
+        self.xiaomi_tags = dict(spec.xiaomi_tags)
         if Ota in spec.out_clusters:  # the OTA client keeps its version attributes
             self.clusters[Ota.cluster_id] = Ota
         self._energy_wh = float(self.values.get((Metering.cluster_id, "current_summ_delivered"), 0))
@@ -260,6 +282,38 @@ class SimulatedNode:
             packet = self._packet(cluster_id, data, src_ep=endpoint, dst_ep=dst_ep, profile=zha.PROFILE_ID, tsn=hdr.tsn)
             self.app.route(self, packet.replace(dst=address))
 
+    def tuya_report(self, *dps: int) -> None:
+        """Send a Tuya Data Report (0xEF00 command 0x02) with these data points (all when none named)."""
+        chosen = dps or tuple(self.datapoints)
+        points = [tuya.Datapoint(dp, *self.datapoints[dp]) for dp in chosen]
+        hdr = foundation.ZCLHeader.cluster(self._next_tsn(), 0x02, direction=foundation.Direction.Server_to_Client)
+        data = hdr.serialize() + tuya.set_data(self._tsn, points)
+        self._send_raw(tuya.CLUSTER_ID, data, hdr.tsn)
+
+    def xiaomi_report(self) -> None:
+        """Send the hourly Xiaomi report: Basic attribute 0xFF01 (manufacturer 0x115F) packing every tag."""
+        packed = b"".join(bytes([tag]) + _typed(kind, value) for tag, (kind, value) in self.xiaomi_tags.items())
+        hdr = foundation.ZCLHeader.general(self._next_tsn(), foundation.GeneralCommand.Report_Attributes, manufacturer=0x115F,
+                                           direction=foundation.Direction.Server_to_Client)  # fmt: skip
+        hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+        record = (0xFF01).to_bytes(2, "little") + bytes([0x42, len(packed)]) + packed
+        self._send_raw(Basic.cluster_id, hdr.serialize() + record, hdr.tsn)
+
+    def _send_raw(self, cluster_id: int, data: bytes, tsn: int) -> None:
+        if self.silent or not self.joined:
+            return
+        self.app.deliver(self._packet(cluster_id, data, src_ep=ENDPOINT, dst_ep=1, profile=zha.PROFILE_ID, tsn=tsn))
+
+    def _tuya(self, hdr: foundation.ZCLHeader, payload: bytes) -> None:
+        """Set Data: take the new values and report them back, as Tuya devices do."""
+        if hdr.command_id != tuya.SET_DATA:
+            return
+        points = tuya.parse(payload)
+        self.tuya_writes.extend(points)
+        for point in points:
+            self.datapoints[point.dp] = (point.type, int(point.value))  # type: ignore[arg-type]
+        self.tuya_report(*(p.dp for p in points))
+
     def leave(self) -> None:
         """The device leaves the network (and announces it)."""
         self.joined = False
@@ -292,6 +346,12 @@ class SimulatedNode:
                 v[(IasZone.cluster_id, "zone_status")] = int(IasZone.ZoneStatus.Alarm_1) if moving else 0
             key = (IlluminanceMeasurement.cluster_id, "measured_value")
             v[key] = max(1, min(40000, v[key] + rng.randint(-300, 300)))
+        elif self.kind == "tuya_climate":
+            kind, tenths = self.datapoints[1]
+            self.datapoints[1] = (kind, max(150, min(300, tenths + rng.randint(-2, 2))))
+        elif self.kind == "aqara_weather":
+            kind, hundredths = self.xiaomi_tags[0x64]
+            self.xiaomi_tags[0x64] = (kind, max(1500, min(3000, hundredths + rng.randint(-15, 15))))
         elif self.kind == "plug":
             self._plug_load()
             power_w = v[(ElectricalMeasurement.cluster_id, "active_power")] / 10
@@ -355,7 +415,7 @@ class SimulatedNode:
                 profile=zha.PROFILE_ID,
                 device_type=self.spec.device_type,
                 device_version=1,
-                input_clusters=[c.cluster_id for c in self.spec.clusters],
+                input_clusters=[c.cluster_id for c in self.spec.clusters] + list(self.spec.manufacturer_clusters),
                 output_clusters=[c.cluster_id for c in self.spec.out_clusters],
             )
             self._send_zdo(cmd.Simple_Desc_rsp, hdr.tsn, ok, self.nwk, descriptor)
@@ -394,6 +454,9 @@ class SimulatedNode:
     def _zcl(self, packet: t.ZigbeePacket) -> None:
         cls = self.clusters.get(packet.cluster_id)
         hdr, rest = foundation.ZCLHeader.deserialize(packet.data.serialize())
+        if packet.cluster_id in self.spec.manufacturer_clusters:
+            self._tuya(hdr, rest)
+            return
         if cls is None:
             self._default_response(packet.cluster_id, hdr, foundation.Status.UNSUPPORTED_CLUSTER)
             return
@@ -583,6 +646,12 @@ class SimulatedNode:
         self.values[(ElectricalMeasurement.cluster_id, "active_power")] = round(PLUG_LOAD_W * 10) if on else 0
         self.values[(ElectricalMeasurement.cluster_id, "rms_current")] = round(PLUG_LOAD_W / voltage * 1000) if on else 0
         self.values[(Metering.cluster_id, "instantaneous_demand")] = round(PLUG_LOAD_W) if on else 0
+
+
+def _typed(type_id: int, value: int) -> bytes:
+    """A ZCL typed value: the type byte, then the value as that type."""
+    python_type = foundation.DataType.from_type_id(type_id).value.python_type
+    return foundation.TypeValue(type=type_id, value=python_type(value)).serialize()
 
 
 def command_schema(command: foundation.GeneralCommand) -> Any:
@@ -803,6 +872,10 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
                 node.step(self._rng, self._report_interval)
                 for cluster_id, names in node.reportable().items():
                     node.report(cluster_id, names)
+                if node.datapoints:
+                    node.tuya_report()
+                if node.xiaomi_tags:
+                    node.xiaomi_report()
 
 
 def _read_text(path: Path) -> str | None:

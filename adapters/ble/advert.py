@@ -48,6 +48,7 @@ class Adverts:
             for company in kind.company_ids:
                 self._by_company.setdefault(company, []).append(kind)
         self._others = tuple(k for k in self.formats if k.names or k.advertised_uuids)
+        self._seen_kinds: dict[tuple[object, ...], tuple[AdvertFormat, ...]] = {}
         self._capacity = capacity
         self._devices: OrderedDict[str, dict[str, Decoder]] = OrderedDict()  # least recently heard first
 
@@ -82,18 +83,20 @@ class Adverts:
         return out
 
     def _candidates(self, adv: AdvertisementData) -> Sequence[AdvertFormat]:
-        found: set[str] = set()
-        for uuid in adv.service_data:
-            for kind in self._by_uuid.get(uuid, ()):
-                found.add(kind.name)
-        for company in adv.manufacturer_data:
-            for kind in self._by_company.get(company, ()):
-                found.add(kind.name)
-        if self._others and (adv.local_name or adv.service_uuids):
-            found.update(kind.name for kind in self._others)
-        if not found:
-            return ()
-        return [kind for kind in self.formats if kind.name in found]  # in the table's order
+        """The families that may claim ``adv``, in the table's order, by what it carries (cached:
+        a place holds few kinds of advertisement)."""
+        named = bool(self._others) and bool(adv.local_name or adv.service_uuids)
+        signature = (tuple(adv.service_data), tuple(adv.manufacturer_data), named)
+        found = self._seen_kinds.get(signature)
+        if found is None:
+            names = {kind.name for uuid in adv.service_data for kind in self._by_uuid.get(uuid, ())}
+            names.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ()))
+            if named:
+                names.update(kind.name for kind in self._others)
+            if len(self._seen_kinds) >= 512:
+                self._seen_kinds.clear()
+            found = self._seen_kinds[signature] = tuple(kind for kind in self.formats if kind.name in names)
+        return found
 
     def forget(self, address: str) -> None:
         """Drop what the decoders remember of ``address`` (it went silent, or was evicted): its

@@ -52,7 +52,7 @@ def quiet(*loggers: str) -> None:
 class ParserDecoder:
     """One device's parser, and what edged remembers of it."""
 
-    __slots__ = ("_counter", "_frame", "_ids", "_label", "_last", "_parser", "_points", "_problem", "_seen")
+    __slots__ = ("_counter", "_flags", "_frame", "_ids", "_label", "_last", "_parser", "_problem", "_sensors")
 
     def __init__(self, parser: Any, label: str, frame: Callable[[AdvertisementData], bytes],
                  counter: Counter | None = None, problem: Problem | None = None) -> None:  # fmt: skip
@@ -62,9 +62,10 @@ class ParserDecoder:
         self._counter = counter
         self._problem = problem
         self._last: int | None = None  # the counter of the last encrypted frame taken
-        self._seen: dict[object, object] = {}  # parser key -> the value object last reported
-        # parser key -> its point and the class of values that pass unchanged (None: not reported)
-        self._points: dict[object, tuple[units.PointSpec, type | None] | None] = {}
+        # per parser key, in the parser's order: [the value object last seen, (its point, the class of
+        # values that pass unchanged) or None when not reported or False when not made yet, the key]
+        self._sensors: list[list[Any]] = []
+        self._flags: list[list[Any]] = []
         self._ids: tuple[str, str, str | None] | None = None  # native id, model, manufacturer
 
     def __call__(self, device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded | None:
@@ -102,17 +103,33 @@ class ParserDecoder:
         """What this update set (not what earlier ones did), and 0 when it set nothing but the RSSI,
         1 when it set known points, 2 when new ones."""
         out: list[Measurement] = []
-        seen, points = self._seen, self._points
+        sensors = self._walk(update.entity_values, self._sensors, update.entity_descriptions, False, out)
+        flags = self._walk(update.binary_entity_values, self._flags, update.binary_entity_descriptions, True, out)
+        news = max(sensors, flags)
+        for device_key, event in update.events.items():
+            steps = (event.event_properties or {}).get("steps")
+            text = event.event_type if steps is None else f"{event.event_type} {steps}"
+            out.append(Measurement(_key(device_key), text, None, ValueType.STR))
+            news = news or 1
+        return tuple(out), news
+
+    def _walk(self, values: dict[Any, Any], slots: list[list[Any]], descriptions: dict[Any, Any], binary: bool,
+              out: list[Measurement]) -> int:  # fmt: skip
+        """Append the values set anew to ``out``. A parser's update holds every value it ever set, in
+        the order first set (it never drops one): ``slots`` follows that order with the value object
+        last seen and the point, so telling new values from old ones needs no hashing."""
+        if len(values) != len(slots):
+            known = {slot[2]: slot for slot in slots}
+            slots[:] = [known.get(k) or [None, False, k] for k in values]
         news = 0
-        for device_key, sensor in update.entity_values.items():
-            if seen.get(device_key) is sensor:
+        for slot, sensor in zip(slots, values.values(), strict=True):
+            if slot[0] is sensor:
                 continue  # set by an earlier frame, not by this one
-            seen[device_key] = sensor
-            known = points.get(device_key, False)
+            slot[0] = sensor
+            known = slot[1]
             fresh = known is False
-            if known is False:
-                known = points[device_key] = self._point(device_key, update.entity_descriptions.get(device_key),
-                                                         sensor.native_value, binary=False)  # fmt: skip
+            if fresh:
+                known = slot[1] = self._point(slot[2], descriptions.get(slot[2]), sensor.native_value, binary)
             if known is None:
                 continue
             point, plain = known
@@ -122,24 +139,7 @@ class ParserDecoder:
                 out.append(Measurement(point.key, value, point.unit, point.type))
                 if point.key != "rssi":
                     news = 2 if fresh else max(news, 1)
-        for device_key, flag in update.binary_entity_values.items():
-            if seen.get(device_key) is flag:
-                continue
-            seen[device_key] = flag
-            known = points.get(device_key, False)
-            fresh = known is False
-            if known is False:
-                known = points[device_key] = self._point(device_key, update.binary_entity_descriptions.get(device_key),
-                                                         flag.native_value, binary=True)  # fmt: skip
-            if known is not None and flag.native_value is not None:
-                out.append(Measurement(known[0].key, bool(flag.native_value), None, ValueType.BOOL))
-                news = 2 if fresh else max(news, 1)
-        for device_key, event in update.events.items():
-            steps = (event.event_properties or {}).get("steps")
-            text = event.event_type if steps is None else f"{event.event_type} {steps}"
-            out.append(Measurement(_key(device_key), text, None, ValueType.STR))
-            news = news or 1
-        return tuple(out), news
+        return news
 
     def _point(self, device_key: Any, description: Any, native: object,
                binary: bool) -> tuple[units.PointSpec, type | None] | None:  # fmt: skip
@@ -152,6 +152,8 @@ class ParserDecoder:
         if not binary and isinstance(native, (str, date)):  # datetime is a date
             point = point._replace(type=ValueType.STR, unit=None, factor=1.0)
         plain = {ValueType.FLOAT: float, ValueType.INT: int}.get(point.type) if point.factor == 1 else None
+        if binary:
+            plain = bool
         return point, plain
 
 

@@ -224,7 +224,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                 self._show_group(group)
             if self.config.permit_join.on_start:
                 await app.permit(self.config.permit_join.on_start)
-            await asyncio.to_thread(self.links.load)
+            await self._load_links()
             self.ready.set()
             self.tasks.spawn(self._converge(), name=f"{self.name} groups and bindings")
             exc = await lost
@@ -745,20 +745,39 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         device, source_ep = self._device_and_endpoint(source)
         source_ep = _binding_endpoint(device, cluster_id, source_ep, sending=True)
         group = groups.find(self._radio(), self.name, target)
-        if group is not None:
-            return Link(str(device.ieee), source_ep, cluster_id, group=group.group_id)
-        if isinstance(target, int):
-            raise CommandError(f"{self.name} has no group {target}")
-        target_device, target_ep = self._device_and_endpoint(target)
-        target_ep = _binding_endpoint(target_device, cluster_id, target_ep, sending=False)
-        return Link(str(device.ieee), source_ep, cluster_id, str(target_device.ieee), target_ep)
+        try:
+            if group is not None:
+                return Link(str(device.ieee), source_ep, cluster_id, group=group.group_id)
+            if isinstance(target, int):
+                raise CommandError(f"{self.name} has no group {target}")
+            target_device, target_ep = self._device_and_endpoint(target)
+            target_ep = _binding_endpoint(target_device, cluster_id, target_ep, sending=False)
+            return Link(str(device.ieee), source_ep, cluster_id, str(target_device.ieee), target_ep)
+        except ValueError as exc:
+            raise CommandError(f"cannot bind {source} to {target}: {exc}") from exc
+
+    async def _load_links(self) -> None:
+        """Read the record of bindings made; an unreadable one is logged and started afresh."""
+        try:
+            await asyncio.to_thread(self.links.load)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.errors_total += 1
+            self.log.warning("cannot read %s (%s): bindings made before are no longer undone when dropped",
+                             self.links.path, exc)  # fmt: skip
+
+    async def _save_links(self) -> None:
+        try:
+            await asyncio.to_thread(self.links.save)
+        except OSError as exc:
+            self.errors_total += 1
+            self.log.warning("cannot write %s: %s", self.links.path, exc)
 
     async def bind(self, link: Link, origin: bindings.Origin = "operator") -> None:
         """Write the binding into the source device's table and remember it."""
         device, _ = self._device_and_endpoint(link.source)
         await self._call(f"binding {link.source}", bindings.bind(device, link))
         self.links.links[link] = origin
-        await asyncio.to_thread(self.links.save)
+        await self._save_links()
         self.log.info("%s bound: %s", self.device_id(link.source), link.as_json())
 
     async def unbind(self, link: Link) -> None:
@@ -766,7 +785,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         device, _ = self._device_and_endpoint(link.source)
         await self._call(f"unbinding {link.source}", bindings.unbind(device, link))
         self.links.links.pop(link, None)
-        await asyncio.to_thread(self.links.save)
+        await self._save_links()
         self.log.info("%s unbound: %s", self.device_id(link.source), link.as_json())
 
     def bindings(self) -> list[dict[str, Any]]:
@@ -796,7 +815,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                 await self._try(f"deleting group 0x{group_id:04X}, gone from the configuration", self.delete_group(group_id))
         self.links.config_groups = {g.id for g in self.config.groups}
         await self._converge_bindings(only)
-        await asyncio.to_thread(self.links.save)
+        await self._save_links()
         self.converged.set()
 
     async def _converge_group(self, app: ControllerApplication, group: Group, members: list[str], only: t.EUI64 | None) -> None:

@@ -218,3 +218,14 @@ async def test_group_and_bind_routes_check_what_they_are_given(hub, watch, runni
     assert error.value.status == 400
     assert (await routes.unbind(adapter, {"source": f"zb/{IEEE['remote']}", "target": "hall"}))["unbound"]["group"] == 1
     assert (await routes.group_delete(adapter, {"group": "hall"})) == {"deleted": 1}
+
+
+async def test_an_unreadable_binding_record_is_started_afresh(hub, watch, running, tmp_path):
+    (tmp_path / "zb").mkdir(mode=0o700)
+    (tmp_path / "zb" / "bindings.json").write_text("{not json")
+    adapter = make(hub, tmp_path)
+    running(adapter)
+    await pair(adapter, hub, watch)
+    assert adapter.bindings() == [] and adapter.stats().errors >= 1
+    await adapter.bind(adapter.link(IEEE["remote"], IEEE["lamp"], "on_off"))
+    assert '"origin": "operator"' in (tmp_path / "zb" / "bindings.json").read_text()

@@ -43,6 +43,13 @@ async def connection_failure(exc: BaseException, config: Any) -> str:
     return text if isinstance(exc, EdgedError) else f"{type(exc).__name__}: {text}"  # edged's errors say what failed
 
 
+def release(exc: BaseException) -> None:
+    """Let go of the library frames behind ``exc`` (its causes' tracebacks): paho leaves the socket
+    of a TLS handshake that failed open in them, and it is closed only once they are freed."""
+    for cause in list(_causes(exc))[1:]:
+        cause.__traceback__ = None
+
+
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     cause: BaseException | None = exc

@@ -35,7 +35,7 @@ from edged.part import State, counter, gauge
 from edged.tasks import TaskSet, wait_until
 from edged.uplink.commands import GatewayRequest, Rejected, RejectionLimit
 from edged.uplink.config import UplinkConfig
-from edged.uplink.failures import connection_failure
+from edged.uplink.failures import connection_failure, release
 from edged.uplink.link import Link, LinkContext, link_class
 from edged.uplink.sender import Refusals, Sender
 
@@ -162,28 +162,43 @@ class UplinkService:
             self.uplinks.wake()
 
     async def _session(self) -> None:
-        """One connection, from connecting to its failure (noted as ``last_problem``)."""
+        """One connection, from connecting to its failure (noted as ``last_problem``).
+
+        A connection clears the problem; one that fails before the cloud
+        took anything over it (a CoAP server reached only with the first
+        message, whose DTLS handshake fails) goes on with the same run of
+        failures."""
+        held: Problem | None = None
+        acked = self._acked()
         try:
-            await self._connection()
+            async with self.link.connect():
+                held, self.last_problem = self.last_problem, None
+                acked = self._acked()
+                await self._connection()
         except Exception as exc:
-            self.last_problem = Problem.again(self.last_problem, await connection_failure(exc, self.config), time.time())
+            previous = self.last_problem or (held if self._acked() == acked else None)
+            self.last_problem = Problem.again(previous, await connection_failure(exc, self.config), time.time())
+            release(exc)
             raise
 
+    def _acked(self) -> int:
+        """Readings the cloud acknowledged over every connection so far."""
+        return sum(self._sent) + (self._sender.sent_live + self._sender.sent_backlog if self._sender is not None else 0)
+
     async def _connection(self) -> None:
-        async with self.link.connect():
-            self.connected = True
-            self._down_since = None
-            self.last_problem = None
+        """Send and take commands over the connection until it fails."""
+        self.connected = True
+        self._down_since = None
+        self._figure_changed()
+        try:
+            await _first_failure([self._send_all(), self._take_commands()])
+        except UplinkError:
+            self.refusals.lost(*self._ended_with)
+            raise
+        finally:
+            self.connected = False
+            self._down_since = time.monotonic()
             self._figure_changed()
-            try:
-                await _first_failure([self._send_all(), self._take_commands()])
-            except UplinkError:
-                self.refusals.lost(*self._ended_with)
-                raise
-            finally:
-                self.connected = False
-                self._down_since = time.monotonic()
-                self._figure_changed()
 
     async def _send_all(self) -> None:
         """Drain this uplink's lane over the connection. After a refusal that may pass, start over

@@ -50,9 +50,10 @@ def render(status: dict[str, Any], devices: list[dict[str, Any]]) -> str:
     ]
     lines += [f"  ! {reason}" for reason in health.get("reasons", [])]
     lines += ["", *table(
-        ["ADAPTER", "TYPE", "STATE", "ONLINE", "READINGS", "ERRORS", "RECONNECTS"],
+        ["ADAPTER", "TYPE", "STATE", "ONLINE", "READINGS", "ERRORS", "RECONNECTS", "PROBLEM"],
         [[name, a["type"], a["state"], f"{a.get('online', '?')}/{a['devices']}", a.get("readings", ""),
-          a.get("errors", ""), a.get("reconnects", "")] for name, a in status["adapters"].items()],
+          a.get("errors", ""), a.get("reconnects", ""), problem_text(a.get("problem"))]
+         for name, a in status["adapters"].items()],
     )]
     rows = []
     for device in devices:
@@ -62,11 +63,18 @@ def render(status: dict[str, Any], devices: list[dict[str, Any]]) -> str:
                 point["quality"] or "", _clock(point["ts"]),
             ])
     lines += ["", *table(["DEVICE", "STATUS", "POINT", "VALUE", "QUALITY", "UPDATED"], rows)]
+    failing = [d for d in devices if d.get("problem")]
+    if failing:
+        lines += ["", *table(
+            ["DEVICE", "STATUS", "LAST SEEN", "PROBLEM"],
+            [[d["id"], "online" if d["online"] else "offline", _clock(d.get("last_seen")) or "never",
+              problem_text(d["problem"])] for d in failing],
+        )]
     link = [[f"outbox {key}", value] for key, value in status.get("outbox", {}).items()]
     uplinks = status.get("uplinks") or ({"uplink": status["uplink"]} if "uplink" in status else {})
     for name, figures in uplinks.items():
         title = "uplink" if len(uplinks) == 1 else f"uplink {name}"
-        link += [[f"{title} {key}", value] for key, value in figures.items()]
+        link += [[f"{title} {key}", problem_text(value) if key == "problem" else value] for key, value in figures.items()]
     if link:
         lines += ["", *table(["OUTBOX / UPLINKS", "VALUE"], link)]
     rules = status.get("rules")
@@ -84,6 +92,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+
+def problem_text(problem: dict[str, Any] | None) -> str:
+    """``exception 11: gateway target failed to respond (3 times since 10:42:07)``; empty for none."""
+    if not problem:
+        return ""
+    count = problem.get("count", 1)
+    times = "once" if count == 1 else f"{count} times"
+    return f"{problem['reason']} ({times} since {_clock(problem.get('since'))})"
 
 
 def _value(point: dict[str, Any]) -> str:

@@ -65,3 +65,25 @@ def test_each_uplink_has_its_rows_in_the_status_table() -> None:
     assert ["uplink", "site", "waiting", "7"] in rows
     one = {**status, "uplinks": {"uplink": {"connected": True}}}
     assert ["uplink", "connected", "True"] in [line.split() for line in cli.render(one, []).splitlines()]
+
+
+def test_failing_devices_adapters_and_uplinks_say_why() -> None:
+    problem = {"reason": "no answer within 0.5 s", "since": "2026-01-02T03:04:05.000Z",
+               "last": "2026-01-02T03:05:05.000Z", "count": 7}  # fmt: skip
+    status = {
+        "gateway": "gw", "version": "1", "uptime": 5, "health": {"status": "ok"},
+        "adapters": {"mb": {"type": "modbus", "state": "running", "devices": 2, "online": 1,
+                            "problem": {**problem, "reason": "cannot connect to tcp://10.0.0.5:502", "count": 1}}},
+        "uplinks": {"uplink": {"connected": False, "problem": {**problem, "reason": "connection refused by 10.0.0.9:1883"}}},
+    }  # fmt: skip
+    devices = [
+        {"id": "mb/meter", "online": False, "last_seen": None, "problem": problem, "points": {}},
+        {"id": "mb/pump", "online": True, "last_seen": "2026-01-02T03:05:06.000Z", "problem": None, "points": {}},
+    ]
+    text = cli.render(status, devices)
+    since = cli._clock(problem["since"])
+    assert f"mb/meter  offline  never      no answer within 0.5 s (7 times since {since})" in text
+    assert "mb/pump  online" not in text, "only failing devices are listed with their problem"
+    assert f"cannot connect to tcp://10.0.0.5:502 (once since {since})" in text
+    rows = [line.split(None, 2) for line in text.splitlines()]
+    assert ["uplink", "problem", f"connection refused by 10.0.0.9:1883 (7 times since {since})"] in rows

@@ -145,3 +145,29 @@ async def test_page_asks_for_the_token_when_the_api_needs_one(start_daemon: Star
             )
             value = await page.evaluate(WAIT_FOR.format(body=f"return {cell('sim/relay', 'relay', 3)};"))
             assert value == "false"
+
+
+async def test_page_says_why_a_device_and_its_adapter_fail(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    from tests.uplink.peers import free_port
+
+    port = free_port()  # nothing listens there
+    extra = f"""  - type: modbus
+    name: mb
+    connections:
+      - {{transport: tcp, host: 127.0.0.1, port: {port}, timeout: 0.2,
+          devices: [{{id: meter, unit_id: 1, interval: 0.1, points: [{{key: power, address: 0}}]}}]}}
+"""
+    daemon = await start_daemon(interval="200ms", extra=extra)
+    async with browser(http_url(daemon) + "/", tmp_path / "profile") as page:
+        async with asyncio.timeout(30):
+            row = "document.querySelector('#problems tr[data-device=\"mb/meter\"]')"
+            problem = await page.evaluate(WAIT_FOR.format(body=f"return {row}?.cells[3]?.textContent;"))
+            assert problem.startswith(f"tcp://127.0.0.1:{port} is not connected ("), problem
+            assert await page.evaluate(f"{row}.cells[2].textContent") == "never"
+            assert await page.evaluate("document.getElementById('problems-section').hidden") is False
+            adapters = await page.evaluate(WAIT_FOR.format(
+                body="const t = document.querySelector('#adapters tbody')?.textContent; "
+                     "return t && t.includes('cannot connect') && t;"
+            ))
+            assert f"cannot connect to tcp://127.0.0.1:{port}" in adapters
+            assert "sim/thermostat" not in await page.evaluate("document.querySelector('#problems').textContent")

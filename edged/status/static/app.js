@@ -35,6 +35,13 @@ function formatValue(point) {
   return (typeof point.value === "number" ? +point.value.toFixed(3) : point.value) + unit;
 }
 
+// "no answer within 0.5 s (3 times since 10:42:07)"; empty for none.
+function problemText(problem) {
+  if (!problem) return "";
+  const times = problem.count === 1 ? "once" : `${problem.count} times`;
+  return `${problem.reason} (${times} since ${new Date(problem.since).toLocaleTimeString()})`;
+}
+
 function drawStatus(status) {
   document.getElementById("gateway").textContent = status.gateway + " · v" + status.version;
   const summary = document.getElementById("summary");
@@ -45,12 +52,13 @@ function drawStatus(status) {
   fill("adapters", Object.entries(status.adapters), (row, [name, a]) => {
     cell(row, name); cell(row, a.type); cell(row, a.state, a.state);
     cell(row, `${a.online} / ${a.devices}`); cell(row, a.readings); cell(row, a.errors); cell(row, a.reconnects);
+    cell(row, problemText(a.problem), "problem");
   });
   const uplinks = Object.entries(status.uplinks || {});
   const links = [
     ...Object.entries(status.outbox || {}).map(([key, value]) => ["outbox " + key, value]),
     ...uplinks.flatMap(([name, figures]) => Object.entries(figures).map(([key, value]) =>
-      [(uplinks.length === 1 ? "uplink " : `uplink ${name} `) + key, value])),
+      [(uplinks.length === 1 ? "uplink " : `uplink ${name} `) + key, key === "problem" ? problemText(value) : value])),
   ];
   document.getElementById("uplink-section").hidden = links.length === 0;
   fill("uplink", links, (row, [key, value]) => { cell(row, key); cell(row, value, "value"); });
@@ -65,6 +73,15 @@ function drawStatus(status) {
 }
 
 function drawDevices(devices) {
+  const failing = devices.filter((device) => device.problem);
+  document.getElementById("problems-section").hidden = failing.length === 0;
+  fill("problems", failing, (row, device) => {
+    row.dataset.device = device.id;
+    cell(row, device.name ? `${device.name} (${device.id})` : device.id);
+    cell(row, device.online ? "online" : "offline", device.online ? "online" : "offline");
+    cell(row, device.last_seen ? new Date(device.last_seen).toLocaleTimeString() : "never");
+    cell(row, problemText(device.problem), "problem");
+  });
   const rows = [];
   for (const device of devices) {
     for (const [key, point] of Object.entries(device.points)) rows.push({ device, key, point });

@@ -3,9 +3,10 @@ they reported as published alongside: BTHome v2 examples from bthome.io (its
 object table, a real sensor frame, its encryption example with its key),
 RuuviTag format 5 test vectors from Ruuvi's documentation, Xiaomi MiBeacon
 frames of real sensors (an encrypted LYWSD03MMC with its published bind
-key), and the frames of Govee, INKBIRD and ThermoPro sensors published with
-their parsers' test suites; ATC_MiThermometer, iBeacon and the GATT value
-codec too. Every frame goes through ``Adverts``, as the adapter's do."""
+key), and the frames of Govee, INKBIRD, ThermoPro, SensorPush and
+Qingping sensors published with their parsers' test suites; the
+ATC_MiThermometer layouts, iBeacon and the GATT value codec too. Every frame
+goes through ``Adverts``, as the adapter's do."""
 
 from __future__ import annotations
 
@@ -198,6 +199,22 @@ def test_manufacturer_data_families(address, name, manufacturer, model, expected
     assert said(frames) == expected
     assert frames[0].model == model
     assert units(frames) == {"temperature": "Cel", "humidity": "%RH", "battery": "%EL", "rssi": "dBm"}
+
+
+def test_sensorpush_found_by_its_service_uuid_and_name():
+    adverts = advert.Adverts(advert.chosen(NAMES))
+    adv = AdvertisementData("SensorPush HT.w 0CA1", {39428: bytes.fromhex("c9a546")}, {},
+                            ["ef090000-11d6-42ba-93b8-9dd7ec090ab0"], None, -60, ())  # fmt: skip
+    frames = adverts.decode(BLEDevice("AA:BB:CC:DD:EE:F1", None, {}), adv, 1.0)
+    assert said(frames) == {"temperature": 20.53, "humidity": 44.9}
+    assert (frames[0].model, frames[0].manufacturer) == ("HT.w", "SensorPush")
+
+
+def test_qingping_motion_and_light_sensor():
+    frame = bytes.fromhex("4812cdd560342d580804000d00000f01ee")  # a CGPR1's frame: no motion
+    frames = decode("AA:BB:CC:DD:EE:FF", name="Qingping Motion & Light", service={service_uuid(0xFDCD): frame})
+    assert said(frames) == {"motion": False}
+    assert (frames[0].model, frames[0].manufacturer) == ("CGPR1", "Qingping")
 
 
 # -- ATC_MiThermometer (0x181A) ------------------------------------------------

@@ -379,7 +379,7 @@ class SimulatedNode:
             profile_id=profile,
             cluster_id=cluster_id,
             data=t.SerializableBytes(data),
-            lqi=200,
+            lqi=self.lqi,  # as the coordinator hears it
             rssi=-50,
         )
 

@@ -52,6 +52,7 @@ async def test_the_map_shows_who_hears_whom_and_flags_the_weak_link(hub, watch, 
     found = await routes.scan(adapter, {})
     assert found["scanned_at"] is not None
     roles = {n["ieee"]: (n["role"], n["device"]) for n in found["nodes"]}
+    assert {n["ieee"]: n["lqi"] for n in found["nodes"]}[LAMP] == 35  # its frames arrive as weakly as it is linked
     assert roles == {COORDINATOR: ("coordinator", None), LAMP: ("router", f"zb/{LAMP}"),
                      PLUG: ("router", f"zb/{PLUG}"), CLIMATE: ("end_device", f"zb/{CLIMATE}")}
     links = {(link["source"], link["target"]): (link["lqi"], link["relationship"], link["weak"]) for link in found["links"]}

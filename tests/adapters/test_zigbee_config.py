@@ -50,6 +50,11 @@ def test_durations_and_network_settings():
          "expected an IEEE address of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got '12:34'"),
         ({"radio": "simulated", "network": {"extended_pan_id": "dd-dd"}},
          "expected an extended PAN id of 8 hex bytes such as 00:12:4b:00:1c:a1:b2:c3; got 'dd-dd'"),
+        ({"radio": "simulated", "silence": {"failed_pings": 0}}, "greater than or equal to 1"),
+        ({"radio": "simulated", "silence": {"ping_after": "-1s"}}, "ping_after"),
+        ({"radio": "simulated", "topology": {"weak_lqi": 300}}, "less than or equal to 255"),
+        ({"radio": "simulated", "ota": {"check_interval": "0s"}}, "greater than 0"),
+        ({"radio": "simulated", "ota": {"url": "https://example.invalid/index.json"}}, "Extra inputs are not permitted"),
         ({"radio": "simulated", "groups": [{"id": 16, "name": "a"}, {"id": 16, "name": "b"}]},
          "each group needs its own id; 16 given more than once"),
         ({"radio": "simulated", "groups": [{"id": 16, "name": "hall", "members": ["lamp"]}]},
@@ -64,6 +69,14 @@ def test_durations_and_network_settings():
 def test_bad_settings_say_what_was_expected(fields, message):
     with pytest.raises(ValidationError, match=message):
         validate(**fields)
+
+
+def test_defaults_of_availability_map_and_firmware():
+    config = validate(radio="znp", serial={"path": "/dev/ttyACM0"})
+    assert (config.silence.ping_after, config.silence.failed_pings) == (600.0, 3)
+    assert (config.topology.scan_interval, config.topology.weak_lqi) == (14400.0, 80)
+    assert (config.ota.folder, config.ota.index, config.ota.auto_update) == (None, None, False)
+    assert (config.groups, config.bindings, config.quirks) == ([], [], None)
 
 
 def test_simulated_radio_defaults_to_the_demo_devices():

@@ -365,6 +365,8 @@ async def test_stranger_without_bind_key_is_logged_once_and_not_registered(hub, 
     assert adapter.needs_key() == {LOCKED: "BTHome: the frames are encrypted and keys: has no bind key for this address"}
     assert adapter.stats().needs_key == 1
     assert adapter.health_problems() == []  # a neighbour's device is not the gateway's problem
+    view = GatewayView("gw", hub, adapters={"ble": adapter})
+    assert 'edged_adapter_ble_needs_key{adapter="ble"} 1.0' in Metrics(view).render().decode()
 
 
 def random_address(number: int) -> str:
@@ -410,3 +412,19 @@ async def test_configured_advertisers_are_never_evicted(hub, watch, running, tmp
     assert value(hub, "ble/a4:c1:38:00:00:01", "temperature") == 21.5
     assert value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06
     assert adapter.evicted_total == 21 - 2
+
+
+async def test_a_device_silent_long_enough_may_restart_its_counter(hub, watch, running, tmp_path, caplog):
+    air = Air()
+    running(make(hub, tmp_path, air, keys={LOCKED: KEY}, offline_after=0.2))
+    await scanning(air, watch)
+    device_id = "ble/54:48:e6:8f:80:a5"
+    later = bthome_encrypted(bthome_objects([(0x02, 30.0)]), LOCKED, bytes.fromhex(KEY), counter=0x33221101)
+    air.advertise(LOCKED, service_data={BTHOME_UUID: later})
+    await watch.until(lambda: value(hub, device_id, "temperature") == 30.0)
+    await watch.until(lambda: not hub.devices[device_id].online, timeout=5)
+    with caplog.at_level(logging.WARNING):
+        air.advertise(LOCKED, service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})  # an older counter, after a restart
+    await watch.until(lambda: value(hub, device_id, "temperature") == 25.06)
+    assert hub.devices[device_id].online
+    assert not [r for r in caplog.records if "replay" in r.getMessage()]

@@ -28,7 +28,7 @@ def config(**extra) -> BleConfig:
     if os.environ.get("EDGED_BLE_ADAPTER"):
         base["adapter"] = os.environ["EDGED_BLE_ADAPTER"]
     if os.environ.get("EDGED_BLE_BINDKEY"):
-        base["bthome_keys"] = {ADDRESS: os.environ["EDGED_BLE_BINDKEY"]}
+        base["keys"] = {ADDRESS: os.environ["EDGED_BLE_BINDKEY"]}
     return BleConfig.model_validate({**base, **extra})
 
 

@@ -126,3 +126,21 @@ async def test_a_device_joins_and_reports(state_dir):
         assert {d.id for d in fresh.adapter_devices(again.name)} == paired
     finally:
         await stopped(task)
+
+
+async def test_the_coordinator_answers_a_topology_scan(state_dir):
+    """The network map from a real stick: the coordinator's own neighbour and routing
+    tables (Mgmt_Lqi_req, Mgmt_Rtg_req) answered by its firmware; paired routers, if
+    any, appear with the link quality they are heard with."""
+    hub = Hub()
+    adapter = make(hub, state_dir)
+    task = await started(adapter)
+    try:
+        found = await adapter.scan_topology()
+    finally:
+        await stopped(task)
+    coordinator = str(adapter.app.state.node_info.ieee)
+    assert found["scanned_at"] is not None
+    assert any(node["ieee"] == coordinator and node["role"] == "coordinator" for node in found["nodes"])
+    for link in found["links"]:
+        assert 0 <= link["lqi"] <= 255 and link["weak"] == (link["lqi"] < adapter.config.topology.weak_lqi)

@@ -222,7 +222,7 @@ class Hub:
         except CommandError as exc:
             return self._finish(command, CommandStatus.FAILED, str(exc))
         except Exception as exc:
-            log.exception("write to %s.%s failed", command.device_id, command.key, extra={"device": command.device_id})
+            log.exception("write to %s failed", command.key, extra={"device": command.device_id})
             return self._finish(command, CommandStatus.FAILED, f"{type(exc).__name__}: {exc}")
         self.desired.pop((command.device_id, command.key), None)
         return self._finish(command, CommandStatus.OK, None)
@@ -255,8 +255,7 @@ class Hub:
         result = CommandResult(command, status, reason, self.clock())
         if status is not CommandStatus.OK and status is not CommandStatus.PENDING:
             log.warning(
-                "command %s %s.%s=%r from %s: %s: %s",
-                command.id, command.device_id, command.key, command.value, command.origin, status, reason,
+                "command %s %s=%r from %s: %s: %s", command.id, command.key, command.value, command.origin, status, reason,
                 extra={"device": command.device_id},
             )
         self.emit(result)

@@ -568,6 +568,8 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 now = time.time()
                 self.log.warning("read of %d nodes failed: %s", len(bindings), exc)
                 self.publish([Reading(b.device_id, b.spec.key, None, now, Quality.BAD) for b in bindings])
+                for device_id in {b.device_id for b in bindings}:
+                    self.problem(device_id, f"read failed: OPC UA {ua.StatusCode(exc.code).name}")
             except ConnectionError:
                 return  # the socket is closed: the watchdog ends the session and logs it, once
             else:

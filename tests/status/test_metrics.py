@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-import subprocess
 import time
 from types import SimpleNamespace
 
@@ -175,6 +175,9 @@ async def test_the_exposition_passes_promtool(start_daemon: StartDaemon) -> None
     await watch.until(lambda: daemon.rules is not None and daemon.rules.stats().firings > 0)
     async with aiohttp.ClientSession() as session, session.get(http_url(daemon) + "/metrics") as response:
         text = await response.read()
-    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
-    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    promtool = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    said, _ = await asyncio.wait_for(promtool.communicate(text), 30)
+    assert promtool.returncode == 0, said.decode()
     assert b"edged_rule_latency_seconds_bucket" in text and b"process_cpu_seconds_total" in text

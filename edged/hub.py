@@ -129,20 +129,20 @@ class Hub:
             return
         values = self.values
         devices = self.devices
-        last_device = device = problem = None
+        last_device = device = None
+        looking = False  # for this device's first value that is not bad (or for its failing point's)
         for reading in readings:
             values[(reading.device_id, reading.key)] = reading
-            if reading.quality is BAD:
-                continue
             if reading.device_id is not last_device:
                 last_device = reading.device_id
                 device = devices.get(last_device)
-                problem = None
-                if device is not None:
-                    device.last_seen = reading.ts
-                    problem = device.problem
-            if problem is not None and reading.ts > problem.last and problem.point in (None, reading.key):
-                device.problem = problem = None  # type: ignore[union-attr]
+                looking = device is not None
+            if looking and reading.quality is not BAD:
+                device.last_seen = reading.ts  # type: ignore[union-attr]
+                problem = device.problem  # type: ignore[union-attr]
+                if problem is not None and reading.ts > problem.last and problem.point in (None, reading.key):
+                    device.problem = problem = None  # type: ignore[union-attr]
+                looking = problem is not None and problem.point is not None
         self.readings_in += len(readings)
         for listener in self._reading_listeners:
             try:

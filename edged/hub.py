@@ -91,7 +91,7 @@ class Hub:
             log.info("device %s", "online" if online else "offline", extra={"device": device_id})
         else:
             problem = device.problem
-            log.warning("device offline after %d failures: %s", problem.count, problem.reason, extra={"device": device_id})
+            log.info("device offline after %d failures: %s", problem.count, problem.reason, extra={"device": device_id})
         self.emit(DeviceStatus(device_id, online, now))
         if online:
             self._apply_desired(device_id)

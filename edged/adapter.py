@@ -17,18 +17,21 @@ tasks and stops it when one of them fails or when it is cancelled.
 
 An adapter is a *part* (``edged.part``): it has a ``state``, may say what is
 wrong with it in ``health_problems()`` and gives its figures in ``stats()``.
-
-Why a device fails is told with ``problem(device_id, reason)``: a short
-reason people read (``exception 11: gateway target failed to respond``,
-``no answer within 0.5 s``); the Hub keeps it with when the failures began
-and how many there were, and shows it until the device recovers (it comes
-online, sends a value that is not bad, or the adapter calls
-``problem(device_id, None)``). A problem of one point
-(``problem(device_id, reason, point)``) is cleared only by a value of that point. ``connection_problem(reason)`` does the same
-for what the adapter itself cannot reach (a serial port, a server, a radio).
 Operations that do not fit a point write (letting Zigbee devices join,
 removing one) are ``Route``s the adapter's registry entry names: the status
 API serves them under ``/api/adapters/{instance}/{path}``.
+
+Why a device fails is told with ``problem(device_id, reason)``: a short
+reason people read (``exception 11: gateway target failed to respond``,
+``no answer within 0.5 s``). The Hub keeps it with when the failures began
+and how many there were, and shows it until the device recovers: it comes
+online, sends a value that is not bad taken after the failure, or the
+adapter calls ``problem(device_id, None)``. A problem of one point
+(``problem(device_id, reason, point)``) is cleared only by a value of that
+point. ``connection_problem(reason)`` does the same for what the adapter
+itself cannot reach (a serial port, a server, a radio). Code that talks to
+a device runs inside ``edged.logs.about(device_id)``, so that a protocol
+library's lines there name the device and its errors are not repeated.
 """
 
 from __future__ import annotations

@@ -253,18 +253,19 @@ class ModbusAdapter(Adapter[ModbusConfig]):
                     await asyncio.sleep(0)
                 block.update(data, device_id, time.time(), batch)
         self.polls_total += 1
-        if failed is not None:
-            # Noted before the batch is published: its good values were read before this failure.
-            block, exc = failed
-            self.problem(device_id, _reason(block, exc, answered), block.keys[0] if answered else None)
-        else:
-            self._recovered(device)
         if answered:
             device.failures = 0
             if not device.online:
                 device.online = True
                 self.set_online(device_id, True)
+        if failed is not None:
+            # Noted after the device came online (which clears it) and before the batch is
+            # published (its good values were read before this failure).
+            block, exc = failed
+            self.problem(device_id, _reason(block, exc, answered), block.keys[0] if answered else None)
         else:
+            self._recovered(device)
+        if not answered:
             device.failures += 1
             if device.online and device.failures >= device.config.fail_after:
                 device.online = False

@@ -120,3 +120,22 @@ async def test_a_connection_that_cannot_be_made_is_the_adapters_problem(server, 
         assert by_id(view)["mb/fine"]["problem"] is None
     finally:
         await revived.stop()
+
+
+async def test_one_missing_register_is_the_problem_of_its_point_while_the_rest_is_read(
+    server, hub, watch, running, tmp_path, gateway_log
+):
+    points = [{"key": f"r{a}", "address": a} for a in range(4)]
+    server.holes[FINE] = {2}
+    config = ModbusConfig.model_validate({"type": "modbus", "name": "mb", "connections": [{
+        "transport": "tcp", "host": "127.0.0.1", "port": server.port, "timeout": 0.2,
+        "devices": [{"id": "d", "unit_id": FINE, "interval": 0.02, "points": points}]}]})  # fmt: skip
+    server.on_request = watch.poke
+    running(ModbusAdapter(config, hub, tmp_path))
+    await watch.until(lambda: online(hub, "mb/d") and (p := hub.devices["mb/d"].problem) is not None and p.count >= 3)
+    problem = hub.devices["mb/d"].problem
+    assert (problem.reason, problem.point) == ("r2: exception 2: illegal data address", "r2")
+    assert hub.devices["mb/d"].last_seen is not None
+    del server.holes[FINE]
+    await watch.until(lambda: hub.devices["mb/d"].problem is None)
+    assert gateway_log.library_errors() == [] and gateway_log.tracebacks() == []

@@ -68,7 +68,7 @@ async def _demo(config_path: Path, args: argparse.Namespace) -> int:
     from edged.daemon import Daemon
 
     config = load_config(config_path)
-    logs.setup(config.gateway.log_level)
+    logs.setup(config.gateway.log_level, log_levels=config.gateway.log_levels)
     modbus_port = config.adapters[1].connections[0].port  # type: ignore[attr-defined]
     opcua_port = int(config.adapters[2].endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
     simulators = await asyncio.create_subprocess_exec(

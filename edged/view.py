@@ -43,6 +43,7 @@ class GatewayView:
     started_at: float = field(default_factory=time.monotonic)  # on a clock that a time sync does not step
     loop_lag: float = 0.0
     clock_synced: bool = True
+    config: dict[str, str] | None = None  # the running configuration's id and hash
 
     @property
     def outbox(self) -> Outbox | None:

@@ -204,6 +204,16 @@ class RemoteConfig:
         data = self._read_current()
         self.active = (self.versions.active_id(data), file_hash(data))  # (id, hash) of the running file
 
+    @property
+    def active(self) -> tuple[str, str]:
+        """The id and hash of the running configuration file (also in the view: /api/status)."""
+        return self._active
+
+    @active.setter
+    def active(self, value: tuple[str, str]) -> None:
+        self._active = value
+        self.view.config = {"id": value[0], "hash": value[1]}
+
     def _read_current(self) -> bytes:
         try:
             return self.config_path.read_bytes()

@@ -77,6 +77,7 @@ def status_json(view: GatewayView) -> dict[str, Any]:
         "gateway": view.gateway_id,
         **plain(view.stats()),
         "clock_synced": view.clock_synced,
+        "config": view.config,
         "health": health,
         "adapters": {name: _adapter(view, name) for name in list(view.adapters)},
     }

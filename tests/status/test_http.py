@@ -188,3 +188,13 @@ async def test_remove_forgets_a_zigbee_device_and_refuses_others(start_daemon: S
         async with session.post(url + "/api/zigbee/remove", json={"device": plug}) as response:
             assert response.status == 200 and await response.json() == {"removed": plug}
     assert plug not in daemon.hub.devices
+
+
+async def test_status_names_the_running_configuration(start_daemon: StartDaemon) -> None:
+    """The id (``local`` until the cloud pushes one) and SHA-256 of the file the gateway runs."""
+    import hashlib
+
+    daemon = await start_daemon()
+    async with aiohttp.ClientSession() as session, session.get(http_url(daemon) + "/api/status") as response:
+        status = await response.json()
+    assert status["config"] == {"id": "local", "hash": hashlib.sha256(daemon.config_path.read_bytes()).hexdigest()}

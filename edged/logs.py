@@ -1,6 +1,12 @@
 """Logging: one line per event, with the device id where there is one.
 Plain text for journald (which adds its own timestamps), or JSON lines.
 
+When standard output is the journal (systemd sets ``JOURNAL_STREAM`` to its
+device and inode), every line starts with its syslog priority (``<3>``
+error, ``<4>`` warning, ``<6>`` info, ``<7>`` debug), which journald takes
+off and keeps as the entry's priority: ``journalctl -p warning`` then shows
+only warnings and worse. Anywhere else lines carry no prefix.
+
 A line about a device names it once, in one place: ``[<device id>]`` after
 the logger's name (text), or the ``device`` field (JSON). Code that talks to
 a device does so inside ``about(device_id)``; a protocol library's lines
@@ -20,10 +26,15 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import TextIO
+
+# syslog priorities by the lowest logging level they stand for, highest first.
+PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+DEBUG_PRIORITY = 7
 
 # The loggers of the protocol libraries, capped at WARNING unless configured.
 LIBRARIES = (
@@ -78,6 +89,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def priority(level: int) -> int:
+    """The syslog priority of a logging level: 2 critical, 3 error, 4 warning, 6 info, 7 debug."""
+    return next((prio for floor, prio in PRIORITIES if level >= floor), DEBUG_PRIORITY)
+
+
+def is_journal(stream: TextIO, journal_stream: str | None = None) -> bool:
+    """Whether ``stream`` is the journal: its device and inode are those ``JOURNAL_STREAM`` names."""
+    expected = os.environ.get("JOURNAL_STREAM") if journal_stream is None else journal_stream
+    if not expected:
+        return False
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor (a StringIO) or a closed one
+        return False
+    return expected.strip() == f"{stat.st_dev}:{stat.st_ino}"
+
+
+class JournalFormatter(logging.Formatter):
+    """Another formatter's lines, each starting with the record's syslog priority (``<4>``)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
 class LibraryLines(logging.Filter):
     """On edged's handler: names a library's line after the device it was logged about,
     shows a library's error about a device edged reports at DEBUG, cuts frame dumps."""
@@ -123,10 +163,12 @@ def library_levels(level: int, configured: Mapping[str, str] | None = None) -> d
 def setup(
     level: str = "info", fmt: str = "text", log_levels: Mapping[str, str] | None = None, stream: TextIO | None = None,
 ) -> logging.Handler:
-    """Send every line to ``stream`` (standard output) at ``level``, the libraries' as ``log_levels`` says;
-    returns the handler."""
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    """Send every line to ``stream`` (standard output) at ``level``, the libraries' as ``log_levels`` says,
+    with syslog priorities when it is the journal; returns the handler."""
+    stream = stream or sys.stdout
+    handler = logging.StreamHandler(stream)
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    handler.setFormatter(JournalFormatter(formatter) if is_journal(stream) else formatter)
     handler.addFilter(LibraryLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -204,13 +204,11 @@ class Fleet:
             return False
         published = False
         for service in list(self.view.uplink.services.values()):
-            publish = getattr(service.link, "publish_state", None)
-            if publish is None or not service.connected:
+            if not service.connected:
                 continue
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT):
-                    await publish(payload)
-                published = True
+                    published = await service.link.publish_state(payload) or published
             except (UplinkError, Refused, TimeoutError) as exc:
                 log.debug("%s: state digest not published: %s", service.title, exc)
         return published

@@ -45,6 +45,7 @@ from edged.uplink.link import LinkContext
 log = logging.getLogger(__name__)
 
 CBOR = 60  # application/cbor
+JSON = 50  # application/json
 DEFAULT_MAX_AGE = 60.0  # seconds a representation stays fresh without a Max-Age option (RFC 7252)
 MIN_MAX_AGE = 5.0  # never register or poll again more often than this
 PASSING = {aiocoap.UNAUTHORIZED, aiocoap.FORBIDDEN, aiocoap.numbers.codes.Code.TOO_MANY_REQUESTS}  # 4.xx that may pass
@@ -104,6 +105,17 @@ class CoapLink:
             raise Refused(f"POST {uri}", str(response.code), permanent=response.code not in PASSING)
         if not response.code.is_successful():
             raise UplinkError(f"POST {uri} answered {response.code}")
+
+    async def publish_state(self, payload: bytes) -> bool:
+        """PUT the state digest (JSON) to ``state_uri``, if one is configured."""
+        uri = self.config.state_uri
+        if uri is None:
+            return False
+        request = aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=payload, content_format=JSON)
+        response = await self._answer(request, self._coap().request(request).response)
+        if not response.code.is_successful():
+            raise UplinkError(f"PUT {uri} answered {response.code}")
+        return True
 
     async def commands(self) -> AsyncIterator[Command | Rejected]:
         """Observe ``command_uri`` and yield every command it shows, once however often it
@@ -188,5 +200,5 @@ def credentials(config: CoapUplinkConfig) -> dict[str, object]:
             "client-identity": {"hex": config.identity.get_secret_value().encode().hex()},
         }
     }
-    targets = {uri for uri in (config.uri, config.event_uri, config.command_uri, config.result_uri) if uri}
+    targets = {uri for uri in (config.uri, config.event_uri, config.command_uri, config.result_uri, config.state_uri) if uri}
     return {f"coaps://{urlsplit(uri).netloc}/*": dtls for uri in targets}

@@ -219,12 +219,13 @@ class CoapUplinkConfig(_Lanes):
     event_uri: str | None = None  # events go here (default: uri)
     command_uri: str | None = None  # observed: each representation is a cloud command (CBOR or JSON)
     result_uri: str | None = None  # command results go here (default: event_uri, else uri)
+    state_uri: str | None = None  # the gateway's state digest is PUT here (edged.fleet; default: none)
     identity: Secret  # DTLS PSK identity
     psk: Secret  # DTLS pre-shared key
     timeout: Duration = 30.0  # a POST not answered within this is retried
     inflight: int = Field(4, ge=1, le=256)
 
-    @field_validator("uri", "event_uri", "command_uri", "result_uri")
+    @field_validator("uri", "event_uri", "command_uri", "result_uri", "state_uri")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         if value is None:

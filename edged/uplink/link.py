@@ -65,6 +65,11 @@ class Link(Protocol):
         cloud said no to it; ``UplinkError`` when the connection failed."""
         ...
 
+    async def publish_state(self, payload: bytes) -> bool:
+        """Keep the gateway's state digest (JSON) where the cloud reads it; False when this
+        link has no place for one."""
+        ...
+
     def commands(self) -> AsyncIterator[Command | GatewayRequest | Rejected]:
         """Every cloud command message as it comes, until the connection fails (``UplinkError``);
         a message to the gateway itself (edged.fleet) as a ``GatewayRequest``.

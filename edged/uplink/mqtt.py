@@ -248,9 +248,10 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"connection lost: {exc}") from exc
 
-    async def publish_state(self, payload: bytes) -> None:
+    async def publish_state(self, payload: bytes) -> bool:
         """Publish the gateway's state digest, retained, on ``state_topic`` (edged.fleet)."""
         await self.retain([(self.state_topic, payload.decode())])
+        return True
 
     def _client(self) -> aiomqtt.Client:
         if self.client is None:

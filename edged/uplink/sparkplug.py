@@ -506,6 +506,10 @@ class SparkplugLink:
             ts = max(ts, born.at / 1000)
         return self._device_data(current, device.id, [(key, value, ts, quality)], properties)
 
+    async def publish_state(self, payload: bytes) -> bool:
+        """No place for edged's state digest: a Sparkplug host reads the node's births and data."""
+        return False
+
     async def commands(self) -> AsyncIterator[Command | Rejected]:
         """Every DCMD metric as a command, and every message refused; ``UplinkError`` when the
         connection ends."""

@@ -261,6 +261,10 @@ class ThingsboardLink:
 
     # -- RPCs and attribute updates ------------------------------------------
 
+    async def publish_state(self, payload: bytes) -> bool:
+        """No place for edged's state digest: ThingsBoard shows the devices' attributes."""
+        return False
+
     async def commands(self) -> AsyncIterator[Command | Rejected]:
         """Every RPC and shared attribute update that writes a point, as a Command; a malformed
         RPC as a Rejected; reads answered on the spot. ``UplinkError`` when disconnected."""

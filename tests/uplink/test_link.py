@@ -58,6 +58,12 @@ class MqttCloud:
             await cloud.until(lambda: cloud.json)
             return cloud.json[0]
 
+    async def state(self) -> bytes:
+        """The state digest the gateway keeps (retained: a subscriber that comes later reads it)."""
+        async with collecting(self.broker.port, "edged/gw1/state") as cloud:
+            await cloud.until(lambda: cloud.messages)
+            return cloud.messages[0][1]
+
 
 class CoapCloud:
     """coap-server-openssl, with a command resource the gateway observes."""
@@ -65,7 +71,9 @@ class CoapCloud:
     def __init__(self, workdir: Path) -> None:
         self.server = CoapServer(workdir / "coap-server.log")
         self.command_uri = f"coaps://127.0.0.1:{self.server.port}/gw/commands"
-        self.config: CoapUplinkConfig = coap_config(self.server.port, command_uri=self.command_uri, timeout=10)
+        self.state_uri = f"coaps://127.0.0.1:{self.server.port}/gw/state"
+        self.config: CoapUplinkConfig = coap_config(self.server.port, command_uri=self.command_uri, state_uri=self.state_uri,
+                                                    timeout=10)  # fmt: skip
 
     async def start(self) -> None:
         await self.server.start()
@@ -82,6 +90,9 @@ class CoapCloud:
         assert self.config.event_uri is not None
         await send(row)
         return cbor2.loads(await coap_request(self.config, aiocoap.GET, self.config.event_uri))  # type: ignore[no-any-return]
+
+    async def state(self) -> bytes:
+        return await coap_request(self.config, aiocoap.GET, self.state_uri)
 
 
 Cloud = MqttCloud | CoapCloud
@@ -107,6 +118,14 @@ async def test_send_returns_once_the_cloud_has_the_row(cloud: Cloud, tmp_path: P
         assert (received["gen"], received["seq"], received["rule"]) == (3, 7, "r1")
     with pytest.raises(UplinkError):
         await link.send(RULE)  # not connected
+
+
+async def test_the_state_digest_is_kept_where_the_cloud_reads_it(cloud: Cloud, tmp_path: Path, hub: Hub) -> None:
+    link = make_link(cloud.config, tmp_path, hub)
+    digest = b'{"gateway":"gw1","health":{"status":"ok"}}'
+    async with link.connect():
+        assert await link.publish_state(digest) is True
+    assert await cloud.state() == digest
 
 
 async def test_every_command_message_comes_as_a_command_or_a_rejection(cloud: Cloud, tmp_path: Path, hub: Hub) -> None:

@@ -3,8 +3,14 @@
 Read:
 - ``GET /health``: 200 ``{"status": "ok"}`` when healthy, 503 with the reasons otherwise
 - ``GET /api/status``: version, uptime, gateway id, adapters, outbox, uplink, recent rule firings
+  and command results
 - ``GET /api/devices``: every device with its points' last values
 - ``GET /api/devices/{id}``: one device; 404 with a JSON error when unknown
+- ``GET /api/history?device=<id>[&point=<key>]``: the last hour of a device's
+  numeric points (or one point), one mean per 30 s: ``{"device", "points":
+  {key: {"start", "step", "values"}}}``; ``GET /api/history/uplinks``: each
+  uplink's connection and messages waiting, the outbox's depth and oldest
+  age, every 10 s for the last hour: ``{"step", "times", "series": {name: [...]}}``
 - ``GET /metrics``: Prometheus text format
 - ``GET /``: the status page (edged/status/static/)
 
@@ -51,6 +57,7 @@ from edged.config import HttpStatusConfig, is_loopback
 from edged.model import Command, CommandResult, CommandStatus, Origin
 from edged.part import State
 from edged.status.authority import DEFAULT_PORTS, Authority, WebOrigin
+from edged.status.history import PointHistory, RecentCommands, Trend, uplink_figures
 from edged.status.views import device_json, devices_json, health_json, isotime, status_json
 from edged.view import GatewayView
 
@@ -96,6 +103,8 @@ class StatusServer:
                 web.get("/health", self.health),
                 web.get("/api/status", self.status),
                 web.get("/api/devices", self.devices),
+                web.get("/api/history", self.history_of),
+                web.get("/api/history/uplinks", self.uplink_history),
                 web.post("/api/devices/{id:.+}/points/{key}", self.write),
                 web.get("/api/devices/{id:.+}", self.device),
                 web.route("*", "/api/adapters/{name}/{operation:.+}", self.adapter_operation),
@@ -108,12 +117,22 @@ class StatusServer:
             ]
         )
         self._metrics: Any = None
+        self.history = PointHistory()
+        self.trend = Trend()
+        self.commands = RecentCommands(isotime=isotime)
         self.port: int | None = None  # the bound port, once listening (useful with port 0)
         self.listening = listening or asyncio.Event()
 
     async def run(self) -> None:
+        hub = self.view.hub
+        unsubscribe = (
+            hub.subscribe(self.history.record),
+            hub.subscribe_events(self.history.on_event),
+            hub.subscribe_events(self.commands.on_event),
+        )
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
+        sampler = asyncio.create_task(self._sample_uplinks(), name="status: uplink trend")
         try:
             site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
             await site.start()
@@ -122,8 +141,21 @@ class StatusServer:
             self.listening.set()
             await asyncio.Event().wait()
         finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            for stop in unsubscribe:
+                stop()
             self.listening.clear()
             await runner.cleanup()
+
+    async def _sample_uplinks(self) -> None:
+        """Sample the uplinks' figures for the uplink panel's chart, every ``trend.step`` seconds."""
+        while True:
+            figures = uplink_figures(self.view)
+            if figures:
+                self.trend.sample(figures)
+            await asyncio.sleep(self.trend.step)
 
     # -- what a browser may send -------------------------------------------
 
@@ -213,7 +245,7 @@ class StatusServer:
         return web.json_response(document, status=200 if healthy else 503)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_json(self.view))
+        return web.json_response({**status_json(self.view), "commands": self.commands.json()})
 
     async def devices(self, request: web.Request) -> web.Response:
         return web.json_response(devices_json(self.view))
@@ -223,6 +255,23 @@ class StatusServer:
         if device is None:
             return _error(404, f"unknown device {request.match_info['id']!r}")
         return web.json_response(device_json(self.view, device))
+
+    async def history_of(self, request: web.Request) -> web.Response:
+        device_id, key = request.query.get("device"), request.query.get("point")
+        if not device_id:
+            raise _bad_request("expected ?device=<device id> (and &point=<key> for one point)")
+        device = self.view.hub.devices.get(device_id)
+        if device is None:
+            return _error(404, f"unknown device {device_id!r}")
+        if key is None:
+            return web.json_response({"device": device_id, "points": self.history.device(device_id)})
+        if key not in device.points:
+            return _error(404, f"device {device_id!r} has no point {key!r}")
+        series = self.history.series(device_id, key)
+        return web.json_response({"device": device_id, "points": {} if series is None else {key: series}})
+
+    async def uplink_history(self, request: web.Request) -> web.Response:
+        return web.json_response(self.trend.json())
 
     async def metrics(self, request: web.Request) -> web.Response:
         if self._metrics is None:

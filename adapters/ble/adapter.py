@@ -11,7 +11,11 @@ unless the device was silent long enough to have restarted: its decoder is
 forgotten when it goes offline. A device whose frames need a key that
 ``keys:`` does not have (or whose key does not match) is logged once with
 the reason and counted in ``needs_key``; a configured one is also a health
-problem. Readings of advertisements decoded in the same loop iteration
+problem. A frame that cannot be used is the problem of its device
+(``BLE frame needs a bind key (Xiaomi)``, ``bind key does not decrypt the
+frame (BTHome)``) when the Hub knows it or the configuration names it: a
+configured device none of whose frames could be read is registered without
+points, to show it. A neighbour's device is only counted. Readings of advertisements decoded in the same loop iteration
 travel to the Hub as one batch.
 
 At most ``max_devices`` advertisers are tracked. When a new one is heard
@@ -44,7 +48,7 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from edged.adapter import Adapter, AdapterStats
-from edged.adapters.ble import advert
+from edged.adapters.ble import advert, formats
 from edged.adapters.ble.backend import BleBackend
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.gatt import GattLink, Sightings, points
@@ -144,7 +148,7 @@ class BleAdapter(Adapter[BleConfig]):
             self.add_device(Device(device_id, self.name, spec.name or spec.id, None, "GATT device", points(spec)))
             link = GattLink(
                 spec, device_id, self._sightings, slots, self.publish, self.set_online, self.log,
-                backend.client, self.config.connect_attempts, self.config.reconnect_max, self._count_reconnect,
+                backend.client, self.config.connect_attempts, self.config.reconnect_max, self._count_reconnect, self.problem,
             )
             self._links[device_id] = link
             self.tasks.spawn(link.run(), name=f"{self.name} link {spec.id}")
@@ -200,7 +204,8 @@ class BleAdapter(Adapter[BleConfig]):
             cause = exc.__cause__
             if isinstance(cause, advert.NeedsKey) and len(self._locked) < self.config.max_devices:
                 self._locked[address] = str(exc)
-            self._bad_frame(address, str(exc), log_only=isinstance(cause, advert.Replay))
+            replay = isinstance(cause, advert.Replay)
+            self._bad_frame(address, str(exc), log_only=replay, reason=None if replay else self._reason(address, exc))
             return
         if self._locked:
             self._locked.pop(address, None)
@@ -306,10 +311,23 @@ class BleAdapter(Adapter[BleConfig]):
             self._evictions_logged, self._evictions_unlogged = now, 0
         return True
 
-    def _bad_frame(self, native_id: str, problem: str, log_only: bool = False) -> None:
-        """Log a frame that cannot be used (once per device and problem) and flag the device's values BAD."""
+    def _reason(self, address: str, exc: advert.AdvertError) -> str:
+        """The device's problem for a frame that cannot be used, in a few words."""
+        cause = str(exc.__cause__)
+        if cause == formats.NO_KEY:
+            return f"BLE frame needs a bind key ({exc.family})"
+        if cause == formats.WRONG_KEY:
+            return f"bind key does not decrypt the frame ({exc.family})"
+        return str(exc)
+
+    def _bad_frame(self, native_id: str, problem: str, log_only: bool = False, reason: str | None = None) -> None:
+        """Log a frame that cannot be used (once per device and problem) and flag the device's values BAD;
+        a ``reason`` is the device's problem, for a device the Hub knows or the configuration names
+        (one named but never read is registered without points, to show it)."""
         self.errors_total += 1
         native_id = native_id.lower()
+        if reason is not None:
+            self._note_problem(native_id, reason)
         if self._problems.get(native_id) == problem:
             return
         if native_id not in self._problems and len(self._problems) >= self.config.max_devices:
@@ -321,6 +339,14 @@ class BleAdapter(Adapter[BleConfig]):
         if not log_only and known is not None and known.keys:
             ts = time.time()
             self.publish([Reading(device_id, key, None, ts, Quality.BAD) for key in sorted(known.keys)])
+
+    def _note_problem(self, native_id: str, reason: str) -> None:
+        device_id = self.device_id(native_id)
+        if device_id not in self.hub.devices:
+            if native_id.upper() not in self._pinned:
+                return  # a neighbour's device: counted, not the gateway's
+            self.add_device(Device(device_id, self.name, native_id))
+        self.problem(device_id, reason)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -23,7 +23,11 @@ __all__ = ["AdvertError", "Adverts", "Decoded", "NeedsKey", "Replay", "chosen"]
 
 class AdvertError(ValueError):
     """A frame of a known family that cannot be used; ``str()`` says why, ``__cause__`` is a
-    ``Replay``, a ``NeedsKey`` or another ``ValueError``."""
+    ``Replay``, a ``NeedsKey`` or another ``ValueError``; ``family`` names the family."""
+
+    def __init__(self, message: str, family: str = "") -> None:
+        super().__init__(message)
+        self.family = family
 
 
 def chosen(names: Collection[str]) -> tuple[AdvertFormat, ...]:
@@ -73,7 +77,7 @@ class Adverts:
             try:
                 frame = decoder(device, adv, now)
             except ValueError as exc:
-                raise AdvertError(f"{kind.label}: {exc}") from exc
+                raise AdvertError(f"{kind.label}: {exc}", kind.label) from exc
             if frame is not None:
                 add_rssi = add_rssi or (not out and kind.rssi and not kind.per_device)
                 out.append(frame)

@@ -74,7 +74,12 @@ class Replay(ValueError):
 
 
 class NeedsKey(ValueError):
-    """Encrypted frames for which ``keys:`` has no key, or whose key does not match."""
+    """Encrypted frames for which ``keys:`` has no key (``NO_KEY``), or whose key does not match
+    (``WRONG_KEY``), or a plain frame from a device that has a key."""
+
+
+NO_KEY = "the frames are encrypted and keys: has no bind key for this address"
+WRONG_KEY = "the bind key does not match (the frames do not decrypt with it)"
 
 
 def service_uuid(uuid16: int) -> str:

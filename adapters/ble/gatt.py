@@ -5,7 +5,7 @@ intervals, subscribes to notifications and carries out writes.
 A link waits until the scanner has seen its device, takes one of the
 adapter's connection slots (a semaphore: Bluetooth adapters hold only a few
 connections), and holds it while connected. A drop, or a failure to
-connect, is retried through ``edged.backoff.retry_forever``; one device's
+connect, is the device's problem until it is connected again, and is retried through ``edged.backoff.retry_forever``; one device's
 trouble never blocks the scanner or the other links.
 """
 
@@ -83,6 +83,7 @@ class GattLink:
         connect_attempts: int = 3,
         reconnect_max: float = 60.0,
         on_failure: Callable[[], None] | None = None,
+        problem: Callable[[str, str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.device_id = device_id
@@ -96,6 +97,7 @@ class GattLink:
         self._attempts = connect_attempts
         self._reconnect_max = reconnect_max
         self._on_failure = on_failure
+        self._problem = problem
         self._chars = {c.key: c for c in spec.characteristics}
         self._client: BleakClient | None = None
         self._lost = asyncio.Event()
@@ -114,7 +116,10 @@ class GattLink:
         )
 
     def _failed(self, exc: BaseException) -> None:
+        """A connection failed or dropped: the device's problem says why (``cannot connect: ...``)."""
         self.failures += 1
+        if self._problem is not None:
+            self._problem(self.device_id, str(exc).removeprefix(f"{self.device_id}: "))
         if self._on_failure is not None:
             self._on_failure()
 
@@ -135,7 +140,8 @@ class GattLink:
                 backend=self._client_backend,
             )
         except GATT_ERRORS as exc:
-            raise DeviceError(self.device_id, f"cannot connect: {exc}") from exc
+            detail = str(exc).removeprefix(f"{self.device_id} - {device.address}: ")  # bleak-retry-connector's words
+            raise DeviceError(self.device_id, f"cannot connect: {detail}") from exc
         self._client = client
         self.connections += 1
         try:

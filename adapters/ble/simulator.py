@@ -125,6 +125,7 @@ class Air:
         self.connections: dict[str, SimulatedClient] = {}
         self.available = True  # False: scanners fail to start as without a Bluetooth adapter
         self.refuse: set[str] = set()  # addresses whose connection attempts fail
+        self.on_connect: Callable[[str], Any] | None = None  # called with the address of every connection attempt
         self.connects: dict[str, int] = {}  # successful connections per address
         self.max_concurrent = 0  # the most connections open at once
         self.routine: Callable[[Air], Any] | None = None  # coroutine function run while a scanner runs
@@ -230,6 +231,8 @@ class SimulatedClient(BaseBleakClient):
         peripheral = self.air.peripherals.get(self.address)
         if peripheral is None or not peripheral.characteristics:
             raise BleakDeviceNotFoundError(self.address, f"Device with address {self.address} was not found.")
+        if self.air.on_connect is not None:
+            self.air.on_connect(self.address)
         if self.address in self.air.refuse:
             raise BleakError("le-connection-abort-by-local")
         services = BleakGATTServiceCollection()

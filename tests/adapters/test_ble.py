@@ -26,6 +26,7 @@ from edged.adapters.ble.simulator import (
 from edged.errors import AdapterError
 from edged.metrics import Metrics
 from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
+from edged.status import views
 from edged.view import GatewayView
 from tests.adapters import conformance
 
@@ -428,3 +429,54 @@ async def test_a_device_silent_long_enough_may_restart_its_counter(hub, watch, r
     await watch.until(lambda: value(hub, device_id, "temperature") == 25.06)
     assert hub.devices[device_id].online
     assert not [r for r in caplog.records if "replay" in r.getMessage()]
+
+
+async def test_a_configured_device_without_its_key_shows_why_in_the_api(hub, watch, running, tmp_path):
+    air = Air()
+    running(make(hub, tmp_path, air, addresses=[LOCKED, SENSOR]))
+    await scanning(air, watch)
+    for counter in (1, 2):
+        sealed = bthome_encrypted(bthome_objects([(0x02, 20.0)]), LOCKED, bytes.fromhex(KEY), counter=counter)
+        air.advertise(LOCKED, service_data={BTHOME_UUID: sealed})
+    await watch.until(lambda: "ble/54:48:e6:8f:80:a5" in hub.devices)
+    shown = device_json(hub, "ble/54:48:e6:8f:80:a5")
+    assert shown["online"] is False and shown["last_seen"] is None
+    assert shown["problem"]["reason"] == "BLE frame needs a bind key (BTHome)"
+    assert shown["problem"]["count"] == 2
+
+
+async def test_a_wrong_key_is_the_devices_problem_until_a_frame_decrypts(hub, watch, running, tmp_path):
+    air = Air()
+    running(make(hub, tmp_path, air, keys={LOCKED: KEY}))
+    await scanning(air, watch)
+    air.advertise(LOCKED, service_data={BTHOME_UUID: PUBLISHED_ENCRYPTED})
+    await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 25.06)
+    forged = bthome_encrypted(bthome_objects([(0x02, 99.0)]), LOCKED, bytes(16), counter=0x33221105)
+    air.advertise(LOCKED, service_data={BTHOME_UUID: forged})
+    await watch.until(lambda: hub.devices["ble/54:48:e6:8f:80:a5"].problem is not None)
+    assert device_json(hub, "ble/54:48:e6:8f:80:a5")["problem"]["reason"] == "bind key does not decrypt the frame (BTHome)"
+    good = bthome_encrypted(bthome_objects([(0x02, 21.5)]), LOCKED, bytes.fromhex(KEY), counter=0x33221106)
+    air.advertise(LOCKED, service_data={BTHOME_UUID: good})
+    await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 21.5)
+    assert hub.devices["ble/54:48:e6:8f:80:a5"].problem is None
+
+
+async def test_a_gatt_device_that_cannot_connect_shows_why(hub, watch, running, tmp_path):
+    air = Air()
+    thermostat(air)
+    air.refuse.add(THERMO)
+    air.on_connect = lambda address: watch.poke()
+    running(make(hub, tmp_path, air, gatt=[gatt_spec()], connect_attempts=1))
+    await scanning(air, watch)
+    air.advertise(THERMO, name="thermo")
+    await watch.until(lambda: hub.devices["ble/thermo"].problem is not None, timeout=10)
+    reason = device_json(hub, "ble/thermo")["problem"]["reason"]
+    assert reason.startswith("cannot connect: ") and "le-connection-abort-by-local" in reason
+    air.refuse.discard(THERMO)
+    await watch.until(lambda: hub.devices["ble/thermo"].online, timeout=10)
+    assert hub.devices["ble/thermo"].problem is None
+
+
+def device_json(hub, device_id: str) -> dict:
+    """The device as /api/devices shows it."""
+    return views.device_json(GatewayView("gw", hub), hub.devices[device_id])

@@ -11,7 +11,7 @@ from bthome_ble import BTHomeBluetoothDeviceData
 from bthome_ble.const import MEAS_TYPES
 from bthome_ble.parser import EncryptionScheme
 
-from edged.adapters.ble import parsers
+from edged.adapters.ble import formats, parsers
 from edged.adapters.ble.formats import AdvertFormat, service_uuid
 
 UUIDS = frozenset({service_uuid(0xFCD2), service_uuid(0x181C), service_uuid(0x181E)})
@@ -33,9 +33,9 @@ def problem(parser: Any, frame: bytes) -> str | None:
     if parser.encryption_scheme is not EncryptionScheme.BTHOME_BINDKEY:
         return None
     if parser.bindkey is None:
-        return "the frames are encrypted and keys: has no bind key for this address"
+        return formats.NO_KEY
     if parser.decryption_failed:
-        return "the bind key does not match (the frames do not decrypt with it)"
+        return formats.WRONG_KEY
     return None
 
 

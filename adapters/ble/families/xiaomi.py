@@ -10,7 +10,7 @@ from xiaomi_ble import XiaomiBluetoothDeviceData
 from xiaomi_ble.devices import DEVICE_TYPES
 from xiaomi_ble.parser import EncryptionScheme
 
-from edged.adapters.ble import parsers
+from edged.adapters.ble import formats, parsers
 from edged.adapters.ble.formats import AdvertFormat, service_uuid
 
 MIBEACON = service_uuid(0xFE95)
@@ -32,9 +32,9 @@ def problem(parser: Any, frame: bytes) -> str | None:
     if parser.encryption_scheme is EncryptionScheme.NONE:
         return None
     if not parser.bindkey:
-        return "the frames are encrypted and keys: has no bind key for this address"
+        return formats.NO_KEY
     if parser.decryption_failed or not parser.bindkey_verified:
-        return "the bind key does not match (the frames do not decrypt with it)"
+        return formats.WRONG_KEY
     return None
 
 

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from edged.errors import AdapterError
 from edged.fields import Model
 from edged.hub import Hub
-from edged.model import Command, Device, Problem, Reading
+from edged.model import Command, Device, DeviceEvent, Problem, Reading
 from edged.part import State, counter
 from edged.tasks import TaskSet
 
@@ -165,6 +165,11 @@ class Adapter(abc.ABC, Generic[C]):
         """The one path by which values enter the gateway."""
         self.readings_total += len(readings)
         self.hub.publish(readings)
+
+    def emit_event(self, event: DeviceEvent) -> None:
+        """Tell the gateway what a device reported that is not a value (an alarm):
+        it goes to every uplink and to rules with a ``device_event`` trigger."""
+        self.hub.emit(event)
 
     def set_online(self, device_id: str, online: bool) -> None:
         """A device answers (which clears its problem), or stopped answering."""

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 Value: TypeAlias = bool | int | float | str | None
 
@@ -209,4 +209,21 @@ class RuleEvent:
     ts: float
 
 
-Event: TypeAlias = CommandResult | DeviceStatus | DeviceAdded | DeviceRemoved | RuleEvent
+@dataclass(slots=True, frozen=True)
+class DeviceEvent:
+    """Something a device reported that is not a value: an alarm raised, acknowledged or cleared.
+
+    ``name`` says what it is about (an OPC UA condition's name, else its event
+    type); ``severity`` runs from 1 (least) to 1000 (most urgent), 0 when the
+    device gives none; ``message`` is the device's own text; ``data`` holds the
+    rest as JSON values (the alarm's states, its source, its event id)."""
+
+    device_id: str
+    name: str
+    severity: int
+    message: str | None
+    data: dict[str, Any]
+    ts: float
+
+
+Event: TypeAlias = CommandResult | DeviceStatus | DeviceAdded | DeviceRemoved | RuleEvent | DeviceEvent

@@ -183,8 +183,25 @@ class EventTrigger(Model):
     rule: str | None = None
 
 
+class DeviceEventTrigger(Model):
+    """A device reported an event (an OPC UA alarm raised, acknowledged or cleared);
+    filter by device, name and least severity (1..1000)."""
+
+    type: Literal["device_event"]
+    device: str | None = None
+    name: str | None = None
+    min_severity: int = Field(0, ge=0, le=1000)
+
+
 Trigger = Annotated[
-    ChangeTrigger | ThresholdTrigger | DeviceTrigger | ScheduleTrigger | SunTrigger | CommandResultTrigger | EventTrigger,
+    ChangeTrigger
+    | ThresholdTrigger
+    | DeviceTrigger
+    | ScheduleTrigger
+    | SunTrigger
+    | CommandResultTrigger
+    | EventTrigger
+    | DeviceEventTrigger,
     BY_TYPE,
 ]
 

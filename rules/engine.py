@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edged.hub import Hub
-from edged.model import Command, CommandResult, Event, Origin, Reading, RuleEvent
+from edged.model import Command, CommandResult, DeviceEvent, Event, Origin, Reading, RuleEvent, Value
 from edged.part import Histogram, State, counter, histogram
 from edged.rules.action import Firing, Program, Run, Saved, StopRun, resume_frames
 from edged.rules.clock import Clock, RealClock
@@ -99,8 +99,7 @@ class Binding:
                 return
             if isinstance(event, RuleEvent) or (isinstance(event, CommandResult) and event.command.origin is Origin.RULE):
                 self.rule.woken_by_rules()
-        value = getattr(event, "online", None) if not isinstance(event, CommandResult) else event.status.value
-        self.fire(Firing(self.trigger.label, value, self.engine.clock.now()))
+        self.fire(Firing(self.trigger.label, _event_value(event), self.engine.clock.now()))
 
     def arm(self, due: float, firing: Firing) -> None:
         self.disarm()
@@ -181,6 +180,16 @@ class Binding:
             self.timer = None
             if self.key is not None and not self.engine.stopping:
                 self.engine.store.remove(self.key)
+
+
+def _event_value(event: Event) -> Value:
+    """What ``trigger`` holds when an event fires a rule: a command's status, whether a device
+    is online, a device event's severity."""
+    if isinstance(event, CommandResult):
+        return event.status.value
+    if isinstance(event, DeviceEvent):
+        return event.severity
+    return getattr(event, "online", None)
 
 
 def fingerprint(rule: Rule) -> str:

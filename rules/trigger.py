@@ -12,7 +12,7 @@ import enum
 from typing import Any
 
 from edged.hub import Hub
-from edged.model import CommandResult, DeviceStatus, Event, Quality, Reading, RuleEvent
+from edged.model import CommandResult, DeviceEvent, DeviceStatus, Event, Quality, Reading, RuleEvent
 from edged.rules import config as cfg
 from edged.rules.config import PointRef
 from edged.rules.schedule import Schedule, SunSchedule
@@ -160,6 +160,23 @@ class EventState(TriggerState):
         )
 
 
+class DeviceEventState(TriggerState):
+    def __init__(self, config: cfg.DeviceEventTrigger) -> None:
+        self.config = config
+        parts = [config.name or "", f"from {config.device}" if config.device else "",
+                 f"severity {config.min_severity}+" if config.min_severity else ""]  # fmt: skip
+        self.label = " ".join(["device event", *(p for p in parts if p)])
+
+    def on_event(self, event: Event) -> bool:
+        config = self.config
+        return (
+            isinstance(event, DeviceEvent)
+            and (config.device is None or event.device_id == config.device)
+            and (config.name is None or event.name == config.name)
+            and event.severity >= config.min_severity
+        )
+
+
 class ScheduleState(TriggerState):
     def __init__(self, config: cfg.ScheduleTrigger, timezone: str) -> None:
         self.schedule = Schedule(config, timezone)
@@ -184,6 +201,8 @@ def make_trigger(config: Any, hub: Hub, timezone: str) -> TriggerState:
         return CommandResultState(config)
     if isinstance(config, cfg.EventTrigger):
         return EventState(config)
+    if isinstance(config, cfg.DeviceEventTrigger):
+        return DeviceEventState(config)
     if isinstance(config, cfg.ScheduleTrigger):
         return ScheduleState(config, timezone)
     if isinstance(config, cfg.SunTrigger):

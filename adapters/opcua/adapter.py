@@ -15,7 +15,9 @@ in one Read), then receives subscribed values and reads polled ones:
 - Polled nodes of the same interval are read together in one Read request.
 - Events (``events:``) come through one more subscription, filtered by the
   server on event type and Severity; each becomes readings of its events
-  device, and an alarm's event id can be acknowledged or confirmed by command.
+  device and a ``DeviceEvent`` (for the uplink and rules; at most ``max_rate``
+  a second per device, the rest counted), and an alarm's event id can be
+  acknowledged or confirmed by command.
 - Status codes become ``Quality`` (Good/Uncertain/Bad by the code's top two
   bits); the source timestamp is kept (server timestamp, else arrival time).
 
@@ -50,6 +52,7 @@ from asyncua.observer import Observer
 from edged.adapter import Adapter
 from edged.adapters.opcua import codec
 from edged.adapters.opcua.address import BrowsePath, NodeAddress, namespace_indexes
+from edged.adapters.opcua.budget import EventBudget
 from edged.adapters.opcua.config import EVENT_COMMANDS, EVENT_POINTS, EventsConfig, NodeConfig, OpcuaConfig
 from edged.adapters.opcua.link import (
     TRANSPORT_ERRORS,
@@ -61,7 +64,7 @@ from edged.adapters.opcua.namespaces import MAP_FILE, NamespaceMap, NamespaceMis
 from edged.backoff import Backoff, retry_forever
 from edged.errors import AdapterError, CommandError
 from edged.hub import Hub
-from edged.model import Command, Device, Point, Quality, Reading, Value, ValueType
+from edged.model import Command, Device, DeviceEvent, Point, Quality, Reading, Value, ValueType
 from edged.tasks import TaskSet
 
 _QUALITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)  # by StatusCode bits 31..30
@@ -126,6 +129,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         self._namespaces = NamespaceMap(state_dir / MAP_FILE, config.endpoint)
         self._missing: set[tuple[str, str]] = set()  # (device id, namespace) reported missing, while it is
         self._conditions: dict[str, ua.NodeId] = {}  # event id (hex) -> ConditionId, of alarms received
+        self._budgets: dict[str, EventBudget] = {}  # events device id -> its device events' rate limit
         self._moved: dict[int, int] = {}  # configured index -> index it was last reported at
         self._noted: BaseException | None = None  # the session failure last told as the problem
 
@@ -477,11 +481,12 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             raise AdapterError(f"browse path not found ({result.StatusCode.name})")
         return client.get_node(result.Targets[0].TargetId)
 
-    def _event_readings(self, events: EventsConfig, event: UaEvent, now: float) -> list[Reading]:
-        """An event as readings of its device: the whole event as JSON, its severity, message and active state."""
+    def _take_event(self, events: EventsConfig, event: UaEvent, now: float) -> tuple[list[Reading], DeviceEvent | None]:
+        """An event as readings of its device (the whole event as JSON, its severity, message and
+        active state) and as a device event, unless its device sent too many this second."""
         record = event_record(event)
         if record["severity"] is not None and record["severity"] < events.min_severity:
-            return []  # a server that ignores the where clause
+            return [], None  # a server that ignores the where clause
         condition_id = getattr(event, "NodeId", None)
         if record["event_id"] and isinstance(condition_id, ua.NodeId):
             self._conditions[record["event_id"]] = condition_id
@@ -497,7 +502,26 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
         ]
         if "active" in record:
             readings.append(Reading(device_id, "active", record["active"], ts))
-        return readings
+        return readings, self._device_event(device_id, events, record, ts)
+
+    def _device_event(self, device_id: str, events: EventsConfig, record: dict[str, Any], ts: float) -> DeviceEvent | None:
+        """The device event ``record`` becomes, or None when its device is over its ``max_rate``."""
+        budget = self._budgets.get(device_id)
+        if budget is None:
+            budget = self._budgets[device_id] = EventBudget(events.max_rate)
+        if not budget.take():
+            if budget.dropped == 1:
+                self.log.warning(
+                    "%s: more than %g events a second; the rest are counted and not sent as events", device_id, events.max_rate
+                )
+            return None
+        data = {key: value for key, value in record.items() if key not in ("severity", "message")}
+        dropped = budget.held_back()
+        if dropped:
+            data["dropped"] = dropped
+        name = record.get("condition") or record["type"] or "event"
+        message = record["message"]
+        return DeviceEvent(device_id, str(name), record["severity"] or 0, None if message is None else str(message), data, ts)
 
     def _monitored_item(self, binding: _Binding, handle: int) -> ua.MonitoredItemCreateRequest:
         spec, settings = binding.spec, self.config.subscription
@@ -529,6 +553,7 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
             count = await feed.ready.get()
             now = time.time()
             batch: list[Reading] = []
+            device_events: list[DeviceEvent] = []
             for _ in range(count):
                 try:
                     event = await anext(subscription)  # queued already: returns without waiting
@@ -542,12 +567,17 @@ class OpcuaAdapter(Adapter[OpcuaConfig]):
                 elif isinstance(event, OpcEvent):
                     events = feed.events.get(event.event.server_handle or 0)
                     if events is not None:
-                        batch += self._event_readings(events, event.event, now)
+                        readings, device_event = self._take_event(events, event.event, now)
+                        batch += readings
+                        if device_event is not None:
+                            device_events.append(device_event)
                 elif isinstance(event, StatusChangeEvent):
                     status = event.notification.Status
                     if not status.is_good():
                         raise AdapterError(f"subscription ended by the server: {status.name}")
             self.publish(batch)
+            for device_event in device_events:  # after the readings, which rules that react to it may read
+                self.emit_event(device_event)
 
     def _poll_groups(self) -> dict[float, list[_Binding]]:
         groups: dict[float, list[_Binding]] = defaultdict(list)

@@ -116,13 +116,15 @@ class EventsConfig(Model):
     """Events of one source node (default the Server object) as the points of one device.
 
     ``types`` are event type NodeIds (default BaseEventType, i=2041; AlarmConditionType is
-    i=2915); events below ``min_severity`` (1..1000) are dropped."""
+    i=2915); events below ``min_severity`` (1..1000) are dropped. Each event is also a device
+    event (to the uplink and to rules), at most ``max_rate`` a second on average."""
 
     device: DeviceId
     name: str | None = None
     source: str = "i=2253"
     types: list[str] = Field(default_factory=lambda: ["i=2041"], min_length=1)
     min_severity: int = Field(0, ge=0, le=1000)
+    max_rate: float = Field(10.0, gt=0)  # device events a second, on average; more are counted, not sent
 
     @field_validator("source")
     @classmethod

@@ -9,8 +9,9 @@ that fails) never holds back the others' live data. Cancelling ``run()``
 stops the services and commits every reading already handed over before it
 returns.
 
-Readings and events (device status, rule events) go to every uplink; the
-result of a cloud command goes back only to the uplink whose cloud sent it.
+Readings and events (device status, rule events, device events such as
+alarms) go to every uplink; the result of a cloud command goes back only to
+the uplink whose cloud sent it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from edged.backoff import Backoff
 from edged.hub import Hub
-from edged.model import Command, CommandResult, DeviceStatus, Event, RuleEvent
+from edged.model import Command, CommandResult, DeviceEvent, DeviceStatus, Event, RuleEvent
 from edged.outbox import DEFAULT_LANE, Outbox, OutboxConfig
 from edged.tasks import wait_until
 from edged.uplink.config import UplinkConfig
@@ -137,6 +138,11 @@ class Uplinks:
             outbox.put_event("device_status", {"device": event.device_id, "online": event.online, "ts": event.ts})
         elif isinstance(event, RuleEvent):
             outbox.put_event("rule", {"rule": event.rule_id, "name": event.name, "data": event.data, "ts": event.ts})
+        elif isinstance(event, DeviceEvent):
+            outbox.put_event("device_event", {
+                "device": event.device_id, "name": event.name, "severity": event.severity,
+                "message": event.message, "data": event.data, "ts": event.ts,
+            })  # fmt: skip
 
     # -- what the rest of the gateway sees ---------------------------------
 

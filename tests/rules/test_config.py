@@ -55,7 +55,8 @@ def test_an_unknown_trigger_type_lists_the_known_ones(tmp_path):
             actions: [{type: log, message: hi}]
         """)
     assert found == [f"{tmp_path / 'config.yaml'}:3: rules[0] (id r).triggers[0].type: expected one of "
-                     "'change', 'threshold', 'device', 'schedule', 'sun', 'command_result', 'event'; got 'sunrise'"]  # fmt: skip
+                     "'change', 'threshold', 'device', 'schedule', 'sun', 'command_result', 'event', 'device_event'; "
+                     "got 'sunrise'"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,8 @@ def test_an_unknown_trigger_type_lists_the_known_ones(tmp_path):
         ("triggers: [{type: schedule, cron: 'every day'}]", "expected a cron expression"),
         ("triggers: [{type: schedule, every: 5m, timezone: Mars/Olympus}]", "expected an IANA time zone"),
         ("triggers: [{type: schedule, every: 5m, catch_up: 1m}]", "catch_up applies to cron schedules"),
+        ("triggers: [{type: device_event, min_severity: 1200}]", "min_severity: expected less than or equal to 1000"),
+        ("triggers: [{type: device_event, severity: 500}]", "triggers[0].severity: unknown key"),
         ("conditions: [{type: expression, expression: \"value('a/b.c').real\"}]", "Attribute is not allowed"),
         ("conditions: [{type: expression, expression: 'open(1)'}]", "unknown name 'open'"),
         ("conditions: [{type: time, after: '25:00'}]", "expected a time of day"),

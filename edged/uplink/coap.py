@@ -8,6 +8,13 @@ Unauthorized, 4.03 Forbidden and 4.29 Too Many Requests, which may pass; a
 5.xx, or no answer within ``timeout``, fails the connection and the rows are
 sent again after a reconnect.
 
+A server stays silent to a DTLS handshake made with a key it does not know
+(the client sees only no answer). So when a server that has not answered
+on this connection stays silent, the link asks it for a DTLS handshake of
+its own (a ClientHello): a server that answers that speaks DTLS, and the
+failure is told as ``DTLS handshake with host:port failed (wrong PSK or
+identity?)`` rather than as no answer.
+
 Cloud commands: with ``command_uri`` the gateway observes that resource
 (RFC 7641); its representation, and every notification, is one command:
 a CBOR map or a JSON object. A resource that
@@ -26,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +56,7 @@ CBOR = 60  # application/cbor
 JSON = 50  # application/json
 DEFAULT_MAX_AGE = 60.0  # seconds a representation stays fresh without a Max-Age option (RFC 7252)
 MIN_MAX_AGE = 5.0  # never register or poll again more often than this
+PROBE_TIMEOUT = 2.0  # seconds a server has to answer a DTLS ClientHello
 PASSING = {aiocoap.UNAUTHORIZED, aiocoap.FORBIDDEN, aiocoap.numbers.codes.Code.TOO_MANY_REQUESTS}  # 4.xx that may pass
 
 
@@ -61,6 +70,7 @@ class CoapLink:
         # aiocoap pools DTLS sessions weakly: hold each server's session so
         # it is reused between POSTs and closed in order by context.shutdown().
         self.sessions: dict[str, object] = {}
+        self.answered: set[str] = set()  # the servers (host:port) that answered on this connection
         self.seen = SeenCommands(context.state_dir / "cloud-commands.json")
         self._seen_loaded = False
         self.commands_repeated = 0  # commands the resource showed again, not handed over twice
@@ -79,7 +89,7 @@ class CoapLink:
         try:
             coap.client_credentials.load_from_dict(credentials(self.config))
             log.info("sending to %s", self.config.uri)
-            self.coap, self.sessions = coap, {}
+            self.coap, self.sessions, self.answered = coap, {}, set()
             yield
         finally:
             self.coap = None
@@ -181,15 +191,21 @@ class CoapLink:
     async def _answer(self, request: aiocoap.Message, response: asyncio.Future[aiocoap.Message]) -> aiocoap.Message:
         """The response to ``request``, or UplinkError when it fails or does not come within ``timeout``."""
         uri, method = request.get_request_uri(), request.code
+        server = urlsplit(uri)
         try:
             async with asyncio.timeout(self.config.timeout):
-                return await response
+                answer = await response
         except TimeoutError as exc:
+            if server.scheme == "coaps" and server.netloc not in self.answered \
+                    and await speaks_dtls(server.hostname or "", server.port or aiocoap.COAPS_PORT):
+                raise UplinkError(f"DTLS handshake with {server.netloc} failed (wrong PSK or identity?)") from exc
             raise UplinkError(f"no answer from {uri} within {self.config.timeout:g} s") from exc
         except aiocoap.error.Error as exc:
             raise UplinkError(f"{method} {uri} failed: {exc}") from exc
         finally:
-            self.sessions[urlsplit(uri).netloc] = request.remote  # set by aiocoap: the DTLS session used
+            self.sessions[server.netloc] = request.remote  # set by aiocoap: the DTLS session used
+        self.answered.add(server.netloc)
+        return answer
 
 
 def credentials(config: CoapUplinkConfig) -> dict[str, object]:
@@ -202,3 +218,46 @@ def credentials(config: CoapUplinkConfig) -> dict[str, object]:
     }
     targets = {uri for uri in (config.uri, config.event_uri, config.command_uri, config.result_uri, config.state_uri) if uri}
     return {f"coaps://{urlsplit(uri).netloc}/*": dtls for uri in targets}
+
+
+class _Hello(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        # A DTLS record: handshake (a HelloVerifyRequest or ServerHello) or alert, version 1.x.
+        if len(data) >= 13 and data[0] in (21, 22) and data[1] == 0xFE and not self.answered.done():
+            self.answered.set_result(True)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answered.done():
+            self.answered.set_result(False)  # nothing listens there (ICMP port unreachable)
+
+
+def client_hello() -> bytes:
+    """A DTLS 1.2 ClientHello offering the PSK suites (RFC 6347, RFC 6655): any DTLS server
+    answers it, with a HelloVerifyRequest, a ServerHello or an alert."""
+    suites = (0xC0A8, 0xC0A4, 0x00AE, 0x008C)  # PSK with AES-128 CCM-8, CCM, CBC-SHA256, CBC-SHA
+    body = (b"\xfe\xfd" + os.urandom(32) + b"\x00" + b"\x00"  # version, random, no session id, no cookie
+            + (2 * len(suites)).to_bytes(2, "big") + b"".join(s.to_bytes(2, "big") for s in suites)
+            + b"\x01\x00")  # one compression method: none  # fmt: skip
+    length = len(body).to_bytes(3, "big")
+    handshake = b"\x01" + length + b"\x00\x00" + b"\x00\x00\x00" + length + body  # ClientHello, seq 0, whole
+    return b"\x16\xfe\xff" + bytes(8) + len(handshake).to_bytes(2, "big") + handshake  # epoch 0, sequence 0
+
+
+async def speaks_dtls(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a DTLS server answers a ClientHello at ``host``:``port`` within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, hello = await loop.create_datagram_endpoint(_Hello, remote_addr=(host, port))
+    except OSError:
+        return False
+    try:
+        transport.sendto(client_hello())
+        async with asyncio.timeout(timeout):
+            return await hello.answered
+    except TimeoutError:
+        return False
+    finally:
+        transport.close()

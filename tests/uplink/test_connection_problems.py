@@ -4,6 +4,7 @@ credentials refused, a wrong pre-shared key; and a log without tracebacks or lib
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ async def test_the_problem_is_cleared_once_connected(tmp_path: Path, hub: Hub, r
         broker.stop()
 
 
-async def test_a_wrong_psk_is_a_run_of_failures_with_no_answer(
+async def test_a_wrong_psk_is_told_as_a_failed_dtls_handshake(
     tmp_path: Path, hub: Hub, coap_server: CoapServer, running: Any, gateway_log: GatewayLog
 ):
     service = uplink(tmp_path, hub, coap_config(coap_server.port, psk="not-the-key", timeout=1))
@@ -111,6 +112,24 @@ async def test_a_wrong_psk_is_a_run_of_failures_with_no_answer(
     await service.wait_for(lambda: service.outbox.is_open, 10)
     hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])  # DTLS shakes hands with the first message
     problem = await problem_after_two_failures(service, hub)
-    # The server stays silent to a handshake with another key: the client sees no answer.
-    assert problem["reason"] == f"no answer from coaps://127.0.0.1:{coap_server.port}/gw/readings within 1 s"
+    # The server stays silent to a handshake with another key, but answers a ClientHello of its own.
+    assert problem["reason"] == f"DTLS handshake with 127.0.0.1:{coap_server.port} failed (wrong PSK or identity?)"
     clean(gateway_log)
+
+
+async def test_a_silent_server_that_does_not_speak_dtls_is_no_answer(
+    tmp_path: Path, hub: Hub, running: Any, gateway_log: GatewayLog
+):
+    loop = asyncio.get_running_loop()
+    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    port = silent.get_extra_info("sockname")[1]
+    try:
+        service = uplink(tmp_path, hub, coap_config(port, timeout=1))
+        running(service)
+        await service.wait_for(lambda: service.outbox.is_open, 10)
+        hub.publish([Reading("sim/a", "temperature", 20.0, 1000.0)])
+        problem = await problem_after_two_failures(service, hub)
+        assert problem["reason"] == f"no answer from coaps://127.0.0.1:{port}/gw/readings within 1 s"
+        clean(gateway_log)
+    finally:
+        silent.close()

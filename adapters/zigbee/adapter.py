@@ -10,8 +10,13 @@ points and readings, and the Hub's commands into cluster commands:
 - attribute updates (reports, read results) become one batch of readings per
   loop turn; any packet from a device marks it online; a mains device silent
   for ``silence.ping_after`` is pinged (a Basic cluster read) and marked
-  offline after ``silence.failed_pings`` unanswered pings; a device silent for
-  longer than ``silence.mains`` / ``silence.battery`` is marked offline;
+  offline after ``silence.failed_pings`` unanswered pings (its problem says
+  ``no answer to 2 pings`` from the first one, until it answers); a device
+  silent for longer than ``silence.mains`` / ``silence.battery`` is marked
+  offline;
+- a command the device refuses (a ZCL status other than SUCCESS) or that
+  does not reach it is its problem too (``on: device answered FAILURE``),
+  until it sends a value again;
 - ``device_left`` marks it offline, ``device_removed`` removes it;
 - groups (groups.py) are Hub devices whose writes are multicast commands;
   bindings (bindings.py) send a device's commands straight to another device
@@ -502,8 +507,11 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
 
     def _heard(self, device: ZigpyDevice) -> None:
         if self._is_peer(device) and device.ieee in self._bindings:
-            self._pings.pop(device.ieee, None)
-            self.set_online(self.device_id(str(device.ieee)), True)
+            ping = self._pings.pop(device.ieee, None)
+            device_id = self.device_id(str(device.ieee))
+            if ping is not None and ping.failures:
+                self.problem(device_id, None)  # it answers again
+            self.set_online(device_id, True)
 
     def _watch_period(self) -> float:
         silence = self.config.silence
@@ -558,6 +566,7 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             device_id = self.device_id(str(device.ieee))
             self.log.info("%s: ping %d of %d unanswered: %s", device_id, ping.failures, limit, exc,
                           extra={"device": device_id})
+            self.problem(device_id, f"no answer to {ping.failures} ping{'s' if ping.failures > 1 else ''}")
             if ping.failures >= limit and self._mark_offline(device, f"{ping.failures} pings unanswered"):
                 self.offline_by_ping_total += 1
             offline = ping.failures >= limit
@@ -605,10 +614,13 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
             raise CommandError(f"{command.device_id} has no cluster 0x{cluster_id:04X} for {command.key}")
         try:
             response = await call(cluster, command.value)
+            codec.check_response(response)
         except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            self.problem(command.device_id, f"{command.key}: {type(exc).__name__}: {exc}")
             raise CommandError(f"{type(exc).__name__}: {exc}") from exc
-        codec.check_response(response)
-
+        except CommandError as exc:
+            self.problem(command.device_id, f"{command.key}: {exc}")
+            raise
 
     async def _write_datapoint(self, device: ZigpyDevice, mapping: quirks.Datapoint, command: Command) -> None:
         """A Tuya Set Data frame for one writable data point."""

@@ -165,7 +165,7 @@ class FirmwareUpdates:
                  extra={"device": device_id})  # fmt: skip
         try:
             result = await device.update_firmware(image, progress_callback=progress)
-            reason = None if result == foundation.Status.SUCCESS else f"device ended with {result!r}"
+            reason = None if result == foundation.Status.SUCCESS else f"device ended with {_status(result)}"
         except Exception as exc:  # noqa: BLE001 - zigpy's update raises whatever the exchange met; the device is what failed
             reason = f"{type(exc).__name__}: {exc}"
         finally:
@@ -176,6 +176,7 @@ class FirmwareUpdates:
             self.failures_total += 1
             self.adapter.errors_total += 1
             log.warning("%s: firmware update failed: %s", device_id, reason, extra={"device": device_id})
+            self.adapter.problem(device_id, f"firmware update failed: {reason}")
             return False
         self.updates_total += 1
         log.info("%s: firmware updated to 0x%08X", device_id, image.version, extra={"device": device_id})
@@ -195,3 +196,11 @@ class FirmwareUpdates:
                 image = await self.newest(device, query) if query is not None else None
                 if image is not None:
                     await self.run(device, image, int(query.current_file_version))
+
+
+def _status(result: object) -> str:
+    """A ZCL status as its name (``INVALID_IMAGE``), anything else as it is."""
+    try:
+        return foundation.Status(result).name  # type: ignore[arg-type]
+    except ValueError:
+        return repr(result)

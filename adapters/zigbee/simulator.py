@@ -218,6 +218,8 @@ class SimulatedNode:
     binds: list[tuple[int, int, zdo_t.MultiAddress]] = field(default_factory=list)  # (endpoint, cluster, destination)
     zdo_requests: list[tuple[zdo_t.ZDOCmd, tuple[Any, ...]]] = field(default_factory=list)
     ota_requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # OTA commands it sent
+    refuse: dict[str, foundation.Status] = field(default_factory=dict)  # cluster command name -> status it answers
+    ota_status: foundation.Status | None = None  # ends every firmware update with this status, whatever the image
     datapoints: dict[int, tuple[int, int]] = field(default_factory=dict)  # Tuya dp -> (type, value)
     tuya_writes: list[tuya.Datapoint] = field(default_factory=list)  # Set Data it was sent
     _download: bytearray | None = None  # the image being downloaded
@@ -472,6 +474,9 @@ class SimulatedNode:
             return
         args, _ = command.schema.deserialize(rest)
         self.commands.append((cls.cluster_id, command.name, args.as_dict()))
+        if command.name in self.refuse:
+            self._default_response(cls.cluster_id, hdr, self.refuse[command.name])
+            return
         if cls.cluster_id == Groups.cluster_id:
             self._group_command(hdr, command.name, args.as_dict())
             return
@@ -571,6 +576,8 @@ class SimulatedNode:
         except (ValueError, KeyError):
             good = False
         status = foundation.Status.SUCCESS if good else foundation.Status.INVALID_IMAGE
+        if self.ota_status is not None:
+            status, good = self.ota_status, self.ota_status == foundation.Status.SUCCESS
         self._ota_send("upgrade_end", status=status, manufacturer_code=offer["manufacturer_code"],
                        image_type=offer["image_type"], file_version=offer["file_version"])  # fmt: skip
         if not good:

@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from zigpy.zcl import foundation
 from zigpy.zcl.clusters.general import Basic, LevelControl, OnOff
 from zigpy.zcl.clusters.homeautomation import ElectricalMeasurement
 from zigpy.zcl.clusters.lighting import Color
@@ -320,3 +321,30 @@ async def test_a_silent_mains_device_is_pinged_and_goes_offline_after_failed_pin
     plug.silent = False  # plugged back in: the next ping is answered
     await watch.until(lambda: hub.devices[ids["plug"]].online, timeout=5)
     assert (Basic.cluster_id, ["power_source"]) in plug.reads
+
+
+async def test_a_mains_device_that_stops_answering_pings_says_so(hub, watch, running, tmp_path):
+    adapter = make(hub, tmp_path, silence={"ping_after": "200ms", "failed_pings": 2})
+    running(adapter)
+    ids = await pair_all(adapter, hub, watch)
+    adapter.app.node("plug").silent = True
+    await watch.until(lambda: not hub.devices[ids["plug"]].online, timeout=5)
+    problem = hub.devices[ids["plug"]].problem
+    assert problem is not None and problem.reason == "no answer to 2 pings" and problem.count == 2
+    adapter.app.node("plug").silent = False
+    await watch.until(lambda: hub.devices[ids["plug"]].online, timeout=5)
+    assert hub.devices[ids["plug"]].problem is None
+
+
+async def test_a_command_the_device_refuses_is_its_problem_with_the_zcl_status(hub, watch, running, tmp_path):
+    adapter = make(hub, tmp_path)
+    running(adapter)
+    ids = await pair_all(adapter, hub, watch)
+    adapter.app.node("lamp").refuse["on"] = foundation.Status.FAILURE
+    result = await hub.execute(Command(ids["lamp"], "on", True, Origin.API))
+    assert (result.status, result.reason) == (CommandStatus.FAILED, "device answered FAILURE")
+    assert hub.devices[ids["lamp"]].problem.reason == "on: device answered FAILURE"
+    del adapter.app.node("lamp").refuse["on"]
+    result = await hub.execute(Command(ids["lamp"], "on", True, Origin.API))
+    assert result.status is CommandStatus.OK, result.reason
+    await watch.until(lambda: hub.devices[ids["lamp"]].problem is None)  # its report of the new state

@@ -12,6 +12,7 @@ import logging
 import pytest
 import zigpy.device
 from zigpy.ota.image import ElementTagId, FieldControl, HeaderString, OTAImage, OTAImageHeader, SubElement
+from zigpy.zcl import foundation
 
 from edged.adapter import RouteError
 from edged.adapters.zigbee import routes
@@ -144,3 +145,19 @@ async def test_without_local_images_nothing_is_offered_and_nothing_downloaded(hu
         await adapter.firmware.start(f"zb/{PLUG}")
     with pytest.raises(CommandError, match="takes no firmware updates"):
         await adapter.firmware.start(f"zb/{LAMP}")
+
+
+async def test_a_failed_update_is_the_devices_problem_with_the_status_it_ended_with(hub, watch, running, tmp_path):
+    folder = tmp_path / "firmware"
+    folder.mkdir()
+    (folder / "plug-new.ota").write_bytes(image(NEW))
+    adapter = make(hub, tmp_path, folder=str(folder))
+    running(adapter)
+    await pair(adapter, hub, watch)
+    adapter.app.node(PLUG).ota_status = foundation.Status.INVALID_IMAGE  # its bootloader rejects the image
+    await routes.ota_update(adapter, {"device": f"zb/{PLUG}"})
+    await ended(adapter)
+    assert adapter.firmware.last[f"zb/{PLUG}"]["reason"] == "device ended with INVALID_IMAGE"
+    problem = hub.devices[f"zb/{PLUG}"].problem
+    assert problem is not None and problem.reason == "firmware update failed: device ended with INVALID_IMAGE"
+    assert adapter.stats().ota_failures == 1

@@ -29,6 +29,7 @@ from edged.model import Command, CommandStatus, DeviceStatus, Origin, Quality
 from edged.status import views
 from edged.view import GatewayView
 from tests.adapters import conformance
+from tests.gateway_log import gateway_log_fixture  # noqa: F401 - a fixture
 
 SENSOR = "A4:C1:38:00:00:01"
 LOCKED = "54:48:E6:8F:80:A5"
@@ -445,7 +446,7 @@ async def test_a_configured_device_without_its_key_shows_why_in_the_api(hub, wat
     assert shown["problem"]["count"] == 2
 
 
-async def test_a_wrong_key_is_the_devices_problem_until_a_frame_decrypts(hub, watch, running, tmp_path):
+async def test_a_wrong_key_is_the_devices_problem_until_a_frame_decrypts(hub, watch, running, tmp_path, gateway_log):
     air = Air()
     running(make(hub, tmp_path, air, keys={LOCKED: KEY}))
     await scanning(air, watch)
@@ -459,9 +460,10 @@ async def test_a_wrong_key_is_the_devices_problem_until_a_frame_decrypts(hub, wa
     air.advertise(LOCKED, service_data={BTHOME_UUID: good})
     await watch.until(lambda: value(hub, "ble/54:48:e6:8f:80:a5", "temperature") == 21.5)
     assert hub.devices["ble/54:48:e6:8f:80:a5"].problem is None
+    assert gateway_log.tracebacks() == [] and gateway_log.library_errors() == []
 
 
-async def test_a_gatt_device_that_cannot_connect_shows_why(hub, watch, running, tmp_path):
+async def test_a_gatt_device_that_cannot_connect_shows_why(hub, watch, running, tmp_path, gateway_log):
     air = Air()
     thermostat(air)
     air.refuse.add(THERMO)
@@ -475,6 +477,7 @@ async def test_a_gatt_device_that_cannot_connect_shows_why(hub, watch, running, 
     air.refuse.discard(THERMO)
     await watch.until(lambda: hub.devices["ble/thermo"].online, timeout=10)
     assert hub.devices["ble/thermo"].problem is None
+    assert gateway_log.tracebacks() == [] and gateway_log.library_errors() == []
 
 
 def device_json(hub, device_id: str) -> dict:

@@ -20,6 +20,7 @@ from edged.adapters.zigbee.config import ZigbeeConfig
 from edged.errors import CommandError
 from edged.model import Command, CommandStatus, Origin, Quality
 from tests.adapters import conformance
+from tests.gateway_log import gateway_log_fixture  # noqa: F401 - a fixture
 
 KINDS = ["climate", "motion", "plug", "lamp"]
 
@@ -323,7 +324,7 @@ async def test_a_silent_mains_device_is_pinged_and_goes_offline_after_failed_pin
     assert (Basic.cluster_id, ["power_source"]) in plug.reads
 
 
-async def test_a_mains_device_that_stops_answering_pings_says_so(hub, watch, running, tmp_path):
+async def test_a_mains_device_that_stops_answering_pings_says_so(hub, watch, running, tmp_path, gateway_log):
     adapter = make(hub, tmp_path, silence={"ping_after": "200ms", "failed_pings": 2})
     running(adapter)
     ids = await pair_all(adapter, hub, watch)
@@ -334,9 +335,10 @@ async def test_a_mains_device_that_stops_answering_pings_says_so(hub, watch, run
     adapter.app.node("plug").silent = False
     await watch.until(lambda: hub.devices[ids["plug"]].online, timeout=5)
     assert hub.devices[ids["plug"]].problem is None
+    assert gateway_log.tracebacks() == [] and gateway_log.library_errors() == []
 
 
-async def test_a_command_the_device_refuses_is_its_problem_with_the_zcl_status(hub, watch, running, tmp_path):
+async def test_a_command_the_device_refuses_is_its_problem_with_the_zcl_status(hub, watch, running, tmp_path, gateway_log):
     adapter = make(hub, tmp_path)
     running(adapter)
     ids = await pair_all(adapter, hub, watch)
@@ -348,3 +350,4 @@ async def test_a_command_the_device_refuses_is_its_problem_with_the_zcl_status(h
     result = await hub.execute(Command(ids["lamp"], "on", True, Origin.API))
     assert result.status is CommandStatus.OK, result.reason
     await watch.until(lambda: hub.devices[ids["lamp"]].problem is None)  # its report of the new state
+    assert gateway_log.tracebacks() == [] and gateway_log.library_errors() == []

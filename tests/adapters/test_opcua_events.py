@@ -15,6 +15,7 @@ from asyncua import ua
 from pydantic import TypeAdapter
 
 from edged.adapters.opcua.adapter import OpcuaAdapter
+from edged.adapters.opcua.budget import EventBudget
 from edged.backoff import Backoff
 from edged.config import load_config
 from edged.errors import ConfigError
@@ -231,3 +232,14 @@ async def test_a_flood_of_events_is_bounded_and_counted(plant, hub, watch, runni
     passed = device_events(watch)
     assert sum(1 + e.data.get("dropped", 0) for e in passed) == 101  # each event passed on or counted
     assert after[0].data["dropped"] > 0
+
+
+def test_the_event_budget_refills_at_its_rate_and_counts_what_it_holds_back():
+    now = [0.0]
+    budget = EventBudget(0.5, clock=lambda: now[0])  # one event every two seconds, one at once
+    assert [budget.take() for _ in range(3)] == [True, False, False]
+    now[0] = 1.0
+    assert budget.take() is False
+    now[0] = 2.0
+    assert budget.take() is True
+    assert (budget.held_back(), budget.held_back(), budget.dropped_total) == (3, 0, 3)

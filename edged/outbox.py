@@ -135,6 +135,7 @@ class OutboxStats:
     requeued: int = counter("edged_outbox_requeued", "Readings an operator moved back from the dead letters")
     discarded: int = counter("edged_outbox_discarded", "Readings deleted from the dead letters")
     corrupt: int = counter("edged_outbox_corrupt", "Damaged outbox files moved aside")
+    abandoned: int = counter("edged_outbox_abandoned", "Readings only an uplink no longer configured still needed, deleted")
     generation: int = gauge("edged_outbox_generation", "The generation in the key of new messages")
     commit_failing: int = gauge("edged_outbox_commit_failing", "1 while commits fail (disk full, I/O error)")
     open_failing: int = gauge("edged_outbox_open_failing", "1 while the outbox database cannot be opened")
@@ -1138,6 +1139,7 @@ class Outbox:
             requeued=self.requeued,
             discarded=self.discarded,
             corrupt=self.corrupt,
+            abandoned=self.abandoned,
             generation=self.generation,
             commit_failing=int(self.commit_error is not None),
             open_failing=int(self.open_error is not None),

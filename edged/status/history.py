@@ -40,32 +40,36 @@ _EMPTY = math.nan
 
 
 class _Ring:
-    """One point's samples: slot ``bucket % size`` holds step ``bucket`` (NaN when there was no reading)."""
+    """One point's samples: slot ``bucket % size`` holds step ``bucket`` (NaN when there was no reading);
+    the newest step is its running sum and count until the next step begins."""
 
     __slots__ = ("count", "last", "sum", "values")
 
     def __init__(self, size: int) -> None:
         self.values = array("f", [_EMPTY]) * size
-        self.last = -1  # the newest step written
+        self.last = -1  # the newest step with a reading
         self.sum = 0.0  # of the newest step's readings so far
         self.count = 0
 
     def add(self, bucket: int, value: float) -> None:
         size = len(self.values)
         if bucket > self.last:
+            if self.count:
+                self.values[self.last % size] = self.sum / self.count
             for skipped in range(max(self.last + 1, bucket - size + 1), bucket):
                 self.values[skipped % size] = _EMPTY
-            self.last, self.sum, self.count = bucket, 0.0, 0
-        if bucket == self.last:
+            self.last, self.sum, self.count = bucket, value, 1
+        elif bucket == self.last:
             self.sum += value
             self.count += 1
-            self.values[bucket % size] = self.sum / self.count
         elif bucket > self.last - size:  # a late reading of an earlier step: it stands for that step
             self.values[bucket % size] = value
 
     def value(self, bucket: int) -> float | None:
         """The value of step ``bucket``; None when there was no reading or it is older than the ring."""
-        if not self.last - len(self.values) < bucket <= self.last:
+        if bucket == self.last:
+            return self.sum / self.count
+        if not self.last - len(self.values) < bucket < self.last:
             return None
         value = self.values[bucket % len(self.values)]
         return None if math.isnan(value) else float(value)
@@ -83,18 +87,22 @@ class PointHistory:
         self._warned = False
 
     def record(self, readings: Sequence[Reading]) -> None:
-        """Take one batch of the Hub's readings (a Hub reading listener)."""
-        rings, step = self.rings, self.step
+        """Take one batch of the Hub's readings (a Hub reading listener; on the readings' hot path)."""
+        rings, step, bad = self.rings, self.step, Quality.BAD
         for reading in readings:
-            value = reading.value
-            if type(value) not in (int, float) or reading.quality is Quality.BAD:
+            device_id, key, value, ts, quality = reading
+            kind = type(value)
+            if (kind is not float and kind is not int) or quality is bad:
                 continue  # bools, text and bad values have no trend
-            ring = rings.get((reading.device_id, reading.key))
-            if ring is None:
-                ring = self._new_ring(reading)
-                if ring is None:
-                    continue
-            ring.add(int(reading.ts // step), float(value))  # type: ignore[arg-type]
+            ring = rings.get((device_id, key))
+            if ring is None and (ring := self._new_ring(reading)) is None:
+                continue
+            bucket = int(ts // step)
+            if bucket == ring.last:  # another reading in the newest step
+                ring.sum += value
+                ring.count += 1
+            else:
+                ring.add(bucket, float(value))  # type: ignore[arg-type]
 
     def _new_ring(self, reading: Reading) -> _Ring | None:
         if len(self.rings) >= self.max_points:

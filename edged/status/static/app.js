@@ -362,8 +362,8 @@ function applyFilter() {
 async function refreshHistories() {
   const visible = [...cards.entries()].filter(([, card]) => !card.root.hidden).slice(0, HISTORY_DEVICES);
   await Promise.all(visible.map(async ([id]) => {
-    const answer = await get(`/api/history?device=${encodeURIComponent(id)}`);
-    histories.set(id, answer.points);
+    const answer = await get(`/api/history?device=${encodeURIComponent(id)}`).catch(() => null); // gone meanwhile
+    if (answer) histories.set(id, answer.points);
   }));
 }
 

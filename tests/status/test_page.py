@@ -309,8 +309,14 @@ uplink: {{type: mqtt, host: 127.0.0.1, port: {broker.port}}}
                 assert await page.wait_for("return Number(document.getElementById('outbox-chart').dataset.samples) >= 1;")
                 nodes = await page.wait_for("return document.querySelectorAll('#maps .node').length;")
                 assert nodes == len(scanned["nodes"])
+                pairs: dict[frozenset[str], bool] = {}
+                for link in scanned["links"]:
+                    ends = frozenset((link["source"], link["target"]))
+                    pairs[ends] = pairs.get(ends, False) or link["weak"]
+                lines = await page.evaluate("document.querySelectorAll('#maps .link').length")
                 weak = await page.evaluate("document.querySelectorAll('#maps .link.weak').length")
-                assert weak == sum(link["weak"] for link in scanned["links"]) and weak > 0, "the hall lamp's link is weak"
+                assert lines == len(pairs), "a line per pair of nodes that hear each other"
+                assert weak == sum(pairs.values()) and weak > 0, "the hall lamp's link is weak"
                 await page.wait_for(f"return {point('zigbee/00:0d:6f:00:0e:d9:ed:02', 'on', 'input.switch')};")
                 await page.screenshot(IMAGES / "status-page.png")
 

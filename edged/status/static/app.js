@@ -177,6 +177,11 @@ function drawTrend(trend) {
     line.firstChild.textContent = `${className === "depth" ? "messages waiting" : "oldest age, s"}: peak ${peak}`;
     shapes.push(line);
   }
+  if (times.length < 2) {
+    const note = svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "note" });
+    note.textContent = `collecting: a sample every ${trend.step} s`;
+    shapes.push(note);
+  }
   chart.replaceChildren(...shapes);
   chart.dataset.samples = String(times.length);
   const minutes = times.length ? Math.round((times[times.length - 1] - times[0]) / 60) : 0;
@@ -392,12 +397,12 @@ function networkMap(name, map) {
   place(rings.coordinator, rings.coordinator.length > 1 ? 20 : 0, 0);
   place(rings.router, 100, -Math.PI / 2);
   place([...rings.end_device, ...rings.unknown], 170, -Math.PI / 2 + 0.3);
-  for (const link of map.links) {
-    const a = where.get(link.source), b = where.get(link.target);
+  for (const pair of linkPairs(map.links)) {
+    const a = where.get(pair.ends[0]), b = where.get(pair.ends[1]);
     if (!a || !b) continue;
-    const line = svg("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1], class: link.weak ? "link weak" : "link" });
+    const line = svg("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1], class: pair.weak ? "link weak" : "link" });
     line.append(svg("title"));
-    line.firstChild.textContent = `${link.source} hears ${link.target} at LQI ${link.lqi}${link.weak ? " (weak)" : ""}`;
+    line.firstChild.textContent = pair.heard.join("; ");
     picture.append(line);
   }
   for (const node of map.nodes) {
@@ -425,6 +430,19 @@ function networkMap(name, map) {
   caption.append(" ", scan);
   figure.append(picture, caption);
   return figure;
+}
+
+// One line per pair of nodes (each router lists the other), weak when either hears the other weakly.
+function linkPairs(links) {
+  const pairs = new Map();
+  for (const link of links) {
+    const ends = [link.source, link.target].sort();
+    const pair = pairs.get(ends.join(" ")) || { ends, weak: false, heard: [] };
+    pair.weak = pair.weak || link.weak;
+    pair.heard.push(`${link.source} hears ${link.target} at LQI ${link.lqi}${link.weak ? " (weak)" : ""}`);
+    pairs.set(ends.join(" "), pair);
+  }
+  return [...pairs.values()];
 }
 
 async function refreshMaps(status) {

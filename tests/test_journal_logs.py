@@ -91,6 +91,7 @@ class JournalProcess(DaemonProcess):
 async def run_edged(tmp_path: Path, *, journal: bool) -> list[str]:
     """Every line ``edged run`` wrote from its start until it stopped on SIGTERM."""
     port = free_port()
+    os.mkdir(tmp_path)
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG.format(port=port, dead=free_port()))
     process = JournalProcess(config, port, journal=journal)
@@ -106,8 +107,8 @@ async def run_edged(tmp_path: Path, *, journal: bool) -> list[str]:
     return process.lines
 
 
-async def test_on_the_journal_every_line_carries_its_priority(tmp_path: Path) -> None:
-    lines = await run_edged(tmp_path, journal=True)
+async def test_on_the_journal_every_line_carries_its_priority_and_elsewhere_none(tmp_path: Path) -> None:
+    lines = await run_edged(tmp_path / "journal", journal=True)
     seen: set[int] = set()
     for line in lines:
         match = PREFIX.match(line)
@@ -119,9 +120,8 @@ async def test_on_the_journal_every_line_carries_its_priority(tmp_path: Path) ->
             seen.add(priority)
     assert {4, 6, 7} <= seen, f"expected warning, info and debug lines; saw priorities {sorted(seen)}"
 
-
-async def test_elsewhere_lines_are_plain(tmp_path: Path) -> None:
-    lines = await run_edged(tmp_path, journal=False)
+    # Another stream than the journal (JOURNAL_STREAM names one, but not this output): plain lines.
+    lines = await run_edged(tmp_path / "elsewhere", journal=False)
     assert any(line.startswith("WARNING ") for line in lines)
     assert not [line for line in lines if PREFIX.match(line)]
 

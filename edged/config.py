@@ -108,6 +108,8 @@ class HttpStatusConfig(Model):
     allowed_hosts: tuple[Annotated[str, AfterValidator(host_entry)], ...] = ()
     # Web origins besides the API's own whose pages may write (``https://dashboard.lan``).
     allowed_origins: tuple[Annotated[str, AfterValidator(origin_entry)], ...] = ()
+    # Numeric points whose last hour the status page charts (about 0.9 KB each); 0: none.
+    history_points: int = Field(2000, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpStatusConfig:

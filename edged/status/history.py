@@ -2,9 +2,10 @@
 
 ``PointHistory`` keeps, for each numeric point, one value per 30 s (the mean
 of the readings in that step) for the last hour: 120 single-precision
-floats in a fixed array per point, at most ``max_points`` points (20,000 by
-default: 17.4 MB for 20,000 points, measured with tracemalloc; a point past the cap gets no history, and
-that is logged once). Nothing is written to disk: a restart starts empty.
+floats in a fixed array per point, at most ``max_points`` points
+(``status.http.history_points``, 2,000 by default: about 0.9 KB a point,
+17.4 MB for 20,000 points, measured with tracemalloc; a point past the cap
+gets no history, and that is logged once). Nothing is written to disk: a restart starts empty.
 
 ``Trend`` keeps the uplinks' figures (connected or not, messages waiting,
 the outbox's depth and oldest age) sampled every 10 s for the last hour.
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 3600.0  # seconds of history kept
 STEP = 30.0  # seconds per point's sample
-MAX_POINTS = 20_000  # points with a history; the rest get none
+MAX_POINTS = 2_000  # points with a history unless status.http.history_points says otherwise; the rest get none
 TREND_STEP = 10.0  # seconds between samples of the uplinks' figures
 RECENT_COMMANDS = 20
 

@@ -117,7 +117,7 @@ class StatusServer:
             ]
         )
         self._metrics: Any = None
-        self.history = PointHistory()
+        self.history = PointHistory(max_points=config.history_points)
         self.trend = Trend()
         self.commands = RecentCommands(isotime=isotime)
         self.port: int | None = None  # the bound port, once listening (useful with port 0)
@@ -125,11 +125,9 @@ class StatusServer:
 
     async def run(self) -> None:
         hub = self.view.hub
-        unsubscribe = (
-            hub.subscribe(self.history.record),
-            hub.subscribe_events(self.history.on_event),
-            hub.subscribe_events(self.commands.on_event),
-        )
+        unsubscribe = [hub.subscribe_events(self.commands.on_event)]
+        if self.config.history_points:
+            unsubscribe += [hub.subscribe(self.history.record), hub.subscribe_events(self.history.on_event)]
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
         sampler = asyncio.create_task(self._sample_uplinks(), name="status: uplink trend")

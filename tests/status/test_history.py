@@ -9,7 +9,7 @@ import tracemalloc
 import aiohttp
 
 from edged.model import Command, DeviceRemoved, Quality, Reading
-from edged.status.history import MAX_POINTS, PointHistory, RecentCommands, Trend
+from edged.status.history import PointHistory, RecentCommands, Trend
 from tests.status.conftest import StartDaemon, http_url
 
 NOW = 1_800_000_000.0  # a multiple of 30 s
@@ -48,9 +48,11 @@ def test_points_past_the_cap_get_no_history_and_a_removed_device_frees_its_own()
 
 
 def test_memory_for_the_most_points_stays_within_its_budget() -> None:
-    """20,000 points: measured, and held under 24 MB (1.2 KB a point). A point's ring is its full hour
-    from its first reading on, so a few steps measure what a full hour takes."""
-    history = PointHistory()
+    """20,000 points (status.http.history_points: 20000): measured, and held under 24 MB (1.2 KB a
+    point). A point's ring is its full hour from its first reading on, so a few steps measure what a
+    full hour takes."""
+    points = 20_000
+    history = PointHistory(max_points=points)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -60,8 +62,8 @@ def test_memory_for_the_most_points_stays_within_its_budget() -> None:
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(history.rings) == MAX_POINTS
-    print(f"history of {MAX_POINTS} points x 120 samples: {used / 1e6:.1f} MB ({used / MAX_POINTS:.0f} B a point)")
+    assert len(history.rings) == points
+    print(f"history of {points} points x 120 samples: {used / 1e6:.1f} MB ({used / points:.0f} B a point)")
     assert used < 24e6
 
 

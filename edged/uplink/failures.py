@@ -15,8 +15,6 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
-from cryptography import x509
-
 from edged.errors import EdgedError
 
 # MQTT CONNACK codes that refuse the credentials: 3.1.1's 4 and 5, and MQTT 5's 0x86 and 0x87.
@@ -100,4 +98,6 @@ async def certificate_subject(config: Any) -> str | None:
             await writer.wait_closed()
     if der is None:
         return None
+    from cryptography import x509  # only when a certificate is refused: it costs 8 MiB a gateway otherwise keeps
+
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()

@@ -85,19 +85,28 @@ class PointHistory:
         self.max_points = max_points
         self.rings: dict[tuple[str, str], _Ring] = {}
         self.untracked = 0  # readings of points past the cap
+        self._charted: set[str] = set()  # devices with a charted point
         self._warned = False
 
     def record(self, readings: Sequence[Reading]) -> None:
-        """Take one batch of the Hub's readings (a Hub reading listener; on the readings' hot path)."""
-        rings, step, bad = self.rings, self.step, Quality.BAD
+        """Take one batch of the Hub's readings (a Hub reading listener; on the readings' hot path).
+        Once the cap is reached, a device with no charted point costs one set lookup a reading."""
+        rings, step, bad, charted = self.rings, self.step, Quality.BAD, self._charted
+        full = len(rings) >= self.max_points
         for reading in readings:
             device_id, key, value, ts, quality = reading
             kind = type(value)
             if (kind is not float and kind is not int) or quality is bad:
                 continue  # bools, text and bad values have no trend
-            ring = rings.get((device_id, key))
-            if ring is None and (ring := self._new_ring(reading)) is None:
+            if full and device_id not in charted:
+                self.untracked += 1
                 continue
+            ring = rings.get((device_id, key))
+            if ring is None:
+                if full or (ring := self._new_ring(reading)) is None:
+                    self.untracked += 1
+                    continue
+                full = len(rings) >= self.max_points
             bucket = int(ts // step)
             if bucket == ring.last:  # another reading in the newest step
                 ring.sum += value
@@ -107,13 +116,13 @@ class PointHistory:
 
     def _new_ring(self, reading: Reading) -> _Ring | None:
         if len(self.rings) >= self.max_points:
-            self.untracked += 1
             if not self._warned:
                 self._warned = True
                 log.warning("history: %d points have a history, the most kept; %s.%s and later points get none",
                             self.max_points, reading.device_id, reading.key)  # fmt: skip
             return None
         ring = self.rings[(reading.device_id, reading.key)] = _Ring(self.size)
+        self._charted.add(reading.device_id)
         return ring
 
     def on_event(self, event: Event) -> None:
@@ -124,6 +133,7 @@ class PointHistory:
     def forget(self, device_id: str) -> None:
         for key in [key for key in self.rings if key[0] == device_id]:
             del self.rings[key]
+        self._charted.discard(device_id)
 
     def series(self, device_id: str, key: str, now: float | None = None) -> dict[str, Any] | None:
         """``{"start", "step", "values"}`` for the last hour up to ``now``; None when the point has no history."""

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edged import __version__
 from edged.adapter import RouteError
@@ -35,9 +35,32 @@ from edged.status.views import status_json
 from edged.yamlsource import format_path
 
 if TYPE_CHECKING:
-    from edged.fleet.fleet import Fleet
+    from pathlib import Path
+
+    from edged.config import Config
+    from edged.fleet.remote import RemoteConfig
+    from edged.fleet.ring import LevelOverride
+    from edged.view import GatewayView
 
 log = logging.getLogger(__name__)
+
+
+class Fleet(Protocol):
+    """What the gateway operations use of ``edged.fleet.fleet.Fleet``."""
+
+    view: GatewayView
+    remote: RemoteConfig
+    levels: LevelOverride
+    ring: LogRing
+    config_path: Path
+    restart_status: int
+
+    @property
+    def config(self) -> Config: ...
+
+    async def reload(self) -> bool: ...
+
+    def restart_after_answer(self) -> None: ...
 
 MAX_LOG_LINES = 1000  # lines one logs answer may ask for
 MAX_ANSWER_BYTES = 48 * 1024  # the oldest lines are left out beyond this

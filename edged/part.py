@@ -1,8 +1,10 @@
 """What every long-running part of the gateway shows the rest of it.
 
-A *part* (an adapter, the uplink, the outbox, the rules engine) has a
-``name``, a ``state``, ``health_problems()`` (why it needs attention; empty
-when it does not) and ``stats()``: its figures as a dataclass. Each field of
+A *part* (an adapter, an uplink, the outbox, the rules engine) has a
+``name``, a ``state``, the ``labels`` its metrics carry (``{"adapter":
+name}``; none for a part there is one of), ``health_problems()`` (why it
+needs attention; empty when it does not) and ``stats()``: its figures as a
+dataclass. Each field of
 that dataclass says in its metadata how Prometheus shows it, so a figure is
 declared once, next to the code that counts it, and the metrics collector
 and the status documents read the same object::

@@ -778,8 +778,11 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                              self.links.path, exc)  # fmt: skip
 
     async def _save_links(self) -> None:
+        """Write the bindings record as it is now. On the loop, not in a thread: the record is a
+        few hundred bytes written when bindings change, and two writes in threads could land in
+        the wrong order (a staler record last) or outlive a stopped adapter."""
         try:
-            await asyncio.to_thread(self.links.save)
+            self.links.save()
         except OSError as exc:
             self.errors_total += 1
             self.log.warning("cannot write %s: %s", self.links.path, exc)

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
 from edged.hub import Hub
+
+if TYPE_CHECKING:
+    from tests.uplink.peers import Broker
 
 
 class Watch:
@@ -74,3 +79,15 @@ async def running() -> AsyncIterator[Callable[..., asyncio.Task[None]]]:
 settings.register_profile("default", max_examples=100, deadline=None, database=None)
 settings.register_profile("fuzz", max_examples=50_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A mosquitto of the test's own on a free loopback port."""
+    from tests.uplink.peers import Broker as Mosquitto
+
+    (tmp_path / "broker").mkdir()
+    running = Mosquitto(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()

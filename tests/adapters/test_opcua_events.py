@@ -6,8 +6,7 @@ import asyncio
 import json
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import yaml
@@ -28,7 +27,7 @@ from edged.uplink.uplinks import single
 from tests.adapters.opcua_server import PlantServer, free_port
 from tests.adapters.test_opcua import make_config
 from tests.conftest import Watch
-from tests.uplink.peers import Broker, collecting
+from tests.uplink.peers import collecting
 
 
 @pytest.fixture
@@ -145,15 +144,6 @@ def test_events_device_may_not_reuse_a_device_id(tmp_path):
 
 
 # -- device events: to the uplink, to rules, bounded ---------------------------
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def device_events(watch: Watch) -> list[DeviceEvent]:

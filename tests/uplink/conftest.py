@@ -9,15 +9,6 @@ from tests.uplink.peers import Broker, CoapServer, make_certs
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
 def certs(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "certs").mkdir()
     return make_certs(tmp_path / "certs")

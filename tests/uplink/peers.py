@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiocoap
 import aiocoap.error
@@ -31,6 +31,8 @@ from edged.hub import Hub
 from edged.model import Command, Device, Point, ValueType
 from edged.uplink.coap import credentials
 from edged.uplink.config import CoapUplinkConfig, UplinkConfig
+
+P = TypeVar("P")  # a test peer with run() and a _subscribed event
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -203,17 +205,21 @@ class Collector:
 
 
 @contextlib.asynccontextmanager
-async def collecting(port: int, topic: str = "#", client_id: str = "collector") -> AsyncIterator[Collector]:
-    collector = Collector(port, topic, client_id)
-    task = asyncio.create_task(collector.run())
+async def subscribed(peer: P) -> AsyncIterator[P]:
+    """``peer.run()`` in a task, from the moment its subscriptions are in place to the end of the block."""
+    task = asyncio.create_task(peer.run())
     try:
         async with asyncio.timeout(10):
-            await collector._subscribed.wait()
-        yield collector
+            await peer._subscribed.wait()
+        yield peer
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def collecting(port: int, topic: str = "#", client_id: str = "collector") -> contextlib.AbstractAsyncContextManager[Collector]:
+    return subscribed(Collector(port, topic, client_id))
 
 
 def recording_relay(hub: Hub) -> list[Command]:

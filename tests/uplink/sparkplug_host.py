@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 
 from edged.uplink.sparkplug_payload import DataType, Payload
+from tests.uplink.peers import subscribed
 
 
 @dataclass
@@ -92,15 +93,5 @@ def birth_types(message: Message) -> dict[str, DataType]:
     return {m.name: DataType(m.datatype) for m in message.payload.metrics}
 
 
-@contextlib.asynccontextmanager
-async def hosting(port: int) -> AsyncIterator[Host]:
-    host = Host(port)
-    task = asyncio.create_task(host.run())
-    try:
-        async with asyncio.timeout(10):
-            await host._subscribed.wait()
-        yield host
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def hosting(port: int) -> contextlib.AbstractAsyncContextManager[Host]:
+    return subscribed(Host(port))

@@ -62,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     check.set_defaults(handler=cmd_check_config)
 
-    modules = {}
-    for name, (module, help_text) in subcommands().items():
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in subcommands().items():
         sub = commands.add_parser(name, help=help_text)
-        modules[name] = importlib.import_module(module)
-        modules[name].add_arguments(sub)
-        sub.set_defaults(handler=modules[name].main)
+        if name == chosen:  # only the command being run is imported, with what it needs
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.main)
 
     args = parser.parse_args(argv)
     return int(args.handler(args) or 0)

@@ -46,7 +46,7 @@ FilePath = Annotated[Path, AfterValidator(_no_nul)]  # a path the operating syst
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def name_check(what: str) -> Callable[[str], str]:

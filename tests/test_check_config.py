@@ -146,3 +146,25 @@ def test_merge_keys_take_the_anchor_s_settings_and_its_lines(tmp_path):
     with pytest.raises(ConfigError) as caught:  # the anchor's own place is no configuration key
         load_config(path)
     assert [(p.line, p.path, p.message) for p in caught.value.problems] == [(2, "x-meter", "unknown key")]
+
+
+def test_a_command_loads_only_its_own_code(tmp_path):
+    """Each command imports what it needs: checking a file does not load the
+    demo, the status client or any adapter's commands (whose memory a running
+    gateway would otherwise carry)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(GOOD)
+    script = (
+        "import sys\n"
+        "from edged.cli import main\n"
+        f"code = main(['check-config', {str(config)!r}])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "edged.config" in loaded
+    others = {"edged.demo", "edged.status.client", "edged.status.cli", "edged.rules.cli", "edged.provision",
+              "edged.adapters.zigbee.cli", "edged.adapters.ble.cli", "edged.adapters.opcua.cli"}  # fmt: skip
+    assert not others & loaded

@@ -52,6 +52,7 @@ from edged.adapters.ble import advert, formats
 from edged.adapters.ble.backend import BleBackend
 from edged.adapters.ble.config import BleConfig
 from edged.adapters.ble.gatt import GattLink, Sightings, points
+from edged.adapters.ble.measurement import Measurement
 from edged.errors import AdapterError, CommandError
 from edged.hub import Hub
 from edged.model import Command, Device, DeviceAdded, Point, Quality, Reading
@@ -63,6 +64,10 @@ try:  # BlueZ talks D-Bus; its errors are not all BleakErrors
     STARTUP_ERRORS: tuple[type[Exception], ...] = (BleakError, OSError, EOFError, _DBusError)
 except ImportError:  # pragma: no cover - not Linux
     STARTUP_ERRORS = (BleakError, OSError, EOFError)
+
+
+_reading = Reading._make
+GOOD = Quality.GOOD
 
 
 @dataclass
@@ -96,6 +101,7 @@ class BleAdapter(Adapter[BleConfig]):
         self._links: dict[str, GattLink] = {}
         self._sightings = Sightings()
         self._pending: list[Reading] = []
+        self._loop: asyncio.AbstractEventLoop  # the loop the scanner delivers in, from start()
         self._flush_scheduled = False
         self._formats = advert.chosen(config.formats)
         self._keys = config.all_keys()
@@ -104,6 +110,7 @@ class BleAdapter(Adapter[BleConfig]):
         # address -> its last decoded service data, manufacturer data, when heard, what it spoke for
         self._last_heard: OrderedDict[str, tuple[dict[str, bytes], dict[int, bytes], float, list[str]]] = OrderedDict()
         self._addresses = set(config.addresses)
+        self._filtered = bool(self._addresses or config.names)  # only some advertisers are wanted
         self._gatt_addresses = {d.address for d in config.gatt}
         self._pinned = self._addresses | self._gatt_addresses | set(self._keys)
         self._full = False
@@ -116,6 +123,9 @@ class BleAdapter(Adapter[BleConfig]):
     # -- lifecycle -------------------------------------------------------
 
     async def start(self) -> None:
+        # asyncio.get_running_loop() asks the kernel for the process id on every call: the loop that
+        # delivers the advertisements is looked up once
+        self._loop = asyncio.get_running_loop()
         backend = self._backend
         if backend is None:
             if self.config.backend == "simulated":
@@ -181,8 +191,6 @@ class BleAdapter(Adapter[BleConfig]):
     # -- advertisements --------------------------------------------------
 
     def _wanted(self, address: str, name: str | None) -> bool:
-        if not self._addresses and not self.config.names:
-            return True
         if address in self._addresses:
             return True
         return name is not None and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.names)
@@ -193,9 +201,9 @@ class BleAdapter(Adapter[BleConfig]):
         address = device.address.upper()
         if address in self._gatt_addresses:
             self._sightings.saw(device, address)
-        if not self._wanted(address, adv.local_name):
+        if self._filtered and not self._wanted(address, adv.local_name):
             return
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         if self._repeated(address, adv, now):
             return
         try:
@@ -262,19 +270,28 @@ class BleAdapter(Adapter[BleConfig]):
         if self._problems:
             self._problems.pop(frame.native_id, None)
         device = known.device
-        new = [m for m in frame.measurements if m.key not in known.keys]
-        if new:
-            for m in new:
-                device.points[m.key] = Point(m.key, m.type, m.unit)
-                known.keys.add(m.key)
-            self.hub.emit(DeviceAdded(device))
-        self.set_online(device.id, True)
-        ts = time.time()
+        measurements = frame.measurements
+        keys = known.keys
+        for m in measurements:
+            if m.key not in keys:
+                self._add_points(known, measurements)
+                break
         device_id = device.id
-        self._pending.extend(Reading(device_id, m.key, m.value, ts) for m in frame.measurements)
+        self.set_online(device_id, True)
+        ts = time.time()
+        self._pending += [_reading((device_id, key, value, ts, GOOD)) for key, value, _, _ in measurements]
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
+
+    def _add_points(self, known: _Advertiser, measurements: tuple[Measurement, ...]) -> None:
+        """The points of ``measurements`` the device did not have yet, told to the Hub."""
+        device = known.device
+        for m in measurements:
+            if m.key not in known.keys:
+                device.points[m.key] = Point(m.key, m.type, m.unit)
+                known.keys.add(m.key)
+        self.hub.emit(DeviceAdded(device))
 
     def _register(self, frame: advert.Decoded, name: str | None, now: float, pinned: bool) -> _Advertiser | None:
         if len(self._advertisers) >= self.config.max_devices and not self._evict(frame.native_id, now) and not pinned:

@@ -52,7 +52,7 @@ class Adverts:
             for company in kind.company_ids:
                 self._by_company.setdefault(company, []).append(kind)
         self._others = tuple(k for k in self.formats if k.names or k.advertised_uuids)
-        self._seen_kinds: dict[tuple[object, ...], tuple[AdvertFormat, ...]] = {}
+        self._seen_kinds: dict[tuple[object, ...], tuple[tuple[AdvertFormat, bool], ...]] = {}
         self._capacity = capacity
         self._devices: OrderedDict[str, dict[str, Decoder]] = OrderedDict()  # least recently heard first
 
@@ -62,8 +62,8 @@ class Adverts:
         out: list[Decoded] = []
         add_rssi = False  # to the first frame, if its family wants it
         decoders: dict[str, Decoder] | None = None
-        for kind in self._candidates(adv):
-            if not kind.claims(adv):
+        for kind, sure in self._candidates(adv):
+            if not sure and not kind.claims(adv):
                 continue
             if kind.per_device:
                 if decoders is None:
@@ -86,21 +86,28 @@ class Adverts:
             out[0] = first._replace(measurements=(*first.measurements, Measurement("rssi", adv.rssi, "dBm", ValueType.INT)))
         return out
 
-    def _candidates(self, adv: AdvertisementData) -> Sequence[AdvertFormat]:
-        """The families that may claim ``adv``, in the table's order, by what it carries (cached:
-        a place holds few kinds of advertisement)."""
+    def _candidates(self, adv: AdvertisementData) -> Sequence[tuple[AdvertFormat, bool]]:
+        """The families that may claim ``adv``, in the table's order, each with whether what ``adv``
+        carries proves the claim (no need to ask the family). Cached: a place holds few kinds of
+        advertisement."""
         named = bool(self._others) and bool(adv.local_name or adv.service_uuids)
         signature = (tuple(adv.service_data), tuple(adv.manufacturer_data), named)
         found = self._seen_kinds.get(signature)
         if found is None:
-            names = {kind.name for uuid in adv.service_data for kind in self._by_uuid.get(uuid, ())}
-            names.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ()))
-            if named:
-                names.update(kind.name for kind in self._others)
             if len(self._seen_kinds) >= 512:
                 self._seen_kinds.clear()
-            found = self._seen_kinds[signature] = tuple(kind for kind in self.formats if kind.name in names)
+            found = self._seen_kinds[signature] = self._claimants(adv, named)
         return found
+
+    def _claimants(self, adv: AdvertisementData, named: bool) -> tuple[tuple[AdvertFormat, bool], ...]:
+        by_data = {kind.name for uuid in adv.service_data for kind in self._by_uuid.get(uuid, ())}
+        by_data.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ())
+                       if not kind.prefix)  # fmt: skip
+        names = set(by_data)
+        names.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ()))
+        if named:
+            names.update(kind.name for kind in self._others)
+        return tuple((kind, kind.name in by_data) for kind in self.formats if kind.name in names)
 
     def forget(self, address: str) -> None:
         """Drop what the decoders remember of ``address`` (it went silent, or was evicted): its

@@ -5,6 +5,7 @@ presence: a beacon is a device that is online while it is heard."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import NamedTuple
 
@@ -35,8 +36,14 @@ def decode(data: bytes) -> IBeacon | None:
     if len(data) != 23 or not data.startswith(_PREFIX):
         return None
     power = data[22] - 256 if data[22] > 127 else data[22]
-    return IBeacon(str(uuid.UUID(bytes=data[2:18])), int.from_bytes(data[18:20], "big"),
-                   int.from_bytes(data[20:22], "big"), power)
+    return IBeacon(_uuid_text(data[2:18]), int.from_bytes(data[18:20], "big"), int.from_bytes(data[20:22], "big"),
+                   power)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _uuid_text(raw: bytes) -> str:
+    """The proximity UUID as text (a place has few: they name an operator or a site)."""
+    return str(uuid.UUID(bytes=raw))
 
 
 def encode(beacon: IBeacon) -> bytes:

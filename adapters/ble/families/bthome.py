@@ -39,9 +39,13 @@ def problem(parser: Any, frame: bytes) -> str | None:
     return None
 
 
+class _Parser(parsers.RssiByEdged, BTHomeBluetoothDeviceData):
+    """BTHomeBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(BTHomeBluetoothDeviceData(key), "BTHome", parsers.first_service_data(UUIDS),
-                                 counter, problem)  # fmt: skip
+    return parsers.ParserDecoder(_Parser(key), "BTHome", parsers.first_service_data(UUIDS),
+                                 counter, problem, rssi=True)  # fmt: skip
 
 
 def models() -> list[str]:

@@ -21,8 +21,12 @@ COMPANY_IDS = frozenset({GENERIC_18_MANUFACTURER_ID, IAM_T1_MANUFACTURER_ID, IAM
 parsers.quiet("inkbird_ble")
 
 
+class _Parser(parsers.RssiByEdged, INKBIRDBluetoothDeviceData):
+    """INKBIRDBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(INKBIRDBluetoothDeviceData(), "INKBIRD", parsers.manufacturer_data)
+    return parsers.ParserDecoder(_Parser(), "INKBIRD", parsers.manufacturer_data, rssi=True)
 
 
 def models() -> list[str]:

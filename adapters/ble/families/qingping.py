@@ -11,8 +11,12 @@ from edged.adapters.ble.formats import AdvertFormat
 parsers.quiet("qingping_ble")
 
 
+class _Parser(parsers.RssiByEdged, QingpingBluetoothDeviceData):
+    """QingpingBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(QingpingBluetoothDeviceData(), "Qingping", parsers.service_data(SERVICE_DATA_UUID))
+    return parsers.ParserDecoder(_Parser(), "Qingping", parsers.service_data(SERVICE_DATA_UUID), rssi=True)
 
 
 def models() -> list[str]:

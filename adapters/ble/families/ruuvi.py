@@ -14,9 +14,13 @@ COMPANY_ID = 0x0499
 parsers.quiet("ruuvitag_ble")
 
 
+class _Parser(parsers.RssiByEdged, RuuvitagBluetoothDeviceData):
+    """RuuvitagBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(RuuvitagBluetoothDeviceData(), "RuuviTag",
-                                 lambda adv: adv.manufacturer_data.get(COMPANY_ID, b""))  # fmt: skip
+    return parsers.ParserDecoder(_Parser(), "RuuviTag",
+                                 lambda adv: adv.manufacturer_data.get(COMPANY_ID, b""), rssi=True)  # fmt: skip
 
 
 def models() -> list[str]:

@@ -17,8 +17,12 @@ from edged.adapters.ble.formats import AdvertFormat
 parsers.quiet("sensorpush_ble")
 
 
+class _Parser(parsers.RssiByEdged, SensorPushBluetoothDeviceData):
+    """SensorPushBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(SensorPushBluetoothDeviceData(), "SensorPush", parsers.manufacturer_data)
+    return parsers.ParserDecoder(_Parser(), "SensorPush", parsers.manufacturer_data, rssi=True)
 
 
 def models() -> list[str]:

@@ -13,8 +13,12 @@ NAMES = ("TP35", "TP39", "TP96", "TP97")
 parsers.quiet("thermopro_ble")
 
 
+class _Parser(parsers.RssiByEdged, ThermoProBluetoothDeviceData):
+    """ThermoProBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(ThermoProBluetoothDeviceData(), "ThermoPro", parsers.manufacturer_data)
+    return parsers.ParserDecoder(_Parser(), "ThermoPro", parsers.manufacturer_data, rssi=True)
 
 
 def models() -> list[str]:

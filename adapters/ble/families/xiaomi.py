@@ -38,9 +38,13 @@ def problem(parser: Any, frame: bytes) -> str | None:
     return None
 
 
+class _Parser(parsers.RssiByEdged, XiaomiBluetoothDeviceData):
+    """XiaomiBluetoothDeviceData leaving the RSSI to edged."""
+
+
 def decoder(key: bytes | None) -> parsers.ParserDecoder:
-    return parsers.ParserDecoder(XiaomiBluetoothDeviceData(key), "Xiaomi", parsers.first_service_data(UUIDS),
-                                 counter, problem)  # fmt: skip
+    return parsers.ParserDecoder(_Parser(key), "Xiaomi", parsers.first_service_data(UUIDS),
+                                 counter, problem, rssi=True)  # fmt: skip
 
 
 def models() -> list[str]:

@@ -14,8 +14,10 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from edged.adapters.ble import advert, atc, codec, ibeacon
+from edged.adapters.ble import advert, atc, codec, formats, ibeacon
 from edged.adapters.ble.formats import NAMES, service_uuid
+from edged.adapters.ble.measurement import Measurement
+from edged.model import ValueType
 
 BTHOME = service_uuid(0xFCD2)
 MIBEACON = service_uuid(0xFE95)
@@ -292,3 +294,33 @@ def test_codec_encodes_what_it_decodes_and_refuses_what_does_not_fit():
         codec.encode("uint16_le", "warm")
     with pytest.raises(ValueError, match="needs 2 bytes"):
         codec.decode("int16_le", b"\x01")
+
+
+# -- the RSSI: the parsers leave it to edged -------------------------------------
+
+
+RSSI_FRAMES = [  # family, address, advertised name, service data, manufacturer data (published frames above)
+    ("bthome", "A4:C1:38:00:00:01", "SBHT-003C", {BTHOME: "40003f015e02820803ac170c830b"}, {}),
+    ("xiaomi", "58:2D:34:33:AA:DF", None, {MIBEACON: "5020aa0137dfaa33342d580d100404016602"}, {}),
+    ("ruuvi", "CB:B8:33:4C:88:4F", None, {}, {0x0499: "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F"}),
+    ("inkbird", "49:42:07:00:0C:B2", "sps", {}, {0x089C: "f41000ba4e6408"}),
+    ("thermopro", "AA:BB:CC:DD:EE:FF", "TP357S (2142)", {}, {61122: "0029220b01"}),
+    ("qingping", "AA:BB:CC:DD:EE:FF", "Qingping Motion & Light", {service_uuid(0xFDCD): "4812cdd560342d580804000d00000f01ee"}, {}),
+    ("govee", "A4:C1:38:DD:DB:F8", "GVH5075_DBF8", {}, {0xEC88: "00034db26400"}),  # its parser reports it
+]
+
+
+@pytest.mark.parametrize(("family", "address", "name", "service", "manufacturer"), RSSI_FRAMES)
+def test_the_rssi_is_reported_once_after_what_the_frame_said(family, address, name, service, manufacturer):
+    (kind,) = formats.load([family])
+    decoder = kind.decoder(None)
+    adv = AdvertisementData(name, {c: bytes.fromhex(d) for c, d in manufacturer.items()},
+                            {u: bytes.fromhex(d) for u, d in service.items()}, list(service), None, -71, ())  # fmt: skip
+    decoded = decoder(BLEDevice(address, None, {}), adv, 1.0)
+    assert decoded is not None
+    assert [m for m in decoded.measurements if m.key == "rssi"] == [Measurement("rssi", -71, "dBm", ValueType.INT)]
+    assert decoded.measurements[-1].key == "rssi"
+    # The parser made no signal-strength sensor of its own (one sensor less an update): if a new version of
+    # the parser reported it another way, this fails rather than the RSSI being reported twice.
+    parser_keys = {key.key for key in decoder._parser.descriptions}
+    assert ("signal_strength" in parser_keys) == (family == "govee")

@@ -51,7 +51,8 @@ class Adverts:
                 self._by_uuid.setdefault(uuid, []).append(kind)
             for company in kind.company_ids:
                 self._by_company.setdefault(company, []).append(kind)
-        self._others = tuple(k for k in self.formats if k.names or k.advertised_uuids)
+        self._by_name = tuple(k for k in self.formats if k.names)
+        self._by_advertised = tuple(k for k in self.formats if k.advertised_uuids)
         self._seen_kinds: dict[tuple[object, ...], tuple[tuple[AdvertFormat, bool], ...]] = {}
         self._capacity = capacity
         self._devices: OrderedDict[str, dict[str, Decoder]] = OrderedDict()  # least recently heard first
@@ -88,26 +89,28 @@ class Adverts:
 
     def _candidates(self, adv: AdvertisementData) -> Sequence[tuple[AdvertFormat, bool]]:
         """The families that may claim ``adv``, in the table's order, each with whether what ``adv``
-        carries proves the claim (no need to ask the family). Cached: a place holds few kinds of
-        advertisement."""
-        named = bool(self._others) and bool(adv.local_name or adv.service_uuids)
-        signature = (tuple(adv.service_data), tuple(adv.manufacturer_data), named)
+        carries proves the claim (no need to ask the family). Cached by what decides it: the UUIDs
+        and company ids of its data, the service UUIDs it advertises, whether it has a name (a
+        place holds few kinds of advertisement)."""
+        signature = (tuple(adv.service_data), tuple(adv.manufacturer_data),
+                     tuple(adv.service_uuids) if self._by_advertised else (),
+                     bool(adv.local_name) and bool(self._by_name))  # fmt: skip
         found = self._seen_kinds.get(signature)
         if found is None:
             if len(self._seen_kinds) >= 512:
                 self._seen_kinds.clear()
-            found = self._seen_kinds[signature] = self._claimants(adv, named)
+            found = self._seen_kinds[signature] = self._claimants(adv, signature[3])
         return found
 
     def _claimants(self, adv: AdvertisementData, named: bool) -> tuple[tuple[AdvertFormat, bool], ...]:
-        by_data = {kind.name for uuid in adv.service_data for kind in self._by_uuid.get(uuid, ())}
-        by_data.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ())
-                       if not kind.prefix)  # fmt: skip
-        names = set(by_data)
-        names.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ()))
-        if named:
-            names.update(kind.name for kind in self._others)
-        return tuple((kind, kind.name in by_data) for kind in self.formats if kind.name in names)
+        sure = {kind.name for uuid in adv.service_data for kind in self._by_uuid.get(uuid, ())}
+        sure.update(kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ())
+                    if not kind.prefix)  # fmt: skip
+        sure.update(kind.name for kind in self._by_advertised if not kind.advertised_uuids.isdisjoint(adv.service_uuids))
+        maybe = {kind.name for company in adv.manufacturer_data for kind in self._by_company.get(company, ())}
+        if named:  # the name decides: asked of the family
+            maybe.update(kind.name for kind in self._by_name)
+        return tuple((kind, kind.name in sure) for kind in self.formats if kind.name in sure or kind.name in maybe)
 
     def forget(self, address: str) -> None:
         """Drop what the decoders remember of ``address`` (it went silent, or was evicted): its

@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edged.daemon import Daemon
 
     async def serve() -> None:
-        await Daemon(config, args.config).run()
+        await Daemon(config, args.config, log_level=args.log_level).run()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

@@ -14,7 +14,7 @@ import os
 import pickle
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import (
     AfterValidator,
@@ -290,12 +290,8 @@ def load_config_apart(path: str | Path) -> Config:
         status = 0
         try:
             os.close(reader)
-            try:
-                outcome: tuple[str, Any] = ("config", load_config(path))
-            except ConfigError as exc:
-                outcome = ("problems", exc.problems)
             with os.fdopen(writer, "wb") as stream:
-                pickle.dump(outcome, stream, protocol=pickle.HIGHEST_PROTOCOL)
+                send_config(path, stream)
         except BaseException:  # noqa: BLE001 - reported by the parent, which loads again to show it
             status = 1
         finally:
@@ -304,8 +300,24 @@ def load_config_apart(path: str | Path) -> Config:
     with os.fdopen(reader, "rb") as stream:
         sent = stream.read()
     _, status = os.waitpid(pid, 0)
-    if status != 0 or not sent:
-        return load_config(path)  # the child failed in a way it could not send: fail here, visibly
+    return received_config(path, sent if status == 0 else b"")
+
+
+def send_config(path: str | Path, stream: BinaryIO) -> None:
+    """Load the configuration at ``path`` and write the outcome, pickled, to ``stream``:
+    the other half of ``received_config``, in a process of its own."""
+    try:
+        outcome: tuple[str, Any] = ("config", load_config(path))
+    except ConfigError as exc:
+        outcome = ("problems", exc.problems)
+    pickle.dump(outcome, stream, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def received_config(path: str | Path, sent: bytes) -> Config:
+    """The configuration a child process sent with ``send_config``; ``ConfigError`` with its problems.
+    When the child sent nothing (it failed in a way it could not report), load here, to fail visibly."""
+    if not sent:
+        return load_config(path)
     kind, value = pickle.loads(sent)  # from our own child, through a pipe only it and we hold
     if kind == "problems":
         raise ConfigError(value)

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +24,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edged import adapters
+from edged import adapters, logs
 from edged.adapter import Adapter, AdapterConfig
 from edged.backoff import Backoff, retry_forever
 from edged.clock import ClockWatch
-from edged.config import Config, load_config
+from edged.config import Config, received_config
 from edged.errors import ConfigError, EdgedError
 from edged.fleet.fleet import Fleet
 from edged.hub import Hub
@@ -56,10 +57,22 @@ class Unit:
     task: asyncio.Task[None]
 
 
+async def read_config(path: Path) -> Config:
+    """The configuration at ``path``, read and validated by a new Python process: a large file
+    neither pauses the running gateway nor leaves the memory of its reading here."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from edged.config import send_config; send_config(sys.argv[1], sys.stdout.buffer)",
+        str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    sent, _ = await process.communicate()
+    return received_config(path, sent if process.returncode == 0 else b"")
+
+
 class Daemon:
-    def __init__(self, config: Config, config_path: Path) -> None:
+    def __init__(self, config: Config, config_path: Path, log_level: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        self.log_level = log_level  # from the command line: outranks gateway.log_level
         self.state_dir = config.gateway.state_dir
         self.hub = Hub(command_timeout=config.gateway.command_timeout)
         self.view = GatewayView(config.gateway.id, self.hub)  # what the status servers and metrics see
@@ -267,17 +280,28 @@ class Daemon:
         if self._group is not None and not self._stopping.is_set():
             self._group.create_task(self.reload(), name="reload")
 
+    def _reload_gateway(self, new: Config) -> Config:
+        """Apply the gateway section's log levels from ``new``; the rest of the section
+        takes effect after a restart. Returns ``new`` with the gateway section now in force."""
+        running, wanted = self.config.gateway, new.gateway
+        levels = {"log_level": wanted.log_level, "log_levels": wanted.log_levels}
+        if levels != {"log_level": running.log_level, "log_levels": running.log_levels}:
+            logs.set_levels(self.log_level or wanted.log_level, wanted.log_levels)
+            log.info("log levels now: %s, %s", self.log_level or wanted.log_level, dict(wanted.log_levels) or "libraries at warning")
+        in_force = running.model_copy(update=levels)
+        if wanted != in_force:
+            log.warning("changes to the gateway section other than its log levels take effect after a restart")
+        return new.model_copy(update={"gateway": in_force})
+
     async def reload(self) -> bool:
         """Load the configuration file again and apply what changed; keep the
         running configuration if the new one is invalid."""
         try:
-            new = load_config(self.config_path)
+            new = await read_config(self.config_path)
         except ConfigError as exc:
             log.error("reload rejected, keeping the running configuration:\n%s", exc)
             return False
-        if new.gateway != self.config.gateway:
-            log.warning("changes to the gateway section take effect after a restart")
-            new = new.model_copy(update={"gateway": self.config.gateway})
+        new = self._reload_gateway(new)
         old_plan, new_plan = self._plan(self.config), self._plan(new)
         self.config = new
         gone = [name for name in self._units if name not in new_plan or new_plan[name][0] != self._units[name].settings]

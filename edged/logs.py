@@ -170,9 +170,23 @@ def setup(
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     handler.setFormatter(JournalFormatter(formatter) if is_journal(stream) else formatter)
     handler.addFilter(LibraryLines())
+    logging.getLogger().handlers[:] = [handler]
+    set_levels(level, log_levels)
+    return handler
+
+
+def set_levels(level: str, log_levels: Mapping[str, str] | None = None) -> None:
+    """edged's level, and each library's and logger's as ``log_levels`` says (see ``library_levels``);
+    a logger named before and no longer is set back to the level it would have had."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    named = {logger for name in log_levels or {} for logger in (name, *ALSO.get(name, ()))}
+    for name in _named - named:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    _named.clear()
+    _named.update(named)
     for name, library_level in library_levels(root.level, log_levels).items():
         logging.getLogger(name).setLevel(library_level)
-    return handler
+
+
+_named: set[str] = set()  # the loggers ``log_levels`` named last

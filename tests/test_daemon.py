@@ -8,6 +8,7 @@ import signal
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.daemon_process import daemon, free_port
@@ -103,6 +104,23 @@ async def test_sighup_applies_a_valid_change(tmp_path, port):
                 break
             await asyncio.sleep(0.05)
         assert found["sim/relay"]["online"] is True
+
+
+async def test_sighup_applies_new_log_levels(tmp_path, port):
+    """An operator turns one logger up to chase a fault without restarting the gateway."""
+    path = write_config(tmp_path / "c.yaml", port)
+    path.write_text(path.read_text().replace("  id: test-gw\n", "  id: test-gw\n  log_level: warning\n"))
+    async with daemon(path, port) as proc:
+        await proc.wait_notification("READY=1")
+        path.write_text(path.read_text().replace(
+            "  log_level: warning\n", "  log_level: warning\n  log_levels: {edged.daemon: info, edged.status.http: info}\n"))  # fmt: skip
+        proc.signal(signal.SIGHUP)
+        await proc.wait_line("configuration reloaded")
+        url = f"{proc.url}/api/devices/sim/thermostat/points/setpoint"
+        async with aiohttp.ClientSession() as session, session.post(url, json={"value": 21.5}) as response:
+            assert response.status == 200, await response.text()
+        await proc.wait_line("API write sim/thermostat.setpoint=21.5")
+        assert not any("take effect after a restart" in text for text in proc.lines)
 
 
 async def test_watchdog_is_pinged_when_systemd_asks(tmp_path, port):

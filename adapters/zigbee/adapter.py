@@ -391,6 +391,8 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
         device_id = self.device_id(str(device.ieee))
         report = self.config.reporting
         async with app.request_priority(t.PacketPriority.NORMAL):
+            if tuya.wakes_on_basic_read(device.manufacturer):
+                await self._wake_tuya(device, device_id)
             for endpoint in device.non_zdo_endpoints:
                 for cluster in endpoint.in_clusters.values():
                     maps = codec.point_maps(cluster)
@@ -398,6 +400,24 @@ class ZigbeeAdapter(Adapter[ZigbeeConfig]):
                         await self._configure_cluster(app, device_id, cluster, maps, report.min_interval, report.max_interval)
         self.log.info("%s configured (%s %s)", device_id, device.manufacturer, device.model, extra={"device": device_id})
         await self._converge(device.ieee)
+
+    async def _wake_tuya(self, device: ZigpyDevice, device_id: str) -> None:
+        """Read the Basic attributes a Tuya device waits for before it reports (one request), then,
+        for a device with data points, ask for all of them so its values are known at once."""
+        endpoint = next((ep for ep in device.non_zdo_endpoints if Basic.cluster_id in ep.in_clusters), None)
+        try:
+            if endpoint is not None:
+                await endpoint.in_clusters[Basic.cluster_id].read_attributes_raw(list(tuya.WAKE_ATTRIBUTES))
+            data_points = next((ep for ep in device.non_zdo_endpoints if tuya.CLUSTER_ID in ep.in_clusters), None)
+            if data_points is not None:
+                tsn = device.application.get_sequence()
+                hdr = foundation.ZCLHeader.cluster(tsn, tuya.DATA_QUERY)
+                hdr.frame_control = hdr.frame_control.replace(disable_default_response=True)
+                await device.request(zha.PROFILE_ID, tuya.CLUSTER_ID, 1, data_points.endpoint_id, tsn, hdr.serialize(),
+                                     expect_reply=False)  # fmt: skip
+        except (zigpy.exceptions.ZigbeeException, TimeoutError) as exc:
+            self.errors_total += 1
+            self.log.warning("%s: waking the Tuya device failed: %s", device_id, exc, extra={"device": device_id})
 
     async def _configure_cluster(
         self, app: ControllerApplication, device_id: str, cluster: Cluster, maps: list[codec.PointMap],

@@ -222,6 +222,8 @@ class SimulatedNode:
     ota_status: foundation.Status | None = None  # ends every firmware update with this status, whatever the image
     datapoints: dict[int, tuple[int, int]] = field(default_factory=dict)  # Tuya dp -> (type, value)
     tuya_writes: list[tuya.Datapoint] = field(default_factory=list)  # Set Data it was sent
+    # A Tuya device sends no data point until the gateway has read tuya.WAKE_ATTRIBUTES in one request.
+    awake: bool = False
     _download: bytearray | None = None  # the image being downloaded
     _offer: dict[str, Any] = field(default_factory=dict)  # what the server offered
     _tsn: int = 0
@@ -285,7 +287,10 @@ class SimulatedNode:
             self.app.route(self, packet.replace(dst=address))
 
     def tuya_report(self, *dps: int) -> None:
-        """Send a Tuya Data Report (0xEF00 command 0x02) with these data points (all when none named)."""
+        """Send a Tuya Data Report (0xEF00 command 0x02) with these data points (all when none named);
+        nothing until the device has been woken."""
+        if not self.awake:
+            return
         chosen = dps or tuple(self.datapoints)
         points = [tuya.Datapoint(dp, *self.datapoints[dp]) for dp in chosen]
         hdr = foundation.ZCLHeader.cluster(self._next_tsn(), 0x02, direction=foundation.Direction.Server_to_Client)
@@ -307,7 +312,11 @@ class SimulatedNode:
         self.app.deliver(self._packet(cluster_id, data, src_ep=ENDPOINT, dst_ep=1, profile=zha.PROFILE_ID, tsn=tsn))
 
     def _tuya(self, hdr: foundation.ZCLHeader, payload: bytes) -> None:
-        """Set Data: take the new values and report them back, as Tuya devices do."""
+        """Set Data: take the new values and report them back, as Tuya devices do; Data Query:
+        report every data point."""
+        if hdr.command_id == tuya.DATA_QUERY:
+            self.tuya_report()
+            return
         if hdr.command_id != tuya.SET_DATA:
             return
         points = tuya.parse(payload)
@@ -498,6 +507,8 @@ class SimulatedNode:
         direction = foundation.Direction.Client_to_Server if client else foundation.Direction.Server_to_Client
         reply = foundation.ZCLHeader.general(hdr.tsn, 0, direction=direction)
         if hdr.command_id == general.Read_Attributes:
+            if cls is Basic and tuple(args.attribute_ids) == tuya.WAKE_ATTRIBUTES:
+                self.awake = True
             records = []
             self.reads.append((cls.cluster_id, [getattr(cls.attributes.get(a), "name", str(a)) for a in args.attribute_ids]))
             for attrid in args.attribute_ids:
@@ -753,6 +764,7 @@ class SimulatedApplication(zigpy.application.ControllerApplication):
             known = self.devices.get(node.ieee)
             if known is not None:  # paired before: it kept its address and its bindings
                 node.nwk, node.joined = known.nwk, True
+                node.awake = True  # woken when it joined
                 node.reporting = {c.cluster_id: set(c.attributes) for c in node.spec.clusters}
         if self._report_interval > 0:
             self._report_task = asyncio.create_task(self._report_loop(), name="simulated zigbee reports")

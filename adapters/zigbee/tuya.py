@@ -15,7 +15,19 @@ from dataclasses import dataclass
 
 CLUSTER_ID = 0xEF00
 SET_DATA = 0x00
+DATA_QUERY = 0x03  # asks the device to report every data point now
 REPORTS = frozenset({0x01, 0x02, 0x06})  # data response, data report, status report
+
+# Many Tuya devices stay silent (and some leave the network) until the gateway reads these Basic
+# cluster attributes in one request, as Tuya's own hubs do when a device joins: manufacturer name,
+# ZCL version, application version, model, power source and attribute reporting status.
+WAKE_ATTRIBUTES = (0x0004, 0x0000, 0x0001, 0x0005, 0x0007, 0xFFFE)
+_MANUFACTURER_PREFIXES = ("_TZ", "_TYZB", "_TYST")  # _TZE200_..., _TZ3000_..., _TYZB01_..., _TYST11_...
+
+
+def wakes_on_basic_read(manufacturer: str | None) -> bool:
+    """True for a device by Tuya, known by its manufacturer name."""
+    return manufacturer is not None and manufacturer.startswith(_MANUFACTURER_PREFIXES)
 
 RAW, BOOL, VALUE, STRING, ENUM, BITMAP = 0, 1, 2, 3, 4, 5
 

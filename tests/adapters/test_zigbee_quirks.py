@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from pydantic import ValidationError
+from zigpy.zcl.clusters.general import Basic
 
 from edged.adapters.zigbee import quirks, tuya, xiaomi
 from edged.adapters.zigbee.adapter import ZigbeeAdapter
@@ -89,6 +90,8 @@ async def pair(adapter: ZigbeeAdapter, hub, watch) -> None:
         await adapter.ready.wait()
     await adapter.permit_join(30)
     await watch.until(lambda: all(f"zb/{ieee}" in hub.devices and hub.devices[f"zb/{ieee}"].online for ieee in (CLIMATE, TRV, AQARA)))
+    # the Tuya devices were woken and asked for their data points as they joined: their values come at once
+    await watch.until(lambda: value(hub, CLIMATE, "temperature") is not None and value(hub, TRV, "setpoint") is not None)
 
 
 def value(hub, device: str, key: str):
@@ -105,9 +108,11 @@ async def test_tuya_and_aqara_devices_report_through_the_simulated_radio(hub, wa
     assert {k: p.unit for k, p in climate.points.items()} == {"temperature": "Cel", "humidity": "%RH", "battery": "%EL"}
     assert hub.devices[f"zb/{TRV}"].points["setpoint"].writable and not hub.devices[f"zb/{TRV}"].points["temperature"].writable
 
-    adapter.app.node(CLIMATE).tuya_report()
-    await watch.until(lambda: value(hub, CLIMATE, "battery") is not None)
     assert value(hub, CLIMATE, "temperature") == (21.5, Quality.GOOD) and value(hub, CLIMATE, "humidity")[0] == 45.2
+    assert value(hub, CLIMATE, "battery") == (90, Quality.GOOD)
+    # what woke it: the Basic attributes Tuya devices wait for, read in one request
+    basic_reads = [names for cluster, names in adapter.app.node(CLIMATE).reads if cluster == Basic.cluster_id]
+    assert [len(names) for names in basic_reads].count(len(tuya.WAKE_ATTRIBUTES)) == 1
 
     adapter.app.node(AQARA).xiaomi_report()
     await watch.until(lambda: value(hub, AQARA, "pressure") is not None)
@@ -149,7 +154,6 @@ async def test_a_quirks_file_adds_and_overrides_entries_without_code(hub, watch,
     running(adapter)
     await pair(adapter, hub, watch)
     assert set(hub.devices[f"zb/{CLIMATE}"].points) == {"temperature", "co2"}
-    adapter.app.node(CLIMATE).tuya_report()
     await watch.until(lambda: value(hub, CLIMATE, "co2") == (4520, Quality.GOOD))
 
 

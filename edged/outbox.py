@@ -351,6 +351,11 @@ class Outbox:
     def lanes(self) -> list[Lane]:
         return list(self._lanes.values())
 
+    @property
+    def uplinks(self) -> list[str]:
+        """The names of the uplinks this outbox feeds."""
+        return list(self._lanes)
+
     def _lanes_of(self, waiting: int) -> tuple[Lane, ...]:
         """The lanes whose bits are set in ``waiting``."""
         lanes = self._by_mask.get(waiting)
@@ -985,15 +990,17 @@ class Outbox:
             lane.dead_letters -= count
             lane.discarded += count
 
-    async def list_dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+    async def list_dead_letters(self, limit: int = 1000, uplink: str | None = None) -> list[DeadLetter]:
+        """The first ``limit`` dead letters (of one uplink with ``uplink``), oldest first."""
+
         def read() -> list[DeadLetter]:
             assert self._db is not None, "outbox is not open"
             return [
-                DeadLetter(id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason, uplink)
-                for id, gen, kind, subject, count, size, created, failed, reason, uplink in self._db.execute(
+                DeadLetter(id, gen, "readings" if kind == READINGS else "event", subject, count, size, created, failed, reason, name)
+                for id, gen, kind, subject, count, size, created, failed, reason, name in self._db.execute(
                     "SELECT id, gen, kind, subject, count, size, created, failed, reason, uplink FROM dead_letter"
-                    " ORDER BY id, uplink LIMIT ?",
-                    (limit,),
+                    " WHERE coalesce(?, uplink) = uplink ORDER BY id, uplink LIMIT ?",
+                    (uplink, limit),
                 )
             ]
 

@@ -347,25 +347,31 @@ class StatusServer:
         outbox = self.view.outbox
         if outbox is None:
             return _error(409, "no outbox is open (is an uplink configured?)")
-        letters = await outbox.list_dead_letters()
-        return web.json_response({"dead_letters": [letter._asdict() for letter in letters], "readings": outbox.dead_letters})
+        uplink = request.query.get("uplink")
+        if uplink is not None and uplink not in outbox.uplinks:
+            return _error(404, f"no uplink {uplink!r} (the outbox has {', '.join(outbox.uplinks)})")
+        letters = await outbox.list_dead_letters(uplink=uplink)
+        readings = outbox.dead_letters if uplink is None else outbox.lane(uplink).dead_letters
+        return web.json_response({"dead_letters": [letter._asdict() for letter in letters], "readings": readings})
 
     async def handle_dead_letters(self, request: web.Request) -> web.Response:
         outbox = self.view.outbox
         if outbox is None:
             return _error(409, "no outbox is open (is an uplink configured?)")
         body = await _json_object(request)
-        ids = body.get("ids")
+        ids, uplink = body.get("ids"), body.get("uplink")
         if body.get("all") is True and ids is None:
             wanted = None
         elif isinstance(ids, list) and len(ids) <= 10_000 and all(type(i) is int for i in ids):
             wanted = ids
         else:
-            raise _bad_request('expected {"ids": [<message id>, ...]} or {"all": true}')
+            raise _bad_request('expected {"ids": [<message id>, ...]} or {"all": true}, and maybe "uplink": <name>')
+        if uplink is not None and (not isinstance(uplink, str) or uplink not in outbox.uplinks):
+            return _error(404, f"no uplink {uplink!r} (the outbox has {', '.join(outbox.uplinks)})")
         action = request.match_info["action"]
-        count = await (outbox.requeue(wanted) if action == "requeue" else outbox.discard(wanted))
-        log.warning("API %s of dead letters %s from %s: %d readings", action, "all" if wanted is None else wanted,
-                    request.remote, count)  # fmt: skip
+        count = await (outbox.requeue(wanted, uplink) if action == "requeue" else outbox.discard(wanted, uplink))
+        log.warning("API %s of dead letters %s%s from %s: %d readings", action, "all" if wanted is None else wanted,
+                    "" if uplink is None else f" of uplink {uplink}", request.remote, count)  # fmt: skip
         return web.json_response({"requeued" if action == "requeue" else "discarded": count})
 
 

@@ -19,6 +19,7 @@ import json
 import sys
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from edged.status.cli import table
 from edged.status.client import EXIT_CONFIG, EXIT_UNREACHABLE, Api, ApiError, add_api_arguments
@@ -31,11 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="outbox_action", required=True, metavar="ACTION")
     listing = actions.add_parser("dead-letters", help="list the dead letters")
     listing.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+    listing.add_argument("--uplink", metavar="NAME", help="only those of this uplink")
     add_api_arguments(listing)
     for action, help_text in (("requeue", "send dead letters again"), ("discard", "delete dead letters")):
         sub = actions.add_parser(action, help=help_text)
         sub.add_argument("ids", nargs="*", type=int, metavar="ID", help="message ids (the first column of the list)")
         sub.add_argument("--all", action="store_true", help="every dead letter")
+        sub.add_argument("--uplink", metavar="NAME", help="only those of this uplink (its own copy of a message)")
         add_api_arguments(sub, timeout=30.0)
 
 
@@ -48,10 +51,12 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         if args.outbox_action == "dead-letters":
-            answer = api.call(PATH)
+            answer = api.call(PATH if args.uplink is None else f"{PATH}?{urlencode({'uplink': args.uplink})}")
             print(json.dumps(answer, indent=2) if args.json else render(answer))
             return 0
-        body = {"all": True} if args.all else {"ids": args.ids}
+        body: dict[str, Any] = {"all": True} if args.all else {"ids": args.ids}
+        if args.uplink is not None:
+            body["uplink"] = args.uplink
         answer = api.call(f"{PATH}/{args.outbox_action}", body)
     except ApiError as exc:
         print(f"edged outbox: {exc}", file=sys.stderr)

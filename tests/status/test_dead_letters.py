@@ -74,3 +74,45 @@ async def test_edged_outbox_lists_requeues_and_discards_dead_letters(
     code, out, _ = await asyncio.to_thread(edged_outbox, "dead-letters")
     assert (code, out.strip()) == (0, "no dead letters")
     assert outbox.balance() == (0, 0) and outbox.dead_letters == 0
+
+
+async def test_the_dead_letters_of_one_uplink_are_listed_and_requeued_without_the_others(
+    start_daemon: StartDaemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two uplinks, neither broker listening: each keeps its own copy of every reading.
+    uplinks = (f"uplinks:\n  - {{type: mqtt, name: cloud, host: 127.0.0.1, port: {free_port()}}}\n"
+               f"  - {{type: mqtt, name: site, host: 127.0.0.1, port: {free_port()}}}\n")  # fmt: skip
+    daemon = await start_daemon(extra=uplinks)
+    outbox: Outbox = daemon.uplink.outbox
+    await daemon.uplink.wait_for(lambda: outbox.is_open and outbox.rows >= 1, 10)
+    row = (await outbox.fetch(0, 2**62, 1))[0]
+    assert await outbox.lane("cloud").dead_letter(row, "refused by cloud")
+    assert await outbox.lane("site").dead_letter(row, "refused by site")
+    url = http_url(daemon) + "/api/outbox/dead-letters"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, params={"uplink": "site"}) as response:
+            listed = await response.json()
+        assert [(d["id"], d["uplink"], d["reason"]) for d in listed["dead_letters"]] == [(row.id, "site", "refused by site")]
+        assert listed["readings"] == row.count
+        async with session.get(url, params={"uplink": "elsewhere"}) as response:
+            assert response.status == 404 and "cloud, site" in (await response.json())["error"]
+        async with session.post(url + "/requeue", json={"all": True, "uplink": "elsewhere"}) as response:
+            assert response.status == 404
+        async with session.post(url + "/requeue", json={"all": True, "uplink": "site"}) as response:
+            assert (response.status, await response.json()) == (200, {"requeued": row.count})
+        async with session.get(url) as response:
+            left = (await response.json())["dead_letters"]
+    assert [(d["id"], d["uplink"]) for d in left] == [(row.id, "cloud")]
+    assert (outbox.lane("site").requeued, outbox.lane("cloud").requeued) == (row.count, 0)
+
+    def edged_outbox(*argv: str) -> tuple[int, str]:
+        parser = argparse.ArgumentParser()
+        outbox_cli.add_arguments(parser)
+        code = outbox_cli.main(parser.parse_args([*argv, "--url", http_url(daemon), "--config", str(tmp_path / "none.yaml")]))
+        return code, capsys.readouterr().out
+
+    code, out = await asyncio.to_thread(edged_outbox, "dead-letters", "--uplink", "site")
+    assert (code, out.strip()) == (0, "no dead letters")
+    code, out = await asyncio.to_thread(edged_outbox, "discard", "--all", "--uplink", "cloud")
+    assert (code, out.strip()) == (0, f"{row.count} readings discarded")
+    assert outbox.balance() == (0, 0) and outbox.dead_letters == 0

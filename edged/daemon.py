@@ -60,10 +60,14 @@ class Unit:
 async def read_config(path: Path) -> Config:
     """The configuration at ``path``, read and validated by a new Python process: a large file
     neither pauses the running gateway nor leaves the memory of its reading here."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from edged.config import send_config; send_config(sys.argv[1], sys.stdout.buffer)",
-        str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from edged.config import send_config; send_config(sys.argv[1], sys.stdout.buffer)",
+            str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+    except OSError as exc:  # no process to be had (out of memory, no interpreter): read it here
+        log.warning("reading the configuration in a separate process failed (%s); reading it here", exc)
+        return received_config(path, b"")
     sent, _ = await process.communicate()
     return received_config(path, sent if process.returncode == 0 else b"")
 

@@ -46,6 +46,16 @@ log = logging.getLogger(__name__)
 GC_YOUNG_OBJECTS = 20_000  # allocations between two collections of the youngest generation
 
 
+def settle_collector() -> None:
+    """Set the garbage collector as the running gateway has it, once start-up is over."""
+    # What start-up built (config models, point tables) lives as long as the daemon: keep it
+    # out of the collector's full passes, which otherwise pause a large configuration for 100 ms.
+    gc.freeze()
+    # Readings are short-lived tuples made by the hundred thousand a second; a young
+    # generation of 700 objects (the default) would run the collector a thousand times a second.
+    gc.set_threshold(GC_YOUNG_OBJECTS, 20, 20)
+
+
 class Runnable(Protocol):
     async def run(self) -> None: ...
 
@@ -217,12 +227,7 @@ class Daemon:
                 async with asyncio.timeout(5):
                     await self.http_listening.wait()
         self.ready.set()
-        # What start-up built (config models, point tables) lives as long as the daemon: keep it
-        # out of the collector's full passes, which otherwise pause a large configuration for 100 ms.
-        gc.freeze()
-        # Readings are short-lived tuples made by the hundred thousand a second; a young
-        # generation of 700 objects (the default) would run the collector a thousand times a second.
-        gc.set_threshold(GC_YOUNG_OBJECTS, 20, 20)
+        settle_collector()
         self.notifier.notify("READY=1\nSTATUS=running")
         log.info("ready: %d adapter(s), state in %s", len(self.config.adapters), self.state_dir)
 

@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := mosquitto mosquitto-clients libcoap3-bin socat autoconf automake libtool \
                 chromium python3-venv python3-dev gcc faketime prometheus
 
-.PHONY: demo test check lint bench fuzz system-deps install-deps clean deb deb-check
+.PHONY: demo test check lint bench fuzz screenshots system-deps install-deps clean deb deb-check
 
 demo: $(BIN)/edged
 	$(BIN)/edged demo
@@ -27,6 +27,9 @@ FUZZ_TESTS = $(shell grep -rl --include='test_*.py' 'from hypothesis' tests)
 
 fuzz:
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --timeout 0 -q $(FUZZ_TESTS)
+
+screenshots:
+	EDGED_SCREENSHOTS=docs/images $(BIN)/python -m pytest -p no:cacheprovider -q tests/status/test_page.py -k phone
 
 bench: install-deps
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

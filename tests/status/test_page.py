@@ -2,8 +2,9 @@
 over the DevTools protocol): devices with their points under them and a
 sparkline each, a value changed on the device shows up without reloading,
 the page's controls write to the device, the uplink panel and the Zigbee
-map, at a desktop's and a phone's width. The screenshots in docs/images/
-are made here."""
+map, at a desktop's and a phone's width. The screenshots are written to
+the test's own folder, or with ``EDGED_SCREENSHOTS=docs/images`` (``make
+screenshots``) to the documentation's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from tests.status.conftest import StartDaemon, http_url
 from tests.uplink.peers import Broker, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+IMAGES = os.environ.get("EDGED_SCREENSHOTS")  # where the screenshots go; the test's folder when unset
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 
 
@@ -266,6 +268,7 @@ def the_hour_before(now: float) -> list[Reading]:
 
 
 async def test_page_at_desktop_and_phone_width_with_uplink_and_zigbee_map(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    images = Path(IMAGES) if IMAGES else tmp_path / "images"
     broker = Broker(tmp_path / "broker")
     broker.workdir.mkdir()
     broker.start()
@@ -318,7 +321,7 @@ uplink: {{type: mqtt, host: 127.0.0.1, port: {broker.port}}}
                 assert lines == len(pairs), "a line per pair of nodes that hear each other"
                 assert weak == sum(pairs.values()) and weak > 0, "the hall lamp's link is weak"
                 await page.wait_for(f"return {point('zigbee/00:0d:6f:00:0e:d9:ed:02', 'on', 'input.switch')};")
-                await page.screenshot(IMAGES / "status-page.png")
+                await page.screenshot(images / "status-page.png")
 
                 await page.resize(390, 844, mobile=True)
                 width = await page.wait_for("return window.innerWidth === 390 && document.documentElement.scrollWidth;")
@@ -330,6 +333,6 @@ uplink: {{type: mqtt, host: 127.0.0.1, port: {broker.port}}}
                 result = point("sim/relay", "relay", ".result")
                 answer = await page.wait_for(f"const r = {result}.textContent; return r !== 'sending…' && r;")
                 assert answer == "ok"
-                await page.screenshot(IMAGES / "status-page-phone.png", most=1500)
+                await page.screenshot(images / "status-page-phone.png", most=1500)
     finally:
         broker.stop()

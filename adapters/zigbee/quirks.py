@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from edged import yamlsource
 from edged.errors import ConfigError, ConfigProblem
 from edged.fields import Model
 from edged.model import Value, ValueType
@@ -116,16 +116,17 @@ class Quirks(Model):
 
 
 def read(path: Path) -> Quirks:
-    """One quirks file; ``ConfigError`` naming the file, the entry and what is wrong."""
+    """One quirks file, read with the configuration's limits (size, nesting, aliases);
+    ``ConfigError`` naming the file, the line, the entry and what is wrong."""
+    data, sources = yamlsource.load(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return Quirks.model_validate(data)
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read the quirks file: {exc.strerror}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, "", f"not YAML: {exc}")]) from exc
+        return Quirks.model_validate(data or {})
     except ValidationError as exc:
-        problems = [ConfigProblem(str(path), None, ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        problems = []
+        for error in exc.errors():
+            where = tuple(error["loc"])
+            file, line = sources.locate(where, str(path))
+            problems.append(ConfigProblem(file, line, ".".join(str(p) for p in where), error["msg"]))
         raise ConfigError(problems) from exc
 
 

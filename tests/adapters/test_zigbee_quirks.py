@@ -160,5 +160,16 @@ async def test_a_quirks_file_adds_and_overrides_entries_without_code(hub, watch,
 def test_a_bad_quirks_file_is_a_configuration_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tuya:\n  - description: x\n    manufacturers: [_TZE200_x]\n    datapoints: [{dp: 300, key: t}]\n")
-    with pytest.raises(ValidationError, match=r"bad.yaml: tuya.0.datapoints.0.dp: Input should be less than or equal to 255"):
+    with pytest.raises(ValidationError, match=r"bad.yaml:4: tuya.0.datapoints.0.dp: Input should be less than or equal to 255"):
         ZigbeeConfig.model_validate({"type": "zigbee", "radio": "simulated", "quirks": str(bad)})
+
+
+def test_a_quirks_file_that_expands_without_end_is_refused(tmp_path):
+    """A quirks file is read with the configuration's limits: aliases that repeat a value
+    billions of times are refused at once, not expanded."""
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError, match=r"bomb.yaml:\d+: .*alias"):
+        ZigbeeConfig.model_validate({"type": "zigbee", "radio": "simulated", "quirks": str(bomb)})

@@ -38,6 +38,7 @@ import fnmatch
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,7 @@ except ImportError:  # pragma: no cover - not Linux
     STARTUP_ERRORS = (BleakError, OSError, EOFError)
 
 
-_reading = Reading._make
+_new = tuple.__new__  # a Reading made from its fields without a call into Python code
 GOOD = Quality.GOOD
 
 
@@ -102,6 +103,7 @@ class BleAdapter(Adapter[BleConfig]):
         self._sightings = Sightings()
         self._pending: list[Reading] = []
         self._loop: asyncio.AbstractEventLoop  # the loop the scanner delivers in, from start()
+        self._clock: Callable[[], float] = time.monotonic  # its time
         self._flush_scheduled = False
         self._formats = advert.chosen(config.formats)
         self._keys = config.all_keys()
@@ -113,6 +115,8 @@ class BleAdapter(Adapter[BleConfig]):
         self._filtered = bool(self._addresses or config.names)  # only some advertisers are wanted
         self._gatt_addresses = {d.address for d in config.gatt}
         self._pinned = self._addresses | self._gatt_addresses | set(self._keys)
+        self._dedup_window = config.dedup_window
+        self._remembered = 2 * config.max_devices  # advertisers whose last frame is kept for dedup
         self._full = False
         self._evictions_logged = -math.inf  # loop time of the last eviction summary
         self._evictions_unlogged = 0
@@ -125,7 +129,9 @@ class BleAdapter(Adapter[BleConfig]):
     async def start(self) -> None:
         # asyncio.get_running_loop() asks the kernel for the process id on every call: the loop that
         # delivers the advertisements is looked up once
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        # asyncio's own loops tell the time with time.monotonic(): called without a method around it
+        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         backend = self._backend
         if backend is None:
             if self.config.backend == "simulated":
@@ -203,8 +209,9 @@ class BleAdapter(Adapter[BleConfig]):
             self._sightings.saw(device, address)
         if self._filtered and not self._wanted(address, adv.local_name):
             return
-        now = self._loop.time()
-        if self._repeated(address, adv, now):
+        now = self._clock()
+        last = self._last_heard.get(address)
+        if last is not None and now - last[2] < self._dedup_window and self._repeated(address, last, adv, now):
             return
         try:
             frames = self._adverts.decode(device, adv, now)
@@ -217,19 +224,20 @@ class BleAdapter(Adapter[BleConfig]):
             return
         if self._locked:
             self._locked.pop(address, None)
-        if frames:
-            self._last_heard[address] = (adv.service_data, adv.manufacturer_data, now, [f.native_id for f in frames])
-            if len(self._last_heard) > 2 * self.config.max_devices:
-                self._last_heard.popitem(last=False)
+        if not frames:
+            return
+        native_ids = [frames[0].native_id] if len(frames) == 1 else [f.native_id for f in frames]
+        self._last_heard[address] = (adv.service_data, adv.manufacturer_data, now, native_ids)
+        if len(self._last_heard) > self._remembered:
+            self._last_heard.popitem(last=False)
         for frame in frames:
             self._take(frame, adv.local_name, now, address in self._pinned)
 
-    def _repeated(self, address: str, adv: AdvertisementData, now: float) -> bool:
-        """An advertisement identical to the last one decoded from ``address`` within the dedup
-        window: counted as a duplicate without decoding it again (sensors repeat each frame)."""
-        last = self._last_heard.get(address)
-        if last is None or now - last[2] >= self.config.dedup_window or last[0] != adv.service_data \
-                or last[1] != adv.manufacturer_data:
+    def _repeated(self, address: str, last: tuple[dict[str, bytes], dict[int, bytes], float, list[str]],
+                  adv: AdvertisementData, now: float) -> bool:  # fmt: skip
+        """An advertisement identical to ``last``, the last one decoded from ``address`` (heard within
+        the dedup window): counted as a duplicate without decoding it again (sensors repeat each frame)."""
+        if last[0] != adv.service_data or last[1] != adv.manufacturer_data:
             return False
         self._last_heard[address] = (last[0], last[1], now, last[3])
         self._last_heard.move_to_end(address)
@@ -260,7 +268,7 @@ class BleAdapter(Adapter[BleConfig]):
             known = self._register(frame, name, now, pinned)
             if known is None:
                 return
-        elif frame.payload == known.payload and now - known.heard < self.config.dedup_window:
+        elif frame.payload == known.payload and now - known.heard < self._dedup_window:
             known.heard = now
             self._advertisers.move_to_end(frame.native_id)
             self.duplicates_total += 1
@@ -277,9 +285,10 @@ class BleAdapter(Adapter[BleConfig]):
                 self._add_points(known, measurements)
                 break
         device_id = device.id
-        self.set_online(device_id, True)
+        if not device.online:  # the Hub holds this Device: it is the one _register added
+            self.set_online(device_id, True)
         ts = time.time()
-        self._pending += [_reading((device_id, key, value, ts, GOOD)) for key, value, _, _ in measurements]
+        self._pending += [_new(Reading, (device_id, key, value, ts, GOOD)) for key, value, _, _ in measurements]
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

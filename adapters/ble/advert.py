@@ -52,6 +52,7 @@ class Adverts:
             for company in kind.company_ids:
                 self._by_company.setdefault(company, []).append(kind)
         self._by_name = tuple(k for k in self.formats if k.names)
+        self._named = bool(self._by_name)  # a name may decide a claim
         self._by_advertised = tuple(k for k in self.formats if k.advertised_uuids)
         self._seen_kinds: dict[tuple[object, ...], tuple[tuple[AdvertFormat, bool], ...]] = {}
         self._capacity = capacity
@@ -60,15 +61,26 @@ class Adverts:
     def decode(self, device: BLEDevice, adv: AdvertisementData, now: float = 0.0) -> list[Decoded]:
         """What ``adv`` from ``device`` says, one ``Decoded`` per family that claims it and has
         something to say. Raise ``AdvertError`` for a frame that cannot be used."""
+        signature = (tuple(adv.service_data), tuple(adv.manufacturer_data),
+                     tuple(adv.service_uuids) if self._by_advertised else (),
+                     self._named and bool(adv.local_name))  # fmt: skip
+        candidates = self._seen_kinds.get(signature)
+        if candidates is None:
+            candidates = self._candidates(adv, signature)
         out: list[Decoded] = []
         add_rssi = False  # to the first frame, if its family wants it
         decoders: dict[str, Decoder] | None = None
-        for kind, sure in self._candidates(adv):
+        for kind, sure in candidates:
             if not sure and not kind.claims(adv):
                 continue
             if kind.per_device:
                 if decoders is None:
-                    decoders = self._decoders(device.address.upper())
+                    address = device.address.upper()
+                    decoders = self._devices.get(address)
+                    if decoders is None:
+                        decoders = self._decoders(address)
+                    else:
+                        self._devices.move_to_end(address)
                 decoder = decoders.get(kind.name)
                 if decoder is None:
                     key = self._keys.get(device.address.upper()) if kind.keyed else None
@@ -87,19 +99,14 @@ class Adverts:
             out[0] = first._replace(measurements=(*first.measurements, Measurement("rssi", adv.rssi, "dBm", ValueType.INT)))
         return out
 
-    def _candidates(self, adv: AdvertisementData) -> Sequence[tuple[AdvertFormat, bool]]:
+    def _candidates(self, adv: AdvertisementData, signature: tuple[object, ...]) -> Sequence[tuple[AdvertFormat, bool]]:
         """The families that may claim ``adv``, in the table's order, each with whether what ``adv``
-        carries proves the claim (no need to ask the family). Cached by what decides it: the UUIDs
-        and company ids of its data, the service UUIDs it advertises, whether it has a name (a
-        place holds few kinds of advertisement)."""
-        signature = (tuple(adv.service_data), tuple(adv.manufacturer_data),
-                     tuple(adv.service_uuids) if self._by_advertised else (),
-                     bool(adv.local_name) and bool(self._by_name))  # fmt: skip
-        found = self._seen_kinds.get(signature)
-        if found is None:
-            if len(self._seen_kinds) >= 512:
-                self._seen_kinds.clear()
-            found = self._seen_kinds[signature] = self._claimants(adv, signature[3])
+        carries proves the claim (no need to ask the family). Cached by what decides it,
+        ``signature``: the UUIDs and company ids of its data, the service UUIDs it advertises,
+        whether it has a name (a place holds few kinds of advertisement)."""
+        if len(self._seen_kinds) >= 512:
+            self._seen_kinds.clear()
+        found = self._seen_kinds[signature] = self._claimants(adv, bool(signature[3]))
         return found
 
     def _claimants(self, adv: AdvertisementData, named: bool) -> tuple[tuple[AdvertFormat, bool], ...]:
@@ -121,11 +128,8 @@ class Adverts:
         return len(self._devices)
 
     def _decoders(self, address: str) -> dict[str, Decoder]:
-        decoders = self._devices.get(address)
-        if decoders is None:
-            if len(self._devices) >= self._capacity:
-                self._devices.popitem(last=False)
-            decoders = self._devices[address] = {}
-        else:
-            self._devices.move_to_end(address)
+        """A place for the decoders of a device heard for the first time (or again, once forgotten)."""
+        if len(self._devices) >= self._capacity:
+            self._devices.popitem(last=False)
+        decoders = self._devices[address] = {}
         return decoders

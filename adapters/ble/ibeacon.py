@@ -18,6 +18,8 @@ from edged.model import ValueType
 
 COMPANY_ID = 0x004C
 _PREFIX = b"\x02\x15"
+_new = tuple.__new__  # a Measurement or Decoded made from its fields without a call into Python code
+_PRESENT = Measurement("present", True, None, ValueType.BOOL)
 
 
 class IBeacon(NamedTuple):
@@ -62,11 +64,11 @@ def _advert(device: BLEDevice, adv: AdvertisementData, now: float) -> Decoded | 
     beacon = decode(data)
     if beacon is None:
         return None
-    return Decoded(beacon.native_id, "iBeacon", data, (
-        Measurement("present", True, None, ValueType.BOOL),
-        Measurement("rssi", rssi, "dBm", ValueType.INT),
-        Measurement("distance", distance(beacon.power, rssi), "m", ValueType.FLOAT),
-    ))  # fmt: skip
+    return _new(Decoded, (beacon.native_id, "iBeacon", data, (
+        _PRESENT,
+        _new(Measurement, ("rssi", rssi, "dBm", ValueType.INT)),
+        _new(Measurement, ("distance", distance(beacon.power, rssi), "m", ValueType.FLOAT)),
+    ), None))  # fmt: skip
 
 
 # A beacon is the device, not the phone or tag that sends it: it reports its own RSSI.

@@ -33,6 +33,7 @@ from edged.adapters.ble.measurement import Measurement
 from edged.model import ValueType
 
 SOURCE = "edged"
+INT = ValueType.INT
 
 # (the parser after an update, the frame) -> why an encrypted frame said nothing, or None
 Problem = Callable[[Any, bytes], str | None]
@@ -41,7 +42,7 @@ Counter = Callable[[bytes], int | None]
 # what a parser's value becomes: key, unit, type, the class of values that pass unchanged, the point,
 # whether it counts as news
 _Made = tuple[str, str | None, ValueType, type | None, units.PointSpec, bool]
-_measurement = Measurement._make
+_new = tuple.__new__  # a Measurement or Decoded made from its fields without a call into Python code
 
 
 def quiet(*loggers: str) -> None:
@@ -97,29 +98,32 @@ class ParserDecoder:
             update = self._parser.update(info)
         except Exception as exc:  # a parser's bug is a bad frame, never a crash of the scanner
             raise ValueError(f"the parser failed on {frame.hex()}: {type(exc).__name__}: {exc}") from exc
-        measurements, news = self._measurements(update, adv.rssi if self._rssi else None)
+        out: list[Measurement] = []
+        news = self._walk(update.entity_values, self._sensors, update.entity_descriptions, False, out)
+        if update.binary_entity_values or update.events:
+            news = self._flags_and_events(update, news, out)
         if not news:
             problem = self._problem(self._parser, frame) if self._problem is not None else None
             if problem is not None:
                 raise NeedsKey(problem)
             return None
+        if self._rssi:
+            out.append(_new(Measurement, ("rssi", adv.rssi, "dBm", INT)))
         if count is not None:
             self._last = count
         ids = self._ids
         if ids is None or news > 1:  # new points: the parser may know the model better by now
             ids = self._ids = self._identify(device, update)
-        return Decoded(ids[0], ids[1], frame, measurements, ids[2])
+        return _new(Decoded, (ids[0], ids[1], frame, tuple(out), ids[2]))
 
     def _identify(self, device: BLEDevice, update: SensorUpdate) -> tuple[str, str, str | None]:
         info = update.devices.get(None) or next(iter(update.devices.values()), None)
         model = (info.model if info is not None else None) or self._label
         return device.address.lower(), model, info.manufacturer if info is not None else None
 
-    def _measurements(self, update: SensorUpdate, rssi: int | None) -> tuple[tuple[Measurement, ...], int]:
-        """What this update set (not what earlier ones did), and 0 when it set nothing but the RSSI,
-        1 when it set known points, 2 when new ones; ``rssi`` is added after them when they are news."""
-        out: list[Measurement] = []
-        news = self._walk(update.entity_values, self._sensors, update.entity_descriptions, False, out)
+    def _flags_and_events(self, update: SensorUpdate, news: int, out: list[Measurement]) -> int:
+        """The binary values and events this update set, appended to ``out`` after its values; ``news``
+        as ``_walk`` counts it, for the update as a whole."""
         if update.binary_entity_values:
             news = max(news, self._walk(update.binary_entity_values, self._flags, update.binary_entity_descriptions,
                                         True, out))  # fmt: skip
@@ -128,14 +132,13 @@ class ParserDecoder:
             text = event.event_type if steps is None else f"{event.event_type} {steps}"
             out.append(Measurement(_key(device_key), text, None, ValueType.STR))
             news = news or 1
-        if rssi is not None and news:
-            out.append(_measurement(("rssi", rssi, "dBm", ValueType.INT)))
-        return tuple(out), news
+        return news
 
     def _walk(self, values: dict[Any, Any], slots: list[list[Any]], descriptions: dict[Any, Any], binary: bool,
               out: list[Measurement]) -> int:  # fmt: skip
-        """Append the values set anew to ``out``. A parser's update holds every value it ever set, in
-        the order first set (it never drops one): ``slots`` follows that order with the value object
+        """Append the values set anew to ``out``; return 0 when none counts (the RSSI alone does not),
+        1 when known points were set, 2 when new ones. A parser's update holds every value it ever set,
+        in the order first set (it never drops one): ``slots`` follows that order with the value object
         last seen and what it becomes, so telling new values from old ones needs no hashing."""
         if len(values) != len(slots):
             known = {slot[2]: slot for slot in slots}
@@ -146,20 +149,23 @@ class ParserDecoder:
                 continue  # set by an earlier frame, not by this one
             slot[0] = sensor
             made = slot[1]
-            fresh = made is False
-            if fresh:
-                made = slot[1] = self._point(slot[2], descriptions.get(slot[2]), sensor.native_value, binary)
             if made is None:
-                continue
+                continue  # not reported
+            fresh = 1
+            if made is False:
+                made = slot[1] = self._point(slot[2], descriptions.get(slot[2]), sensor.native_value, binary)
+                if made is None:
+                    continue
+                fresh = 2
             key, unit, kind, plain, point, counts = made
             value = sensor.native_value
             if value.__class__ is not plain:
                 value = units.value(point, value)
                 if value is None:
                     continue
-            out.append(_measurement((key, value, unit, kind)))
-            if counts:
-                news = 2 if fresh else news or 1
+            out.append(_new(Measurement, (key, value, unit, kind)))
+            if counts and fresh > news:
+                news = fresh
         return news
 
     def _point(self, device_key: Any, description: Any, native: object, binary: bool) -> _Made | None:

@@ -288,7 +288,9 @@ class BleAdapter(Adapter[BleConfig]):
         if not device.online:  # the Hub holds this Device: it is the one _register added
             self.set_online(device_id, True)
         ts = time.time()
-        self._pending += [_new(Reading, (device_id, key, value, ts, GOOD)) for key, value, _, _ in measurements]
+        append = self._pending.append
+        for key, value, _, _ in measurements:
+            append(_new(Reading, (device_id, key, value, ts, GOOD)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

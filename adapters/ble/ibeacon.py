@@ -6,6 +6,7 @@ presence: a beacon is a device that is online while it is heard."""
 from __future__ import annotations
 
 import functools
+import struct
 import uuid
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ COMPANY_ID = 0x004C
 _PREFIX = b"\x02\x15"
 _new = tuple.__new__  # a Measurement or Decoded made from its fields without a call into Python code
 _PRESENT = Measurement("present", True, None, ValueType.BOOL)
+_LAYOUT = struct.Struct(">2x16sHHb")  # after the prefix: proximity UUID, major, minor, power at 1 m
 
 
 class IBeacon(NamedTuple):
@@ -37,9 +39,8 @@ def decode(data: bytes) -> IBeacon | None:
     """Return the beacon in Apple manufacturer data, or None if it is another Apple frame."""
     if len(data) != 23 or not data.startswith(_PREFIX):
         return None
-    power = data[22] - 256 if data[22] > 127 else data[22]
-    return IBeacon(_uuid_text(data[2:18]), int.from_bytes(data[18:20], "big"), int.from_bytes(data[20:22], "big"),
-                   power)  # fmt: skip
+    raw, major, minor, power = _LAYOUT.unpack(data)
+    return _new(IBeacon, (_uuid_text(raw), major, minor, power))
 
 
 @functools.lru_cache(maxsize=256)

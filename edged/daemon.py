@@ -331,6 +331,7 @@ class Daemon:
             if name not in self._units:
                 self._start_unit(name, settings, factories[name])
         started = [n for n in new_plan if n not in old_plan or n in gone]
+        self.fleet.config_changed()
         gc.freeze()
         log.info("configuration reloaded: %d unit(s) restarted or started, %d stopped",
                  len(started), len([n for n in gone if n not in new_plan]))

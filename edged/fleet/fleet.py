@@ -69,8 +69,12 @@ class Fleet:
 
     async def reload(self) -> bool:
         ok = await self.gateway.reload()
-        self._digest_now.set()
+        self.config_changed()
         return ok
+
+    def config_changed(self) -> None:
+        """The gateway took a new configuration: publish a digest at once (or stop, or start)."""
+        self._digest_now.set()
 
     @property
     def enabled(self) -> bool:
@@ -194,8 +198,9 @@ class Fleet:
                     last_key, last_sent = key, time.monotonic()
                     rules_before = rule_totals(self.view)
             self._digest_now.clear()
+            # Turned off, the digest waits for a new configuration: an idle gateway wakes no more for it.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DIGEST_POLL):
+                async with asyncio.timeout(DIGEST_POLL if settings.enabled else None):
                     await self._digest_now.wait()
 
     async def _publish(self, payload: bytes) -> bool:

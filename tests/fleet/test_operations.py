@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,15 @@ async def retained_state(broker: Broker) -> dict[str, Any]:
             assert message.retain
             return json.loads(message.payload)  # type: ignore[arg-type,no-any-return]
     raise AssertionError("no state digest")
+
+
+async def test_remote_config_turned_on_by_a_reload_publishes_the_state_digest(tmp_path: Path, broker: Broker, cloud: Cloud,
+                                                                              http_port: int) -> None:  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(broker.port, http_port).replace("  enabled: true", "  enabled: false"))
+    async with gateway(path, http_port) as process:
+        path.write_text(config_text(broker.port, http_port))
+        process.signal(signal.SIGHUP)
+        await process.wait_line("configuration reloaded")
+        state = await cloud.until(lambda: cloud.on("state"), timeout=10)
+        assert state[-1]["config"]["id"] == "local"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TaskSet:
@@ -55,9 +56,10 @@ class TaskSet:
             await asyncio.wait(tasks, timeout=timeout)
 
 
-async def wait_until(changed: asyncio.Event, predicate: Callable[[], object], timeout: float | None = None) -> None:
-    """Return once ``predicate()`` is true, checked again each time ``changed`` is set; ``TimeoutError`` after ``timeout``."""
+async def wait_until(changed: asyncio.Event, predicate: Callable[[], T], timeout: float | None = None) -> T:
+    """``predicate()``'s first true result, checked again each time ``changed`` is set; ``TimeoutError`` after ``timeout``."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not (result := predicate()):
             changed.clear()
             await changed.wait()
+        return result

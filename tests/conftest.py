@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from edged.hub import Hub
+from edged.tasks import wait_until
 
 if TYPE_CHECKING:
     from tests.uplink.peers import Broker
@@ -40,13 +41,7 @@ class Watch:
         self._changed.set()
 
     async def until(self, predicate: Callable[[], object], timeout: float = 10.0) -> object:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = predicate()
-                if result:
-                    return result
-                self._changed.clear()
-                await self._changed.wait()
+        return await wait_until(self._changed, predicate, timeout)
 
 
 @pytest.fixture

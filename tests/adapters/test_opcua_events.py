@@ -6,7 +6,6 @@ import asyncio
 import json
 import textwrap
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import yaml
@@ -24,18 +23,10 @@ from edged.rules.config import Rules
 from edged.rules.engine import RulesEngine
 from edged.uplink.config import UplinkConfig
 from edged.uplink.uplinks import single
-from tests.adapters.opcua_server import PlantServer, free_port
+from tests.adapters.opcua_server import PlantServer
 from tests.adapters.test_opcua import make_config
 from tests.conftest import Watch
 from tests.uplink.peers import collecting
-
-
-@pytest.fixture
-async def plant() -> AsyncIterator[PlantServer]:
-    server = PlantServer(free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def raise_alarm(plant: PlantServer, severity: int, message: str, *, active: bool) -> bytes:

@@ -3,24 +3,11 @@ readable log (no traceback, no library error for a fault edged reports itself)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from edged.adapters.opcua.adapter import OpcuaAdapter
 from edged.status.views import devices_json, status_json
 from edged.view import GatewayView
-from tests.adapters.opcua_server import PlantServer, free_port
 from tests.adapters.test_opcua import NS, make_config
 from tests.gateway_log import GatewayLog, gateway_log_fixture  # noqa: F401 - a fixture
-
-
-@pytest.fixture
-async def plant() -> AsyncIterator[PlantServer]:
-    server = PlantServer(free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def boiler(view: GatewayView) -> dict:

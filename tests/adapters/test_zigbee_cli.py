@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from edged.adapters.zigbee import cli
+
+
+@contextlib.asynccontextmanager
+async def serving(*routes: web.RouteDef) -> AsyncIterator[str]:
+    """A loopback HTTP server on a free port with these routes, standing in for the status API; its URL."""
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
@@ -27,16 +43,8 @@ async def api():
         seen.append((request.headers.get("Authorization"), await request.json()))
         return web.json_response({"removed": (await request.json())["device"]})
 
-    app = web.Application()
-    app.router.add_post("/api/adapters/zigbee/permit", permit)
-    app.router.add_post("/api/adapters/zigbee/remove", remove)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", seen, answer
-    await runner.cleanup()
+    async with serving(web.post("/api/adapters/zigbee/permit", permit), web.post("/api/adapters/zigbee/remove", remove)) as url:
+        yield url, seen, answer
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -99,14 +107,8 @@ async def group_api():
         }
         return web.json_response(answers[operation])
 
-    app = web.Application()
-    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    await runner.cleanup()
+    async with serving(web.route("*", "/api/adapters/zigbee/{operation:.+}", handle)) as url:
+        yield url, seen
 
 
 @pytest.mark.parametrize(
@@ -160,17 +162,9 @@ async def test_map_prints_links_weakest_first(capsys, monkeypatch):
         seen.append(f"{request.method} {request.path}")
         return web.json_response(found)
 
-    app = web.Application()
-    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
-    try:
+    async with serving(web.route("*", "/api/adapters/zigbee/{operation:.+}", handle)) as url:
         assert await asyncio.to_thread(cli.main, parse("map", "--scan", "--url", url)) == 0
-    finally:
-        await runner.cleanup()
     assert seen == ["POST /api/adapters/zigbee/map/scan"]
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("zigbee: 2 nodes, 2 links, 1 weak (LQI under 80)")
@@ -195,18 +189,10 @@ async def test_ota_list_and_update(capsys, monkeypatch):
             return web.json_response({"device": body["device"], "from_version": 0x10005, "to_version": 0x10006})
         return web.json_response({"devices": devices})
 
-    app = web.Application()
-    app.router.add_route("*", "/api/adapters/zigbee/{operation:.+}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     monkeypatch.setenv("EDGED_API_TOKEN", "t0ken")
-    try:
+    async with serving(web.route("*", "/api/adapters/zigbee/{operation:.+}", handle)) as url:
         assert await asyncio.to_thread(cli.main, parse("ota", "list", "--url", url)) == 0
         assert await asyncio.to_thread(cli.main, parse("ota", "update", "zigbee/00:0d:6f:00:0e:d9:ed:01", "--url", url)) == 0
-    finally:
-        await runner.cleanup()
     assert seen == [("/api/adapters/zigbee/ota", None),
                     ("/api/adapters/zigbee/ota/update", {"device": "zigbee/00:0d:6f:00:0e:d9:ed:01"})]
     assert capsys.readouterr().out.splitlines() == [

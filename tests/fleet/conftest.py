@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from edged.tasks import wait_until
 from tests.daemon_process import DaemonProcess, free_port
 from tests.uplink.peers import Broker
 
@@ -84,13 +85,7 @@ class Cloud:
             self._changed.set()
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = predicate()
-                if result:
-                    return result
-                self._changed.clear()
-                await self._changed.wait()
+        return await wait_until(self._changed, predicate, timeout)
 
     def on(self, topic: str) -> list[Any]:
         return [data for seen, data, _ in self.messages if seen == f"{PREFIX}/{topic}"]
